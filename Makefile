@@ -1,0 +1,38 @@
+# Two set-up commands keep working on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+MXVENV := .venv-mxnet
+PY := $(VENV)/bin/python
+MXPY := $(MXVENV)/bin/python
+
+.PHONY: demo test lint venv mxnet-venv bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(MXVENV)/.installed:
+	$(PYTHON) -m venv $(MXVENV)
+	$(MXPY) -m pip install -q --upgrade pip
+	$(MXPY) -m pip install -q mxnet==1.9.1 numpy==1.23.5 opencv-python-headless==4.8.1.78
+	touch $@
+
+venv: $(VENV)/.installed
+
+mxnet-venv: $(MXVENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) -m flows.demo
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(VENV)/.installed $(MXVENV)/.installed
+	$(VENV)/bin/ruff check .
+	RECFLOW_MXNET_PYTHON=$(abspath $(MXPY)) $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(MXVENV) build *.egg-info demo-output

@@ -1,0 +1,47 @@
+"""`recflow`: the command line. Each subcommand lives in its own module `flows/cmd_<name>.py`
+with `register(subparsers)` adding its parser and setting `func(args) -> int`. Modules import
+heavy dependencies (Prefect) inside `func`, so `recflow --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand name -> module; order is the order shown in --help
+COMMANDS: dict[str, str] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recflow",
+        description="Build, validate and read MXNet RecordIO image datasets (.rec/.idx/.lst).",
+    )
+    from recordio_core import __version__
+
+    parser.add_argument("--version", action="version", version=f"recflow {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS.values():
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("recflow: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:
+        print(f"recflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""RecordIO framing (dmlc-core): parts of `magic | lrec | data | padding`.
+
+Pure functions over bytes plus small streaming classes. See `docs`: `lrec = cflag << 29 |
+length`; cflag 0 whole, 1 first, 2 middle, 3 last part. The writer cuts a payload at every
+4-aligned occurrence of the magic word and drops that word; the reader puts it back.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from typing import IO, Protocol
+
+from recordio_core.errors import RecordIOError
+
+MAGIC = 0xCED7230A
+MAGIC_BYTES = struct.pack("<I", MAGIC)
+LENGTH_BITS = 29
+MAX_PART_LENGTH = (1 << LENGTH_BITS) - 1  # 512 MiB - 1: a part's data must fit in 29 bits
+_HEAD = struct.Struct("<II")
+HEAD_SIZE = _HEAD.size
+CFLAG_WHOLE, CFLAG_FIRST, CFLAG_MIDDLE, CFLAG_LAST = 0, 1, 2, 3
+
+
+def encode_lrec(cflag: int, length: int) -> int:
+    if not 0 <= cflag <= 3:
+        raise ValueError(f"cflag must be 0..3, got {cflag}")
+    if not 0 <= length <= MAX_PART_LENGTH:
+        raise ValueError(f"part length must be in [0, 2**29), got {length}")
+    return (cflag << LENGTH_BITS) | length
+
+
+def decode_lrec(lrec: int) -> tuple[int, int]:
+    """Return `(cflag, length)`."""
+    return lrec >> LENGTH_BITS, lrec & MAX_PART_LENGTH
+
+
+def padding(length: int) -> int:
+    """Zero bytes that follow `length` data bytes to reach a multiple of 4."""
+    return (-length) & 3
+
+
+def aligned_magic_offsets(payload: bytes | memoryview) -> list[int]:
+    """Offsets of the magic word at 4-aligned positions (only whole words) in `payload`."""
+    data = bytes(payload) if isinstance(payload, memoryview) else payload
+    hits: list[int] = []
+    end = len(data) - 3
+    pos = data.find(MAGIC_BYTES)
+    while pos != -1 and pos < end:
+        if pos & 3 == 0:
+            hits.append(pos)
+            pos = data.find(MAGIC_BYTES, pos + 4)
+        else:
+            pos = data.find(MAGIC_BYTES, pos + 1)
+    return hits
+
+
+def split_payload(payload: bytes) -> list[bytes]:
+    """Cut a payload into part data at each aligned magic word (the word itself is dropped)."""
+    hits = aligned_magic_offsets(payload)
+    if not hits:
+        return [payload]
+    chunks: list[bytes] = []
+    start = 0
+    for hit in hits:
+        chunks.append(payload[start:hit])
+        start = hit + 4
+    chunks.append(payload[start:])
+    return chunks
+
+
+def frame_record(payload: bytes) -> bytes:
+    """The exact bytes dmlc-core's writer emits for one record."""
+    if len(payload) > MAX_PART_LENGTH:
+        raise ValueError(
+            f"a record payload must be shorter than 2**29 bytes, got {len(payload)} bytes"
+        )
+    chunks = split_payload(payload)
+    if len(chunks) == 1:
+        n = len(payload)
+        return _HEAD.pack(MAGIC, n) + payload + b"\0" * padding(n)
+    out = bytearray()
+    last = len(chunks) - 1
+    for i, chunk in enumerate(chunks):
+        cflag = CFLAG_FIRST if i == 0 else (CFLAG_LAST if i == last else CFLAG_MIDDLE)
+        out += _HEAD.pack(MAGIC, (cflag << LENGTH_BITS) | len(chunk))
+        out += chunk
+    out += b"\0" * padding(len(chunks[-1]))
+    return bytes(out)
+
+
+class ByteSource(Protocol):
+    """Random access to the bytes of a `.rec`: its size and positional reads."""
+
+    name: str
+    size: int
+
+    def pread(self, offset: int, n: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class MmapSource:
+    """A local file mapped into memory: the fastest way to read records."""
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        self._fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self._fd).st_size
+        self._mm: mmap.mmap | None = (
+            mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) if self.size else None
+        )
+
+    def pread(self, offset: int, n: int) -> bytes:
+        if self._mm is None:
+            return b""
+        return self._mm[offset : offset + n]
+
+    def head(self, offset: int) -> tuple[int, int]:
+        if self._mm is None or offset + HEAD_SIZE > self.size:
+            raise IndexError(offset)
+        return _HEAD.unpack_from(self._mm, offset)
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class FileSource:
+    """Any seekable binary file object (an fsspec file for S3 and other remote stores)."""
+
+    def __init__(self, fileobj: IO[bytes], name: str, size: int | None = None) -> None:
+        self.name = name
+        self._f = fileobj
+        if size is None:
+            fileobj.seek(0, os.SEEK_END)
+            size = fileobj.tell()
+        self.size = size
+
+    def pread(self, offset: int, n: int) -> bytes:
+        self._f.seek(offset)
+        return self._f.read(n)
+
+    def head(self, offset: int) -> tuple[int, int]:
+        data = self.pread(offset, HEAD_SIZE)
+        if len(data) < HEAD_SIZE:
+            raise IndexError(offset)
+        return _HEAD.unpack(data)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def read_record_at(src: MmapSource | FileSource, offset: int) -> tuple[bytes, int]:
+    """Read the record starting at `offset`; return `(payload, offset of the next record)`.
+
+    Raises `RecordIOError` naming the file and offset for a wrong magic word, a part flag out
+    of order, a length past the end of the file, or a truncated record. Never reads more than
+    the file holds.
+    """
+    size = src.size
+    if offset < 0 or offset & 3 or offset >= size:
+        raise RecordIOError(
+            f"{src.name}: offset {offset} is not a record start (file size {size} bytes)"
+        )
+    parts: list[bytes] = []
+    pos = offset
+    while True:
+        try:
+            magic, lrec = src.head(pos)
+        except IndexError:
+            raise RecordIOError(
+                f"{src.name}: truncated record at offset {offset}: the file ends at {size} "
+                f"bytes inside a part header at {pos}"
+            ) from None
+        if magic != MAGIC:
+            raise RecordIOError(
+                f"{src.name}: no RecordIO magic word at offset {pos} (found 0x{magic:08X}, "
+                f"expected 0x{MAGIC:08X}); the offset is not at a record start or the file is "
+                "corrupt"
+            )
+        cflag, length = lrec >> LENGTH_BITS, lrec & MAX_PART_LENGTH
+        first = pos == offset
+        if first and cflag not in (CFLAG_WHOLE, CFLAG_FIRST):
+            raise RecordIOError(
+                f"{src.name}: offset {pos} holds a continuation part (cflag {cflag}), "
+                "not a record start"
+            )
+        if not first and cflag not in (CFLAG_MIDDLE, CFLAG_LAST):
+            raise RecordIOError(
+                f"{src.name}: record at offset {offset} is cut short: part at {pos} has cflag "
+                f"{cflag}, expected a middle or last part"
+            )
+        data_start = pos + HEAD_SIZE
+        if length > size - data_start:
+            raise RecordIOError(
+                f"{src.name}: record at offset {offset}: part at {pos} declares {length} bytes "
+                f"but only {size - data_start} remain in the file"
+            )
+        data = src.pread(data_start, length)
+        pos = data_start + length
+        if cflag in (CFLAG_WHOLE, CFLAG_LAST):
+            pos += (-length) & 3
+            if parts:
+                parts.append(data)
+                return MAGIC_BYTES.join(parts), pos
+            return data, pos
+        parts.append(data)
+
+
+def is_record_start(src: MmapSource | FileSource, offset: int) -> bool:
+    """True if `offset` holds a magic word whose part starts a record (cflag 0 or 1)."""
+    try:
+        magic, lrec = src.head(offset)
+    except IndexError:
+        return False
+    return magic == MAGIC and (lrec >> LENGTH_BITS) in (CFLAG_WHOLE, CFLAG_FIRST)
+
+
+def find_record_start(src: MmapSource | FileSource, offset: int, end: int | None = None) -> int:
+    """First 4-aligned offset >= `offset` (and < `end`) holding a record start, else `src.size`.
+
+    This is how a reader resynchronises in the middle of a file (MXNet's byte-range parts).
+    """
+    stop = src.size if end is None else min(end, src.size)
+    pos = (offset + 3) & ~3
+    block = 1 << 20
+    while pos < stop:
+        chunk = src.pread(pos, min(block, stop - pos) + 4)
+        i = chunk.find(MAGIC_BYTES)
+        while i != -1:
+            cand = pos + i
+            if cand >= stop:
+                break
+            if cand & 3 == 0 and is_record_start(src, cand):
+                return cand
+            i = chunk.find(MAGIC_BYTES, i + 1)
+        pos += block
+    return src.size
+
+
+def open_source(url: str, storage_options: dict | None = None) -> MmapSource | FileSource:
+    """Open a `.rec` URL for random access (mmap for local files, fsspec otherwise)."""
+    from recordio_core.fsio import get_fs, is_local
+
+    fs, path = get_fs(url, storage_options)
+    if is_local(fs):
+        return MmapSource(path)
+    size = fs.size(path)
+    return FileSource(fs.open(path, "rb", block_size=4 << 20, cache_type="readahead"), url, size)
+
+
+def iter_records(
+    src: MmapSource | FileSource, start: int = 0, end: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Yield `(offset, payload)` for records that start in `[start, end)`."""
+    stop = src.size if end is None else min(end, src.size)
+    pos = start
+    while pos < stop:
+        payload, nxt = read_record_at(src, pos)
+        yield pos, payload
+        pos = nxt
+
+
+class RecordWriter:
+    """Append records to a binary file object; `write` returns each record's offset."""
+
+    def __init__(self, fileobj: IO[bytes], start: int = 0) -> None:
+        self._f = fileobj
+        self._pos = start
+
+    def tell(self) -> int:
+        return self._pos
+
+    def write(self, payload: bytes) -> int:
+        offset = self._pos
+        data = frame_record(payload)
+        self._f.write(data)
+        self._pos += len(data)
+        return offset

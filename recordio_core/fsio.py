@@ -1,0 +1,127 @@
+"""fsspec helpers: one way to open URLs, join them, and write files atomically.
+
+Paths are fsspec URLs (`/local/path`, `file://...`, `s3://bucket/key`, `memory://...`);
+`storage_options` are passed to fsspec untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+StorageOptions = Mapping[str, Any] | None
+
+
+def get_fs(
+    url: str, storage_options: StorageOptions = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return `(filesystem, path)` for a URL; `path` is what the filesystem's methods take."""
+    return url_to_fs(url, **dict(storage_options or {}))
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def join_url(base: str, *parts: str) -> str:
+    """Join URL parts with `/` (also for local paths); `base` keeps its scheme."""
+    out = base.rstrip("/") if len(base) > 1 else base
+    for part in parts:
+        part = part.replace("\\", "/")
+        out = posixpath.join(out, part) if out else part
+    return out
+
+
+def url_basename(url: str) -> str:
+    return posixpath.basename(url.rstrip("/"))
+
+
+def url_dirname(url: str) -> str:
+    head, _, _ = url.rstrip("/").rpartition("/")
+    return head
+
+
+def open_url(
+    url: str, mode: str = "rb", storage_options: StorageOptions = None, **kwargs: Any
+) -> IO:
+    """Open a URL with fsspec (the returned object is a context manager)."""
+    fs, path = get_fs(url, storage_options)
+    return fs.open(path, mode, **kwargs)
+
+
+def read_bytes(url: str, storage_options: StorageOptions = None) -> bytes:
+    fs, path = get_fs(url, storage_options)
+    return fs.cat_file(path)
+
+
+def read_text(url: str, storage_options: StorageOptions = None, encoding: str = "utf-8") -> str:
+    return read_bytes(url, storage_options).decode(encoding)
+
+
+def exists(url: str, storage_options: StorageOptions = None) -> bool:
+    fs, path = get_fs(url, storage_options)
+    return fs.exists(path)
+
+
+@contextlib.contextmanager
+def atomic_write(
+    url: str, storage_options: StorageOptions = None, mode: str = "wb"
+) -> Iterator[IO]:
+    """Write `url` so that it exists only once complete.
+
+    Local files are written to a hidden temporary name in the same folder and renamed with
+    `os.replace`. Object stores (S3) make an object visible only when its upload completes, so
+    the final key is written directly; on an exception the upload is discarded. Other
+    filesystems write a temporary name and move it.
+    """
+    fs, path = get_fs(url, storage_options)
+    if is_local(fs):
+        directory, name = os.path.split(path)
+        os.makedirs(directory or ".", exist_ok=True)
+        tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+        try:
+            with open(tmp, mode) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if {"s3", "s3a", "gs", "gcs", "az", "abfs"} & set(protocols):
+        f = fs.open(path, mode)
+        try:
+            yield f
+        except BaseException:
+            discard = getattr(f, "discard", None)
+            if discard is not None:
+                discard()
+            raise
+        f.close()
+        return
+    parent = posixpath.dirname(path)
+    tmp = posixpath.join(parent, f".{posixpath.basename(path)}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        with fs.open(tmp, mode) as f:
+            yield f
+        fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp)
+        raise
+
+
+def write_bytes_atomic(url: str, data: bytes, storage_options: StorageOptions = None) -> None:
+    with atomic_write(url, storage_options) as f:
+        f.write(data)

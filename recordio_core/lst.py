@@ -1,0 +1,138 @@
+"""`.lst` files: `index<TAB>label[<TAB>label ...]<TAB>relative/path` per line.
+
+Reading is strict where im2rec.py was silent: a malformed line is a `ListFileError` naming the
+file and line, raised before any packing starts. Like MXNet, fields are split on tabs and
+stripped of surrounding white space, CRLF line ends are accepted and blank lines are skipped.
+Writing uses im2rec.py's exact format (`%d`, labels as `%f`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from recordio_core.errors import ListFileError
+from recordio_core.fsio import StorageOptions, read_text, write_bytes_atomic
+
+
+@dataclass(frozen=True)
+class LstEntry:
+    """One line of a `.lst`: the record key, its float labels and the image's relative path."""
+
+    index: int
+    labels: tuple[float, ...]
+    path: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.index, int) or self.index < 0 or self.index >= 1 << 64:
+            raise ValueError(f"index must be an int in [0, 2**64), got {self.index!r}")
+        if not self.labels:
+            raise ValueError(f"entry {self.index} ({self.path!r}) needs at least one label")
+        if not self.path:
+            raise ValueError(f"entry {self.index} has an empty path")
+
+    @property
+    def label(self) -> float:
+        """The first label (what im2rec puts in the header without pack_label)."""
+        return self.labels[0]
+
+
+def format_lst_line(entry: LstEntry) -> str:
+    """One line exactly as im2rec.py writes it (labels with `%f`)."""
+    labels = "".join(f"{v:f}\t" for v in entry.labels)
+    return f"{entry.index}\t{labels}{entry.path}\n"
+
+
+def format_lst(entries: Iterable[LstEntry]) -> str:
+    return "".join(format_lst_line(e) for e in entries)
+
+
+def parse_lst_line(
+    line: str, *, source: str = "<lst>", lineno: int = 1, label_width: int | None = None
+) -> LstEntry | None:
+    """Parse one line; `None` for a blank line. Raises `ListFileError` naming source and line."""
+    text = line.rstrip("\r\n")
+    if not text.strip():
+        return None
+    fields = [f.strip() for f in text.strip().split("\t")]
+    if len(fields) < 3:
+        raise ListFileError(
+            source,
+            lineno,
+            f"expected 'index<TAB>label[<TAB>label...]<TAB>path' (at least 3 tab-separated "
+            f"columns), found {len(fields)}: {text!r}",
+        )
+    try:
+        index = int(fields[0])
+    except ValueError:
+        raise ListFileError(source, lineno, f"index {fields[0]!r} is not an integer") from None
+    if index < 0 or index >= 1 << 64:
+        raise ListFileError(source, lineno, f"index {index} is outside [0, 2**64)")
+    labels: list[float] = []
+    for col, raw in enumerate(fields[1:-1], start=2):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ListFileError(
+                source, lineno, f"label in column {col} ({raw!r}) is not a number"
+            ) from None
+        if math.isnan(value) or math.isinf(value):
+            raise ListFileError(source, lineno, f"label in column {col} ({raw!r}) is not finite")
+        labels.append(value)
+    path = fields[-1]
+    if not path:
+        raise ListFileError(source, lineno, "the path (last column) is empty")
+    if label_width is not None and len(labels) != label_width:
+        raise ListFileError(
+            source,
+            lineno,
+            f"label_width={label_width} but the line has {len(labels)} label column(s)",
+        )
+    return LstEntry(index=index, labels=tuple(labels), path=path)
+
+
+def parse_lst(
+    text: str,
+    *,
+    source: str = "<lst>",
+    label_width: int | None = None,
+    allow_duplicates: bool = False,
+) -> list[LstEntry]:
+    """Parse a whole `.lst` text. Duplicate indices are an error naming both lines."""
+    entries: list[LstEntry] = []
+    seen: dict[int, int] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        entry = parse_lst_line(line, source=source, lineno=lineno, label_width=label_width)
+        if entry is None:
+            continue
+        if not allow_duplicates:
+            first = seen.setdefault(entry.index, lineno)
+            if first != lineno:
+                raise ListFileError(
+                    source, lineno, f"duplicate index {entry.index} (first seen on line {first})"
+                )
+        entries.append(entry)
+    return entries
+
+
+def read_lst(
+    url: str,
+    storage_options: StorageOptions = None,
+    *,
+    label_width: int | None = None,
+    allow_duplicates: bool = False,
+) -> list[LstEntry]:
+    """Read and parse a `.lst` from any fsspec URL."""
+    try:
+        text = read_text(url, storage_options)
+    except UnicodeDecodeError as exc:
+        raise ListFileError(url, 0, f"not UTF-8 text ({exc})") from None
+    return parse_lst(text, source=url, label_width=label_width, allow_duplicates=allow_duplicates)
+
+
+def write_lst(
+    url: str, entries: Sequence[LstEntry], storage_options: StorageOptions = None
+) -> None:
+    """Write a `.lst` atomically in im2rec.py's format."""
+    write_bytes_atomic(url, format_lst(entries).encode("utf-8"), storage_options)
