@@ -1,0 +1,282 @@
+"""Listing images under a root (local or any fsspec URL) the way MXNet's im2rec.py does.
+
+`list_images` returns the same entries, order, labels and indices as im2rec.py's `list_image`:
+
+- non-recursive: the root's own files, sorted by name, all label 0;
+- recursive: a top-down walk with sorted folders and sorted files (folders followed through
+  symlinks, like `os.walk(followlinks=True)`); each folder that holds an image gets the next
+  label in walk order; the **class map** (folder relative to root, `"."` for the root itself ->
+  label) is what im2rec.py only prints; here it is kept and can be saved as JSON.
+
+A file is an image when `os.path.splitext(name)[1].lower()` is one of `exts` (compared
+case-insensitively, so `.JPG` in `exts` works too, which im2rec.py silently never matches).
+
+Local roots are walked with `os.walk`/`os.listdir` exactly as im2rec.py does (fsspec's local
+listing does not follow symlinks); other filesystems (`s3://...`, `memory://...`) are listed with
+one `fs.find` and put in the same walk order.
+
+Files whose relative path cannot be written to a `.lst` and read back (a tab, newline or
+carriage return in the name, white space at either end of the path, a name that is not valid
+UTF-8) are left out and reported in `Listing.skipped` with the reason; im2rec.py would write a
+line it cannot read back.
+
+`parse_lst_cc` reads a user-written list the way im2rec.cc (the C++ tool) does: white-space
+separated `index label [label ...] path`, where the path is the rest of the line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import posixpath
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from recordio_core.errors import ListFileError
+from recordio_core.fsio import StorageOptions, get_fs, is_local, read_text, write_bytes_atomic
+from recordio_core.lst import LstEntry, parse_lst_line
+
+DEFAULT_EXTS: tuple[str, ...] = (".jpeg", ".jpg", ".png")
+
+_BAD_PATH_CHARS = ("\t", "\n", "\r")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The images found under a root, as `.lst` entries, and the class map (folder -> label).
+
+    `skipped` holds `(relative path, reason)` for image files that could not be listed.
+    """
+
+    entries: tuple[LstEntry, ...]
+    class_map: dict[str, int]
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        labels = list(self.class_map.values())
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"class map labels must be unique, got {self.class_map!r}")
+
+
+def normalize_exts(exts: Iterable[str]) -> tuple[str, ...]:
+    """Lower-case and check extensions: each must start with '.', e.g. ('.jpg', '.png')."""
+    if isinstance(exts, str):
+        raise ValueError(f"exts must be a sequence of extensions like ('.jpg',), got {exts!r}")
+    out: list[str] = []
+    for ext in exts:
+        if not isinstance(ext, str) or len(ext) < 2 or not ext.startswith(".") or "/" in ext:
+            raise ValueError(
+                f"each extension must start with '.' and name a suffix, e.g. '.jpg'; got {ext!r}"
+            )
+        low = ext.lower()
+        if low not in out:
+            out.append(low)
+    if not out:
+        raise ValueError("exts must name at least one extension, e.g. ('.jpg', '.png')")
+    return tuple(out)
+
+
+def _path_problem(rel: str) -> str | None:
+    """Why `rel` cannot round-trip through a `.lst` line, or None if it can."""
+    if any(c in rel for c in _BAD_PATH_CHARS):
+        return "the path contains a tab, newline or carriage return, which a .lst cannot hold"
+    if rel != rel.strip():
+        return "the path starts or ends with white space, which .lst readers strip"
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the file name is not valid UTF-8"
+    return None
+
+
+def _walk_local(root: str, recursive: bool) -> Iterator[tuple[str, str]]:
+    """Yield `(folder relative to root, file name)` for regular files, in im2rec.py's order."""
+    if not os.path.isdir(root):
+        if os.path.exists(root):
+            raise NotADirectoryError(f"image root {root!r} is not a folder")
+        raise FileNotFoundError(f"image root {root!r} does not exist")
+    if recursive:
+        for path, dirs, files in os.walk(root, followlinks=True):
+            dirs.sort()
+            files.sort()
+            rel_dir = os.path.relpath(path, root)
+            for fname in files:
+                if os.path.isfile(os.path.join(path, fname)):
+                    yield rel_dir, fname
+    else:
+        for fname in sorted(os.listdir(root)):
+            if os.path.isfile(os.path.join(root, fname)):
+                yield ".", fname
+
+
+def _walk_key(rel: str) -> tuple[tuple[int, str], ...]:
+    """Sort key giving os.walk's top-down order: a folder's files, then its sorted subfolders."""
+    parts = rel.split("/")
+    return (*((1, d) for d in parts[:-1]), (0, parts[-1]))
+
+
+def _walk_fsspec(fs, root: str, recursive: bool) -> Iterator[tuple[str, str]]:
+    if not fs.isdir(root):
+        if fs.exists(root):
+            raise NotADirectoryError(f"image root {root!r} is not a folder")
+        raise FileNotFoundError(f"image root {root!r} does not exist (or holds no files)")
+    base = root.rstrip("/")
+    prefix = base + "/" if base else ""
+    if recursive:
+        names = fs.find(base, withdirs=False, detail=False)
+    else:
+        names = [i["name"] for i in fs.ls(base, detail=True) if i.get("type") == "file"]
+    rels = []
+    for name in names:
+        name = name.rstrip("/")
+        if not name.startswith(prefix) or name == base:
+            continue
+        rel = name[len(prefix) :]
+        if rel and "" not in rel.split("/"):
+            rels.append(rel)
+    for rel in sorted(set(rels), key=_walk_key):
+        folder, _, fname = rel.rpartition("/")
+        yield (folder or "."), fname
+
+
+def list_images(
+    root: str,
+    *,
+    recursive: bool = False,
+    exts: Sequence[str] = DEFAULT_EXTS,
+    storage_options: StorageOptions = None,
+) -> Listing:
+    """List the images under `root` with im2rec.py's entries, order, labels and indices."""
+    wanted = normalize_exts(exts)
+    fs, path = get_fs(root, storage_options)
+    walk = _walk_local(path, recursive) if is_local(fs) else _walk_fsspec(fs, path, recursive)
+    entries: list[LstEntry] = []
+    class_map: dict[str, int] = {}
+    skipped: list[tuple[str, str]] = []
+    for rel_dir, fname in walk:
+        if posixpath.splitext(fname)[1].lower() not in wanted:
+            continue
+        rel = fname if rel_dir == "." else posixpath.join(rel_dir, fname)
+        problem = _path_problem(rel)
+        if problem is not None:
+            skipped.append((rel.encode("utf-8", "backslashreplace").decode("utf-8"), problem))
+            continue
+        label = class_map.setdefault(rel_dir, len(class_map)) if recursive else 0
+        entries.append(LstEntry(index=len(entries), labels=(float(label),), path=rel))
+    if not recursive and entries:
+        class_map = {".": 0}
+    return Listing(entries=tuple(entries), class_map=class_map, skipped=tuple(skipped))
+
+
+def format_class_map(class_map: Mapping[str, int]) -> str:
+    """The lines im2rec.py prints for a recursive listing: `folder label`, in label order."""
+    return "".join(f"{k} {v}\n" for k, v in sorted(class_map.items(), key=lambda kv: kv[1]))
+
+
+def _check_class_map(data: object, source: str) -> dict[str, int]:
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: a class map must be a JSON object {{folder: label}}")
+    out: dict[str, int] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"{source}: class map keys must be folder names, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(
+                f"{source}: the label of {key!r} must be a non-negative integer, got {value!r}"
+            )
+        out[key] = value
+    if len(set(out.values())) != len(out):
+        raise ValueError(f"{source}: class map labels must be unique, got {out!r}")
+    return dict(sorted(out.items(), key=lambda kv: kv[1]))
+
+
+def write_class_map(
+    url: str, class_map: Mapping[str, int], storage_options: StorageOptions = None
+) -> None:
+    """Save the class map as a JSON object `{folder: label}` in label order (atomic write)."""
+    checked = _check_class_map(dict(class_map), url)
+    text = json.dumps(checked, indent=2, ensure_ascii=False) + "\n"
+    write_bytes_atomic(url, text.encode("utf-8"), storage_options)
+
+
+def read_class_map(url: str, storage_options: StorageOptions = None) -> dict[str, int]:
+    """Read a class map written by `write_class_map`; malformed content is a ValueError."""
+    try:
+        data = json.loads(read_text(url, storage_options))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{url}: not a JSON class map ({exc})") from None
+    return _check_class_map(data, url)
+
+
+def parse_lst_cc(
+    text: str,
+    *,
+    source: str = "<lst>",
+    label_width: int = 1,
+    first_lineno: int = 1,
+    allow_duplicates: bool = False,
+) -> list[LstEntry]:
+    """Parse a list the way im2rec.cc reads it, but strictly.
+
+    A line holding tabs is read as im2rec.py writes it (tab-separated, exactly `label_width`
+    labels). Otherwise fields are separated by any white space: `index`, `label_width` labels,
+    and the rest of the line (stripped) is the path, so a path may contain spaces. Blank lines
+    are skipped; a malformed line is a `ListFileError` (im2rec.cc skips or aborts).
+    `first_lineno` numbers the first line of `text` (for a slice of a bigger file). A repeated
+    index is an error naming both lines unless `allow_duplicates`.
+    """
+    if not isinstance(label_width, int) or label_width < 1:
+        raise ValueError(f"label_width must be an integer >= 1, got {label_width!r}")
+    entries: list[LstEntry] = []
+    seen: dict[int, int] = {}
+    for lineno, line in enumerate(text.splitlines(), start=first_lineno):
+        if not line.strip():
+            continue
+        entry = _parse_cc_line(line, source, lineno, label_width)
+        if not allow_duplicates:
+            first = seen.setdefault(entry.index, lineno)
+            if first != lineno:
+                raise ListFileError(
+                    source, lineno, f"duplicate index {entry.index} (first seen on line {first})"
+                )
+        entries.append(entry)
+    return entries
+
+
+def _parse_cc_line(line: str, source: str, lineno: int, label_width: int) -> LstEntry:
+    if "\t" in line:
+        entry = parse_lst_line(line, source=source, lineno=lineno, label_width=label_width)
+        if entry is None:  # pragma: no cover - blank lines are skipped by the caller
+            raise ListFileError(source, lineno, "blank line")
+        return entry
+    fields = line.split(None, label_width + 1)
+    if len(fields) < label_width + 2:
+        raise ListFileError(
+            source,
+            lineno,
+            f"expected 'index label{' label' * (label_width - 1)} path' "
+            f"(label_width={label_width}), found {len(fields)} field(s): {line!r}",
+        )
+    try:
+        index = int(fields[0])
+    except ValueError:
+        raise ListFileError(source, lineno, f"index {fields[0]!r} is not an integer") from None
+    if index < 0 or index >= 1 << 64:
+        raise ListFileError(source, lineno, f"index {index} is outside [0, 2**64)")
+    labels: list[float] = []
+    for col, raw in enumerate(fields[1:-1], start=2):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ListFileError(
+                source,
+                lineno,
+                f"label in field {col} ({raw!r}) is not a number "
+                f"(is label_width={label_width} right?)",
+            ) from None
+        if math.isnan(value) or math.isinf(value):
+            raise ListFileError(source, lineno, f"label in field {col} ({raw!r}) is not finite")
+        labels.append(value)
+    path = fields[-1].strip()
+    return LstEntry(index=index, labels=tuple(labels), path=path)
