@@ -20,6 +20,7 @@ MAGIC_BYTES = struct.pack("<I", MAGIC)
 LENGTH_BITS = 29
 MAX_PART_LENGTH = (1 << LENGTH_BITS) - 1  # 512 MiB - 1: a part's data must fit in 29 bits
 _HEAD = struct.Struct("<II")
+_unpack_head = _HEAD.unpack_from
 HEAD_SIZE = _HEAD.size
 CFLAG_WHOLE, CFLAG_FIRST, CFLAG_MIDDLE, CFLAG_LAST = 0, 1, 2, 3
 
@@ -109,24 +110,25 @@ class MmapSource:
         self.name = path
         self._fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self._fd).st_size
-        self._mm: mmap.mmap | None = (
+        # `mm` is the mapping (None for an empty file); `read_record_at` slices it directly.
+        self.mm: mmap.mmap | None = (
             mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) if self.size else None
         )
 
     def pread(self, offset: int, n: int) -> bytes:
-        if self._mm is None:
+        if self.mm is None:
             return b""
-        return self._mm[offset : offset + n]
+        return self.mm[offset : offset + n]
 
     def head(self, offset: int) -> tuple[int, int]:
-        if self._mm is None or offset + HEAD_SIZE > self.size:
+        if self.mm is None or offset + HEAD_SIZE > self.size:
             raise IndexError(offset)
-        return _HEAD.unpack_from(self._mm, offset)
+        return _HEAD.unpack_from(self.mm, offset)
 
     def close(self) -> None:
-        if self._mm is not None:
-            self._mm.close()
-            self._mm = None
+        if self.mm is not None:
+            self.mm.close()
+            self.mm = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -134,6 +136,8 @@ class MmapSource:
 
 class FileSource:
     """Any seekable binary file object (an fsspec file for S3 and other remote stores)."""
+
+    mm = None  # not mapped: `read_record_at` takes the general path
 
     def __init__(self, fileobj: IO[bytes], name: str, size: int | None = None) -> None:
         self.name = name
@@ -169,6 +173,19 @@ def read_record_at(src: MmapSource | FileSource, offset: int) -> tuple[bytes, in
         raise RecordIOError(
             f"{src.name}: offset {offset} is not a record start (file size {size} bytes)"
         )
+    mm = src.mm
+    if mm is not None and offset + HEAD_SIZE <= size:
+        # Fast path: a whole record (cflag 0) in a mapped file, one slice and no list.
+        magic, lrec = _unpack_head(mm, offset)
+        end = offset + HEAD_SIZE + lrec
+        if magic == MAGIC and lrec <= MAX_PART_LENGTH and end <= size:
+            return mm[offset + HEAD_SIZE : end], end + ((-lrec) & 3)
+    return _read_record_slow(src, offset)
+
+
+def _read_record_slow(src: MmapSource | FileSource, offset: int) -> tuple[bytes, int]:
+    """`read_record_at` for multi-part records, non-mapped files, and every error case."""
+    size = src.size
     parts: list[bytes] = []
     pos = offset
     while True:
@@ -180,10 +197,11 @@ def read_record_at(src: MmapSource | FileSource, offset: int) -> tuple[bytes, in
                 f"bytes inside a part header at {pos}"
             ) from None
         if magic != MAGIC:
+            where = "" if pos == offset else f"record at offset {offset} is corrupt: "
             raise RecordIOError(
-                f"{src.name}: no RecordIO magic word at offset {pos} (found 0x{magic:08X}, "
-                f"expected 0x{MAGIC:08X}); the offset is not at a record start or the file is "
-                "corrupt"
+                f"{src.name}: {where}no RecordIO magic word at offset {pos} (found "
+                f"0x{magic:08X}, expected 0x{MAGIC:08X}); the offset is not at a record start "
+                "or the file is corrupt"
             )
         cflag, length = lrec >> LENGTH_BITS, lrec & MAX_PART_LENGTH
         first = pos == offset

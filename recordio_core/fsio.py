@@ -107,6 +107,9 @@ def atomic_write(
             discard = getattr(f, "discard", None)
             if discard is not None:
                 discard()
+            # s3fs's discard() leaves the file "open"; closing it later would try to upload
+            with contextlib.suppress(Exception):
+                f.closed = True
             raise
         f.close()
         return

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from recordio_core.errors import ListFileError
 from recordio_core.fsio import StorageOptions, read_text, write_bytes_atomic
+from recordio_core.textio import split_lines
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ def parse_lst_line(
     text = line.rstrip("\r\n")
     if not text.strip():
         return None
+    raw = text.split("\t")
+    if len(raw) >= 3 and not raw[-1].strip() and any(f.strip() for f in raw[1:-1]):
+        # a trailing tab: MXNet would silently take the last label as the path
+        raise ListFileError(source, lineno, f"the path (last column) is empty: {text!r}")
     fields = [f.strip() for f in text.strip().split("\t")]
     if len(fields) < 3:
         raise ListFileError(
@@ -102,7 +107,7 @@ def parse_lst(
     """Parse a whole `.lst` text. Duplicate indices are an error naming both lines."""
     entries: list[LstEntry] = []
     seen: dict[int, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(split_lines(text), start=1):
         entry = parse_lst_line(line, source=source, lineno=lineno, label_width=label_width)
         if entry is None:
             continue

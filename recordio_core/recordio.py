@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from recordio_core.errors import RecordIOError
+from recordio_core.errors import IndexFileError, RecordIOError
 from recordio_core.framing import (
     FileSource,
     MmapSource,
@@ -34,6 +34,18 @@ from recordio_core.framing import (
 )
 from recordio_core.fsio import get_fs, is_local
 from recordio_core.idx import format_idx, parse_idx
+
+# The current process id, kept up to date across fork() so the per-record process check is a
+# comparison, not a system call (MXNet calls getpid through multiprocessing on every read).
+_PID = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 IRHeader = namedtuple("HEADER", ["flag", "label", "id", "id2"])
 """Image record header: `flag` (label count, 0 for one label), `label`, `id`, `id2`."""
@@ -141,7 +153,7 @@ class MXRecordIO:
             self.writable = False
         else:
             raise ValueError(f"Invalid flag {self.flag!r}: use 'r' to read or 'w' to write")
-        self.pid = os.getpid()
+        self.pid = _PID
         self.is_open = True
 
     def __del__(self) -> None:
@@ -149,14 +161,13 @@ class MXRecordIO:
             self.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        is_open = self.is_open
-        self.close()
+        """Pickle the arguments, not the open file: the copy reopens it (a reader from the
+        start, like MXNet's). Unlike MXNet, the original stays open and keeps its position."""
         state = dict(self.__dict__)
-        state["is_open"] = is_open
         for key in ("_src", "_file", "_writer"):
             state[key] = None
-        if is_open:
-            self.open()
+        state["_pos"] = 0
+        state["pid"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -173,7 +184,8 @@ class MXRecordIO:
         self.close()
 
     def _check_pid(self, allow_reset: bool = False) -> None:
-        if self.pid != os.getpid():
+        """In a child process (after fork): reopen if `allow_reset`, else refuse (as MXNet)."""
+        if self.pid != _PID:
             if allow_reset:
                 self.reset()
             else:
@@ -197,21 +209,34 @@ class MXRecordIO:
         self.close()
         self.open()
 
+    def _not_open(self, action: str) -> RuntimeError:
+        if not self.is_open:
+            return RuntimeError(f"{self.uri}: the record file is closed; cannot {action}")
+        mode = "writing" if self.writable else "reading"
+        return RuntimeError(f"{self.uri}: opened for {mode}; cannot {action}")
+
     def write(self, buf: bytes) -> None:
-        if not self.writable or self._writer is None:
-            raise RuntimeError(f"{self.uri}: opened for reading; cannot write")
+        """Append one record (its payload bytes)."""
+        writer = self._writer
+        if writer is None:
+            raise self._not_open("write")
         self._check_pid(allow_reset=False)
-        self._writer.write(bytes(buf))
+        writer.write(bytes(buf))
 
     def read(self) -> bytes | None:
-        """The next record's payload, or None at the end of the file."""
-        if self.writable or self._src is None:
-            raise RuntimeError(f"{self.uri}: opened for writing; cannot read")
-        self._check_pid(allow_reset=True)
+        """The next record's payload, or None at the end of the file.
+
+        Like MXNet, reading on in a child process (after fork) is refused; `reset()` first.
+        """
         src = self._src
-        if self._pos >= src.size:
+        if src is None:
+            raise self._not_open("read")
+        if self.pid != _PID:
+            self._check_pid(allow_reset=False)
+        pos = self._pos
+        if pos >= src.size:
             return None
-        payload, self._pos = read_record_at(src, self._pos)
+        payload, self._pos = read_record_at(src, pos)
         return payload
 
     def tell(self) -> int:
@@ -221,7 +246,7 @@ class MXRecordIO:
 
     def _seek(self, pos: int) -> None:
         if self._src is None:
-            raise RuntimeError(f"{self.uri}: opened for writing; cannot seek")
+            raise self._not_open("seek")
         if pos < 0 or pos > self._src.size:
             raise RecordIOError(
                 f"{self.uri}: offset {pos} is outside the file ({self._src.size} bytes)"
@@ -231,7 +256,7 @@ class MXRecordIO:
     def seek_to_record_start(self, pos: int) -> int:
         """Move to the first record that starts at or after byte `pos`; return its offset."""
         if self._src is None:
-            raise RuntimeError(f"{self.uri}: opened for writing; cannot seek")
+            raise self._not_open("seek")
         self._pos = find_record_start(self._src, pos)
         return self._pos
 
@@ -263,16 +288,22 @@ class MXIndexedRecordIO(MXRecordIO):
             self.fidx = fs.open(path, "w")
         else:
             with fs.open(path, "rb") as f:
-                text = f.read().decode("utf-8")
-            for key, offset in parse_idx(text, source=self.idx_path):
-                if self._src is not None and offset >= self._src.size:
+                raw = f.read()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise IndexFileError(self.idx_path, 0, f"not UTF-8 text ({exc})") from None
+            size = self._src.size if self._src is not None else 0
+            idx = self.idx
+            keys = self.keys
+            for key, offset in parse_idx(text, source=self.idx_path, key_type=self.key_type):
+                if offset >= size:
                     raise RecordIOError(
-                        f"{self.idx_path}: offset {offset} for key {key} is past the end of "
-                        f"{self.uri} ({self._src.size} bytes)"
+                        f"{self.idx_path}: offset {offset} for key {key!r} is past the end of "
+                        f"{self.uri} ({size} bytes)"
                     )
-                k = self.key_type(key)
-                self.idx[k] = offset
-                self.keys.append(k)
+                idx[key] = offset
+                keys.append(key)
 
     def close(self) -> None:
         if not getattr(self, "is_open", False):
@@ -285,13 +316,17 @@ class MXIndexedRecordIO(MXRecordIO):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["fidx"] = None
+        if state["is_open"]:  # reopening re-reads the index: keep pickles small
+            state["idx"] = {}
+            state["keys"] = []
         return state
 
     def seek(self, idx: Any) -> None:
-        """Position the reader at the record with key `idx`."""
-        if self.writable:
-            raise RuntimeError(f"{self.uri}: opened for writing; cannot seek")
-        self._check_pid(allow_reset=True)
+        """Position the reader at the record with key `idx` (reopens in a child process)."""
+        if self._src is None:
+            raise self._not_open("seek")
+        if self.pid != _PID:
+            self._check_pid(allow_reset=True)
         try:
             pos = self.idx[idx]
         except KeyError:
@@ -299,15 +334,23 @@ class MXIndexedRecordIO(MXRecordIO):
         self._seek(pos)
 
     def read_idx(self, idx: Any) -> bytes | None:
-        """The payload of the record with key `idx`."""
-        self.seek(idx)
-        return self.read()
+        """The payload of the record with key `idx` (`seek(idx)` then `read()`, in one step)."""
+        src = self._src
+        if src is None or self.pid != _PID:
+            self.seek(idx)
+            return self.read()
+        try:
+            pos = self.idx[idx]
+        except KeyError:
+            raise KeyError(f"{self.idx_path}: no record with key {idx!r}") from None
+        payload, self._pos = read_record_at(src, pos)
+        return payload
 
     def write_idx(self, idx: Any, buf: bytes) -> None:
         """Append a record and its `key<TAB>offset` line to the index."""
         key = self.key_type(idx)
         pos = self.tell()
         self.write(buf)
-        self.fidx.write(format_idx([(key, pos)]) if isinstance(key, int) else f"{key}\t{pos}\n")
+        self.fidx.write(format_idx([(key, pos)]))
         self.idx[key] = pos
         self.keys.append(key)
