@@ -1,0 +1,183 @@
+"""Shard planning: pure arithmetic, no I/O.
+
+- `shard_ranges(n, k)`: `k` contiguous ranges over `n` records whose counts differ by at most
+  one (the first `n % k` shards hold one more).
+- `num_shards_for(n, ...)`: how many shards for a target records-per-shard or bytes-per-shard,
+  or a fixed count (im2rec's `--chunks`).
+- `plan_split(split, n, k)`: the `ShardPlan`s of one split, named
+  `{split}-{shard:05d}-of-{num_shards:05d}`.
+- `nsplit_range(n, nsplit, part)` and `nsplit_line_range(data, nsplit, part)`: im2rec.cc's
+  `nsplit`/`part`. The C++ tool reads its list through dmlc-core's `InputSplit` (type "text"),
+  which cuts the list file's **bytes** into `nsplit` ranges of `step = ceil(size / nsplit)`
+  (`nsplit_range`), then moves each inner boundary forward to the start of the next line
+  (`LineSplitter::SeekRecordBegin`: past the first `\\n`/`\\r` at or after the boundary and any
+  further `\\n`/`\\r`). So a line starting at byte `s > 0` belongs to part `(s - 1) // step`
+  (the first line to part 0): parts hold equal *bytes*, not equal line counts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+_NEWLINES = b"\r\n"
+
+
+def _check_int(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Records `[start, stop)` of one split's list go into shard `shard` of `num_shards`."""
+
+    split: str
+    shard: int
+    num_shards: int
+    start: int
+    stop: int
+
+    def __post_init__(self) -> None:
+        if not self.split or "/" in self.split or self.split != self.split.strip():
+            raise ValueError(f"split must be a non-empty name without '/', got {self.split!r}")
+        _check_int("num_shards", self.num_shards, 1)
+        _check_int("shard", self.shard, 0)
+        if self.shard >= self.num_shards:
+            raise ValueError(f"shard must be < num_shards={self.num_shards}, got {self.shard}")
+        _check_int("start", self.start, 0)
+        _check_int("stop", self.stop, self.start)
+
+    @property
+    def count(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.shard:05d}-of-{self.num_shards:05d}"
+
+
+def shard_ranges(n: int, num_shards: int) -> list[tuple[int, int]]:
+    """`num_shards` contiguous `(start, stop)` ranges covering `[0, n)`, counts within one.
+
+    More shards than records gives empty trailing ranges (callers choose the count; see
+    `num_shards_for`, which never asks for more shards than records).
+    """
+    _check_int("n", n, 0)
+    _check_int("num_shards", num_shards, 1)
+    base, extra = divmod(n, num_shards)
+    out: list[tuple[int, int]] = []
+    start = 0
+    for i in range(num_shards):
+        stop = start + base + (1 if i < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def num_shards_for(
+    n: int,
+    *,
+    records_per_shard: int | None = None,
+    bytes_per_shard: int | None = None,
+    total_bytes: int | None = None,
+    chunks: int | None = None,
+) -> int:
+    """The number of shards for `n` records; give at most one of the three targets.
+
+    - `chunks`: exactly that many (im2rec's `--chunks`), at least 1;
+    - `records_per_shard`: `ceil(n / records_per_shard)`;
+    - `bytes_per_shard` (needs `total_bytes`, an estimate of the packed size):
+      `ceil(total_bytes / bytes_per_shard)`, capped at `n` so no shard is planned empty;
+    - none: one shard.
+
+    The result is at least 1 (an empty split still gets one, empty, shard).
+    """
+    _check_int("n", n, 0)
+    given = [
+        name
+        for name, value in (
+            ("records_per_shard", records_per_shard),
+            ("bytes_per_shard", bytes_per_shard),
+            ("chunks", chunks),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(
+            f"give at most one of records_per_shard, bytes_per_shard, chunks; got {given}"
+        )
+    if total_bytes is not None and bytes_per_shard is None:
+        raise ValueError("total_bytes is only used with bytes_per_shard")
+    if chunks is not None:
+        return _check_int("chunks", chunks, 1)
+    if records_per_shard is not None:
+        _check_int("records_per_shard", records_per_shard, 1)
+        return max(1, math.ceil(n / records_per_shard))
+    if bytes_per_shard is not None:
+        _check_int("bytes_per_shard", bytes_per_shard, 1)
+        if total_bytes is None:
+            raise ValueError("bytes_per_shard needs total_bytes (the estimated packed size)")
+        _check_int("total_bytes", total_bytes, 0)
+        return max(1, min(n, math.ceil(total_bytes / bytes_per_shard)))
+    return 1
+
+
+def plan_split(split: str, n: int, num_shards: int) -> list[ShardPlan]:
+    """The shards of one split: `num_shards` plans over `n` records, counts within one."""
+    return [
+        ShardPlan(split=split, shard=i, num_shards=num_shards, start=start, stop=stop)
+        for i, (start, stop) in enumerate(shard_ranges(n, num_shards))
+    ]
+
+
+def nsplit_range(n: int, nsplit: int, part: int) -> tuple[int, int]:
+    """im2rec.cc / dmlc-core's raw partition of `n` units (bytes of the list file).
+
+    `step = ceil(n / nsplit)`; part `p` is `[min(step*p, n), min(step*(p+1), n))`.
+    """
+    _check_int("n", n, 0)
+    _check_int("nsplit", nsplit, 1)
+    _check_int("part", part, 0)
+    if part >= nsplit:
+        raise ValueError(f"part must be in [0, nsplit={nsplit}), got {part}")
+    step = (n + nsplit - 1) // nsplit
+    return min(step * part, n), min(step * (part + 1), n)
+
+
+def _seek_line_begin(data: bytes, pos: int) -> int:
+    """dmlc's LineSplitter::SeekRecordBegin: past the next end-of-line run at/after `pos`."""
+    size = len(data)
+    i = pos
+    while i < size and data[i] not in _NEWLINES:
+        i += 1
+    if i >= size:
+        return size
+    i += 1
+    while i < size and data[i] in _NEWLINES:
+        i += 1
+    return i
+
+
+def nsplit_line_range(data: bytes, nsplit: int, part: int) -> tuple[int, int]:
+    """Byte range `[begin, end)` of the whole lines im2rec.cc packs for `part` of `nsplit`.
+
+    `data` is the list file's content. Parts never overlap and together cover every line.
+    """
+    size = len(data)
+    begin, end = nsplit_range(size, nsplit, part)
+    if begin == end:
+        return begin, begin
+    if end != size:
+        end = _seek_line_begin(data, end)
+    if begin != 0:
+        begin = _seek_line_begin(data, begin)
+    return begin, max(begin, end)
+
+
+def nsplit_output_name(output: str, nsplit: int, part: int) -> str:
+    """im2rec.cc's output file: `output` itself, or `output + ".part%03d" % part` if nsplit > 1."""
+    _check_int("nsplit", nsplit, 1)
+    _check_int("part", part, 0)
+    return output if nsplit == 1 else f"{output}.part{part:03d}"
