@@ -1,0 +1,570 @@
+"""`ImageRecordReader`: MXNet's `ImageRecordIter` without MXNet, yielding numpy batches.
+
+    from recordio_core.reader import ImageRecordIter
+
+    it = ImageRecordIter(path_imgrec="data/train.rec", data_shape=(3, 28, 28),
+                         path_imglist="data/image.lst", label_width=4, batch_size=32)
+    for batch in it:            # one epoch; iterate again for the next one
+        batch.data, batch.label, batch.pad   # (N, 3, 28, 28) float32, (N, 4) float32, int
+
+Sources: `path_imgrec` is a `.rec` URL, a list of them, a glob (`s3://b/train-*.rec`), a
+prefix, a folder or a `manifest.json` (choose `split=`); any fsspec URL (`storage_options` go
+to fsspec untouched). Each `PREFIX.rec` uses `PREFIX.idx` when it exists (`use_index`).
+
+Parameters keep MXNet's names and meanings: `data_shape`, `batch_size`, `label_width`,
+`path_imgidx`, `path_imglist` (labels from a `.lst` matched by record id, parsed as MXNet does:
+white space separated, the `label_width` numbers after the index), `shuffle`, `seed`, `resize`,
+`rand_crop`, `rand_mirror`, `inter_method`, `mean_r/g/b/a`, `std_r/g/b/a`, `scale`,
+`round_batch`, `num_parts`/`part_index`, `preprocess_threads`, `prefetch_buffer`,
+`shuffle_chunk_size`, `dtype`.
+
+Where we differ from MXNet, on purpose:
+- `round_batch=False` ends an epoch with a short batch (MXNet returns a full batch whose tail
+  holds stale data and `pad=0`); `round_batch=True` fills the last batch from the start of the
+  epoch's order and sets `pad` like MXNet, and every epoch starts from its beginning.
+- Partitions with an index are balanced by record count (sizes differ by at most one); MXNet's
+  are `ceil(n / num_parts)` records each. Without an index both cut the byte range identically.
+- `shuffle` with an index is a global permutation per epoch (`seed`, epoch number); without
+  one, records are shuffled within windows of `shuffle_chunk_size` MB (MXNet's chunk shuffle).
+  Random crops and mirrors are drawn per record from `seed`, so results do not depend on the
+  number of threads.
+- `batch.index` holds the records' header ids; `layout="NHWC"` is available.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from recordio_core.augment import (
+    INTER_METHODS,
+    AugmentSpec,
+    DType,
+    ImageWriter,
+    image_bytes,
+)
+from recordio_core.errors import RecordIOError
+from recordio_core.framing import (
+    FileSource,
+    MmapSource,
+    find_record_start,
+    open_source,
+    read_record_at,
+)
+from recordio_core.fsio import StorageOptions, read_text
+from recordio_core.partition import check_part, count_range, local_byte_ranges
+from recordio_core.sources import Shard, display_name, resolve_shards, shard_offsets
+
+Layout = Literal["NCHW", "NHWC"]
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    """Validated reader options (MXNet's names and defaults unless noted)."""
+
+    data_shape: tuple[int, int, int]
+    batch_size: int = 1
+    label_width: int = 1
+    shuffle: bool = False
+    seed: int = 0
+    resize: int = -1
+    rand_crop: bool = False
+    rand_mirror: bool = False
+    inter_method: int = 1
+    mean_r: float = 0.0
+    mean_g: float = 0.0
+    mean_b: float = 0.0
+    mean_a: float = 0.0
+    std_r: float = 1.0
+    std_g: float = 1.0
+    std_b: float = 1.0
+    std_a: float = 1.0
+    scale: float = 1.0
+    round_batch: bool = True
+    num_parts: int = 1
+    part_index: int = 0
+    preprocess_threads: int = 4
+    prefetch_buffer: int = 4
+    shuffle_chunk_size: int = 64
+    dtype: DType = "float32"
+    layout: Layout = "NCHW"
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.data_shape) if isinstance(self.data_shape, Sequence) else ()
+        if (
+            len(shape) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in shape)
+            or shape[0] not in (1, 3, 4)
+            or min(shape) < 1
+        ):
+            raise ValueError(
+                "data_shape must be (channels, height, width) with channels 1, 3 or 4 and "
+                f"positive sizes, got {self.data_shape!r}"
+            )
+        object.__setattr__(self, "data_shape", shape)
+        for name in ("batch_size", "label_width", "preprocess_threads", "prefetch_buffer"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("shuffle_chunk_size", self.shuffle_chunk_size, 1)
+        _check_int("seed", self.seed, 0)
+        if isinstance(self.resize, bool) or not isinstance(self.resize, int) or self.resize < -1:
+            raise ValueError(
+                f"resize must be -1 or 0 (off) or a positive size, got {self.resize!r}"
+            )
+        if self.inter_method not in INTER_METHODS:
+            raise ValueError(
+                f"inter_method must be one of {INTER_METHODS} (0 nearest, 1 bilinear, 2 cubic, "
+                f"3 area, 4 lanczos, 9 auto, 10 random), got {self.inter_method!r}"
+            )
+        check_part(self.num_parts, self.part_index)
+        for name in ("std_r", "std_g", "std_b", "std_a"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not value > 0 or math.isinf(value):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("mean_r", "mean_g", "mean_b", "mean_a", "scale"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.dtype not in ("float32", "uint8"):
+            raise ValueError(f"dtype must be 'float32' or 'uint8', got {self.dtype!r}")
+        if self.dtype == "uint8" and (
+            self.mean != (0.0,) * 4 or self.std != (1.0,) * 4 or self.scale != 1
+        ):
+            raise ValueError(
+                "dtype='uint8' returns raw pixels: leave mean_*, std_* and scale at their "
+                "defaults (or use dtype='float32')"
+            )
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
+
+    @property
+    def mean(self) -> tuple[float, float, float, float]:
+        return (self.mean_r, self.mean_g, self.mean_b, self.mean_a)
+
+    @property
+    def std(self) -> tuple[float, float, float, float]:
+        return (self.std_r, self.std_g, self.std_b, self.std_a)
+
+    def augment_spec(self) -> AugmentSpec:
+        return AugmentSpec(
+            data_shape=self.data_shape,
+            resize=self.resize,
+            rand_crop=self.rand_crop,
+            rand_mirror=self.rand_mirror,
+            inter_method=self.inter_method,
+            mean=self.mean,
+            std=self.std,
+            scale=float(self.scale),
+            dtype=self.dtype,
+            layout=self.layout,
+        )
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch: `data` (N, C, H, W) or (N, H, W, C); `label` (N,) when `label_width` is 1,
+    else (N, label_width); `pad` trailing items that repeat earlier records (round_batch);
+    `index` the records' header ids."""
+
+    data: np.ndarray
+    label: np.ndarray
+    pad: int = 0
+    index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+
+
+def parse_imglist(text: str, label_width: int, source: str = "<imglist>") -> dict[int, np.ndarray]:
+    """Labels by record id from `.lst` text, as MXNet's `ImageLabelMap` reads it: fields split
+    on any white space, the index, then exactly `label_width` numbers (further columns, the
+    path, are ignored). A later line with the same index wins, as in MXNet."""
+    labels: dict[int, np.ndarray] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 1 + label_width:
+            raise ValueError(
+                f"{source}:{lineno}: label_width={label_width} needs {label_width} label "
+                f"column(s) after the index, found {len(fields) - 1}: {line!r}"
+            )
+        try:
+            key = int(fields[0])
+            values = [float(v) for v in fields[1 : 1 + label_width]]
+        except ValueError:
+            raise ValueError(
+                f"{source}:{lineno}: expected an integer index and {label_width} number(s), "
+                f"got {line!r}"
+            ) from None
+        labels[key] = np.asarray(values, dtype=np.float32)
+    return labels
+
+
+@dataclass(frozen=True)
+class _Item:
+    shard: int
+    offset: int
+    payload: bytes
+
+
+class ImageRecordReader:
+    """Batches of decoded, augmented images and their labels from RecordIO shards.
+
+    See the module documentation. Iterating runs one epoch (`for batch in reader`); each new
+    iteration is the next epoch. MXNet style also works: `reader.next()` / `reader.reset()`.
+    Use as a context manager, or call `close()`, to stop its threads and close files.
+    """
+
+    def __init__(
+        self,
+        path_imgrec: str | Sequence[str],
+        data_shape: Sequence[int],
+        batch_size: int = 1,
+        *,
+        path_imgidx: str | None = None,
+        path_imglist: str | Sequence[str] | None = None,
+        labels_from_lst: bool = False,
+        split: str | None = None,
+        use_index: bool | None = None,
+        storage_options: StorageOptions = None,
+        **options: Any,
+    ) -> None:
+        try:
+            self.options = ReaderOptions(
+                data_shape=tuple(data_shape), batch_size=batch_size, **options
+            )
+        except TypeError as exc:
+            allowed = ", ".join(sorted(ReaderOptions.__dataclass_fields__))
+            raise TypeError(f"{exc}; reader options are: {allowed}") from None
+        if path_imglist and labels_from_lst:
+            raise ValueError("give path_imglist or labels_from_lst=True, not both")
+        self.storage_options = storage_options
+        self.shards: list[Shard] = resolve_shards(
+            path_imgrec,
+            path_imgidx=path_imgidx,
+            split=split,
+            use_index=use_index,
+            storage_options=storage_options,
+        )
+        self._labels = self._load_labels(path_imglist, labels_from_lst)
+        self._writer = ImageWriter(self.options.augment_spec())
+        self._sources: list[MmapSource | FileSource] = [
+            open_source(sh.rec, storage_options) for sh in self.shards
+        ]
+        self.indexed = all(sh.idx is not None for sh in self.shards)
+        self._refs: list[tuple[int, int]] | None = None
+        if self.indexed:
+            refs = [
+                (i, off)
+                for i, sh in enumerate(self.shards)
+                for _, off in shard_offsets(sh, storage_options)
+            ]
+            start, stop = count_range(len(refs), self.options.num_parts, self.options.part_index)
+            self._refs = refs[start:stop]
+        self._pool: ThreadPoolExecutor | None = None
+        self._epoch = 0
+        self._current: Iterator[Batch] | None = None
+        self._closed = False
+
+    # -- labels -------------------------------------------------------------------------------
+    def _load_labels(
+        self, path_imglist: str | Sequence[str] | None, labels_from_lst: bool
+    ) -> dict[int, np.ndarray] | None:
+        width = self.options.label_width
+        if labels_from_lst:
+            missing = [sh.rec for sh in self.shards if sh.lst is None]
+            if missing:
+                raise ValueError(f"labels_from_lst=True but these shards have no .lst: {missing}")
+            lists: list[str] = [sh.lst for sh in self.shards if sh.lst]
+        elif path_imglist:
+            lists = [path_imglist] if isinstance(path_imglist, str) else list(path_imglist)
+        else:
+            return None
+        labels: dict[int, np.ndarray] = {}
+        for url in lists:
+            labels.update(parse_imglist(read_text(url, self.storage_options), width, url))
+        return labels
+
+    def _label_of(self, payload: bytes) -> tuple[np.ndarray | float, int, memoryview]:
+        flag, header_label, rid, img = image_bytes(payload)
+        width = self.options.label_width
+        if self._labels is not None:
+            try:
+                return self._labels[rid], rid, img
+            except KeyError:
+                raise ValueError(f"record id {rid} is not in path_imglist") from None
+        if flag > 0:
+            if flag != width:
+                raise ValueError(f"the record holds {flag} labels but label_width is {width}")
+            return np.frombuffer(payload, np.float32, flag, 24), rid, img
+        if width != 1:
+            raise ValueError(
+                f"the record holds one label; label_width={width} needs path_imglist (or "
+                "labels_from_lst) or records packed with pack_label"
+            )
+        return header_label, rid, img
+
+    def _where(self, item: _Item) -> str:
+        return f"{display_name(self.shards[item.shard].rec)} record at offset {item.offset}"
+
+    # -- record order -------------------------------------------------------------------------
+    @property
+    def num_records(self) -> int | None:
+        """Records in this part (known with an index; None when it would need a full scan)."""
+        if self._refs is not None:
+            return len(self._refs)
+        if self.options.num_parts == 1 and all(sh.records is not None for sh in self.shards):
+            return sum(sh.records or 0 for sh in self.shards)
+        return None
+
+    def __len__(self) -> int:
+        """Batches per epoch (needs `num_records`)."""
+        n = self.num_records
+        if n is None:
+            raise TypeError("the number of records is unknown without an index")
+        b = self.options.batch_size
+        return -(-n // b) if n else 0
+
+    def _records(self, epoch: int) -> Iterator[_Item]:
+        opts = self.options
+        if self._refs is not None:
+            refs = self._refs
+            if opts.shuffle:
+                order = np.random.default_rng([opts.seed, epoch]).permutation(len(refs))
+                refs = [refs[i] for i in order]
+            for shard, offset in refs:
+                payload, _ = read_record_at(self._sources[shard], offset)
+                yield _Item(shard, offset, payload)
+            return
+        stream = self._scan_part()
+        if not opts.shuffle:
+            yield from stream
+            return
+        rng = np.random.default_rng([opts.seed, epoch])
+        window: list[_Item] = []
+        held = 0
+        limit = opts.shuffle_chunk_size * MB
+        for item in stream:
+            window.append(item)
+            held += len(item.payload)
+            if held >= limit:
+                yield from (window[i] for i in rng.permutation(len(window)))
+                window, held = [], 0
+        yield from (window[i] for i in rng.permutation(len(window)))
+
+    def _scan_part(self) -> Iterator[_Item]:
+        sizes = [src.size for src in self._sources]
+        parts = local_byte_ranges(sizes, self.options.num_parts, self.options.part_index)
+        for shard, lo, hi in parts:
+            src = self._sources[shard]
+            pos = find_record_start(src, lo, hi)
+            while pos < hi:
+                payload, nxt = read_record_at(src, pos)
+                yield _Item(shard, pos, payload)
+                pos = nxt
+
+    def _batches(self, epoch: int) -> Iterator[tuple[list[_Item], int]]:
+        size = self.options.batch_size
+        batch: list[_Item] = []
+        for item in self._records(epoch):
+            batch.append(item)
+            if len(batch) == size:
+                yield batch, 0
+                batch = []
+        if not batch:
+            return
+        if not self.options.round_batch:
+            yield batch, 0
+            return
+        pad = size - len(batch)
+        while len(batch) < size:
+            for item in self._records(epoch):
+                batch.append(item)
+                if len(batch) == size:
+                    break
+        yield batch, pad
+
+    # -- decoding -----------------------------------------------------------------------------
+    def _pool_get(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.options.preprocess_threads, thread_name_prefix="recordio-decode"
+            )
+        return self._pool
+
+    def _draws(self, epoch: int, n: int, batch_no: int) -> np.ndarray | None:
+        if not self._writer.spec.needs_draws:
+            return None
+        rng = np.random.default_rng([self.options.seed, epoch, batch_no, 1])
+        return rng.random((n, 4))
+
+    def _decode_range(
+        self,
+        items: list[_Item],
+        lo: int,
+        hi: int,
+        data: np.ndarray,
+        label: np.ndarray,
+        index: np.ndarray,
+        draws: np.ndarray | None,
+    ) -> None:
+        for i in range(lo, hi):
+            item = items[i]
+            rid: int | None = None
+            try:
+                value, rid, img = self._label_of(item.payload)
+                label[i] = value
+                index[i] = rid
+                self._writer.process(img, data[i], tuple(draws[i]) if draws is not None else ())
+            except ValueError as exc:
+                what = "" if rid is None else f" (id {rid})"
+                raise RecordIOError(f"{self._where(item)}{what}: {exc}") from None
+
+    def _submit(self, items: list[_Item], pad: int, epoch: int, batch_no: int) -> _Pending:
+        n = len(items)
+        width = self.options.label_width
+        data = self._writer.allocate(n)
+        label = np.empty((n,) if width == 1 else (n, width), dtype=np.float32)
+        index = np.empty(n, dtype=np.uint64)
+        draws = self._draws(epoch, n, batch_no)
+        pool = self._pool_get()
+        step = max(1, -(-n // (self.options.preprocess_threads * 4)))
+        futures = [
+            pool.submit(self._decode_range, items, lo, min(lo + step, n), data, label, index, draws)
+            for lo in range(0, n, step)
+        ]
+        return _Pending(Batch(data, label, pad, index), futures)
+
+    # -- iteration ----------------------------------------------------------------------------
+    def epoch(self, epoch: int | None = None) -> Iterator[Batch]:
+        """Iterate the batches of one epoch (the next one when `epoch` is None)."""
+        if self._closed:
+            raise RuntimeError("the reader is closed")
+        if epoch is None:
+            epoch = self._epoch
+            self._epoch += 1
+        return self._run(epoch)
+
+    def _run(self, epoch: int) -> Iterator[Batch]:
+        q: queue.Queue[Any] = queue.Queue(maxsize=self.options.prefetch_buffer)
+        stop = threading.Event()
+
+        def put(obj: Any) -> None:
+            while not stop.is_set():
+                try:
+                    q.put(obj, timeout=0.05)
+                    return
+                except queue.Full:
+                    continue
+
+        def produce() -> None:
+            try:
+                for batch_no, (items, pad) in enumerate(self._batches(epoch)):
+                    if stop.is_set():
+                        return
+                    put(self._submit(items, pad, epoch, batch_no))
+            except BaseException as exc:  # handed to the consumer, raised there
+                put(_Failure(exc))
+            finally:
+                put(_END)
+
+        producer = threading.Thread(target=produce, name="recordio-read", daemon=True)
+        producer.start()
+        try:
+            while True:
+                obj = q.get()
+                if obj is _END:
+                    return
+                if isinstance(obj, _Failure):
+                    raise obj.exc
+                yield obj.result()
+        finally:
+            stop.set()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    obj = q.get_nowait()
+                    if isinstance(obj, _Pending):
+                        obj.cancel()
+            producer.join()
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.epoch()
+
+    def next(self) -> Batch:
+        """MXNet style: the next batch of the current epoch; `StopIteration` at its end."""
+        if self._current is None:
+            self._current = self.epoch()
+        return next(self._current)
+
+    __next__ = next
+
+    def reset(self) -> None:
+        """MXNet style: end the current epoch; the next `next()` starts a new one."""
+        if self._current is not None:
+            close = getattr(self._current, "close", None)
+            if close is not None:
+                close()
+        self._current = None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.reset()
+        self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        for src in self._sources:
+            src.close()
+
+    def __enter__(self) -> ImageRecordReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class _Pending:
+    def __init__(self, batch: Batch, futures: list[Future[None]]) -> None:
+        self.batch = batch
+        self.futures = futures
+
+    def result(self) -> Batch:
+        for f in self.futures:
+            f.result()
+        return self.batch
+
+    def cancel(self) -> None:
+        for f in self.futures:
+            f.cancel()
+        for f in self.futures:
+            with contextlib.suppress(BaseException):
+                f.result()
+
+
+@dataclass(frozen=True)
+class _Failure:
+    exc: BaseException
+
+
+_END = object()
+
+
+def ImageRecordIter(path_imgrec: str | Sequence[str], **kwargs: Any) -> ImageRecordReader:  # noqa: N802
+    """MXNet's spelling: `ImageRecordIter(path_imgrec=..., data_shape=..., ...)`."""
+    return ImageRecordReader(path_imgrec, **kwargs)
