@@ -111,9 +111,13 @@ def pack_img(
     """Encode an image array (JPEG quality 0-100, or PNG compression 0-9) and pack it.
 
     The array is taken as RGB(A) unless `channel_order="bgr"` (what MXNet/OpenCV code holds).
+    Like OpenCV under MXNet, `quality` is clamped to the format's range, so the default 95
+    with `img_fmt=".png"` means compression 9.
     """
     from recordio_core.image import encode_array
 
+    top = 9 if img_fmt.lower() == ".png" else 100
+    quality = min(max(int(quality), 0), top)
     return pack(
         header, encode_array(img, img_fmt=img_fmt, quality=quality, channel_order=channel_order)
     )
