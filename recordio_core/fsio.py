@@ -32,21 +32,45 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
 
 
 def join_url(base: str, *parts: str) -> str:
-    """Join URL parts with `/` (also for local paths); `base` keeps its scheme."""
-    out = base.rstrip("/") if len(base) > 1 else base
+    """Join URL parts with `/` (also for local paths); `base` keeps its scheme.
+
+    Parts are relative: leading slashes (and backslashes, turned into slashes) never reset the
+    path to the root, and empty parts are skipped: `join_url("s3://b/", "/x", "y.rec")` is
+    `s3://b/x/y.rec`, `join_url("memory://", "d")` is `memory://d`.
+    """
+    out = base
     for part in parts:
-        part = part.replace("\\", "/")
-        out = posixpath.join(out, part) if out else part
+        part = part.replace("\\", "/").lstrip("/")
+        if not part:
+            continue
+        if not out or out.endswith("/"):
+            out += part
+        else:
+            out += "/" + part
     return out
 
 
+def _split_scheme(url: str) -> tuple[str, str]:
+    scheme, sep, rest = url.partition("://")
+    return (scheme + sep, rest) if sep else ("", url)
+
+
 def url_basename(url: str) -> str:
-    return posixpath.basename(url.rstrip("/"))
+    """The last path component (`s3://b/k/x.rec` -> `x.rec`; trailing slashes ignored)."""
+    return posixpath.basename(_split_scheme(url)[1].rstrip("/"))
 
 
 def url_dirname(url: str) -> str:
-    head, _, _ = url.rstrip("/").rpartition("/")
-    return head
+    """The URL of the parent folder, keeping the scheme (`s3://b/k/x.rec` -> `s3://b/k`,
+    `/x.rec` -> `/`, `x.rec` -> ``, `s3://b` -> `s3://`)."""
+    prefix, rest = _split_scheme(url)
+    stripped = rest.rstrip("/")
+    if not stripped:
+        return prefix + ("/" if rest.startswith("/") else "")
+    head, slash, _ = stripped.rpartition("/")
+    if not slash:
+        return prefix
+    return prefix + (head.rstrip("/") or "/")
 
 
 def open_url(
