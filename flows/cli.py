@@ -10,7 +10,10 @@ import sys
 from collections.abc import Sequence
 
 # subcommand name -> module; order is the order shown in --help
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "im2rec": "flows.cmd_im2rec",
+    "pack": "flows.cmd_pack",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
