@@ -1,8 +1,9 @@
 """One image's way through the reader, as MXNet 1.9.1's `ImageRecordIter` does it, with Pillow.
 
 decode (`data_shape[0]` channels: 1 gray, 3 RGB, 4 RGBA) -> optional `resize` of the shorter
-side -> enlarge when still smaller than `data_shape` -> crop `data_shape` (centre, or random with
-`rand_crop`) -> optional mirror -> `(x - mean) * scale / std` written straight into the batch.
+side -> enlarge when still smaller than `data_shape` (`fit_sizes`) -> crop `data_shape`
+(centre, or random with `rand_crop`) -> optional mirror -> `(x - mean) * scale / std` written
+straight into the batch.
 
 Resampling and cropping happen in one Pillow affine transform that samples at the same points
 as OpenCV's `cv2.resize(..., INTER_LINEAR)` followed by a crop, so pixels agree with MXNet's
@@ -44,15 +45,19 @@ def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
     return resize * width // height, resize
 
 
-def fit_size(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int]:
-    """MXNet 1.9.1 enlarges an image smaller than the crop, keeping its aspect ratio, so that
-    both sides reach the crop (the side with the larger ratio becomes exact, the other is
-    floored). Images already large enough are unchanged."""
-    if width >= out_w and height >= out_h:
-        return width, height
-    if out_h * width >= out_w * height:  # the height needs the larger factor
-        return out_h * width // height, out_h
-    return out_w, out_w * height // width
+def fit_sizes(width: int, height: int, out_w: int, out_h: int) -> list[tuple[int, int]]:
+    """MXNet 1.9.1 enlarges an image smaller than the crop, keeping its aspect ratio, in up to
+    two resizes: first a too-short height becomes `out_h` (width scaled, floored), then a
+    still too-narrow width becomes `out_w` (height scaled from the first result, floored).
+    Returns the `(width, height)` of each resize (none when the image is large enough)."""
+    sizes: list[tuple[int, int]] = []
+    if height < out_h:
+        width, height = out_h * width // height, out_h
+        sizes.append((width, height))
+    if width < out_w:
+        width, height = out_w, out_w * height // width
+        sizes.append((width, height))
+    return sizes
 
 
 def interpolation(inter_method: int, old: tuple[int, int], new: tuple[int, int], u: float) -> int:
@@ -135,37 +140,53 @@ def open_image(data: bytes | memoryview, channels: int) -> Image.Image:
     return im
 
 
+def _resample(
+    im: Image.Image,
+    size: tuple[int, int],
+    method: int,
+    crop: tuple[int, int, int, int] | None = None,
+) -> Image.Image:
+    """Resize `im` to `size` (`(w, h)`) and, when `crop=(x, y, w, h)` is given, return only
+    that window of the result (computed directly, without the rest)."""
+    w, h = im.size
+    sx, sy = w / size[0], h / size[1]
+    x, y, out_w, out_h = crop if crop is not None else (0, 0, size[0], size[1])
+    if method in _AFFINE_FILTERS:
+        return im.transform(
+            (out_w, out_h),
+            Image.Transform.AFFINE,
+            (sx, 0.0, x * sx, 0.0, sy, y * sy),
+            _AFFINE_FILTERS[method],
+        )
+    box = (x * sx, y * sy, (x + out_w) * sx, (y + out_h) * sy)
+    return im.resize((out_w, out_h), _RESIZE_FILTERS[method], box=box)
+
+
 def transform_image(im: Image.Image, spec: AugmentSpec, draws: tuple[float, ...]) -> np.ndarray:
     """Resize, crop and mirror one decoded image; returns an `(H, W)` or `(H, W, C)` uint8
     array of the output size. `draws` are four uniform numbers in [0, 1) (crop y, crop x,
     mirror, interpolation) or empty when `spec.needs_draws` is false."""
     _, out_h, out_w = spec.data_shape
-    w, h = im.size
-    new_w, new_h = resized_size(w, h, spec.resize)
-    new_w, new_h = fit_size(new_w, new_h, out_w, out_h)
+    size = im.size
+    sizes = [] if spec.resize <= 0 else [resized_size(size[0], size[1], spec.resize)]
+    sizes += fit_sizes(*(sizes[-1] if sizes else size), out_w, out_h)
+    new_w, new_h = sizes[-1] if sizes else size
     y, x = new_h - out_h, new_w - out_w
     if spec.rand_crop:
         y, x = min(int(draws[0] * (y + 1)), y), min(int(draws[1] * (x + 1)), x)
     else:
         y, x = y // 2, x // 2
-    if (new_w, new_h) == (w, h):
-        arr = np.asarray(im)[y : y + out_h, x : x + out_w]
-    else:
-        method = interpolation(
-            spec.inter_method, (w, h), (new_w, new_h), draws[3] if draws else 0.0
-        )
-        sx, sy = w / new_w, h / new_h
-        if method in _AFFINE_FILTERS:
-            im = im.transform(
-                (out_w, out_h),
-                Image.Transform.AFFINE,
-                (sx, 0.0, x * sx, 0.0, sy, y * sy),
-                _AFFINE_FILTERS[method],
-            )
-        else:
-            box = (x * sx, y * sy, (x + out_w) * sx, (y + out_h) * sy)
-            im = im.resize((out_w, out_h), _RESIZE_FILTERS[method], box=box)
-        arr = np.asarray(im)
+    u = draws[3] if draws else 0.0
+    cropped = False
+    for i, new in enumerate(sizes):
+        if new == im.size:  # resizing to the same size copies (OpenCV too)
+            continue
+        method = interpolation(spec.inter_method, im.size, new, u)
+        cropped = i == len(sizes) - 1
+        im = _resample(im, new, method, (x, y, out_w, out_h) if cropped else None)
+    arr = np.asarray(im)
+    if not cropped:
+        arr = arr[y : y + out_h, x : x + out_w]
     if spec.rand_mirror and draws[2] < 0.5:
         arr = arr[:, ::-1]
     return arr

@@ -280,7 +280,7 @@ class ImageRecordReader:
     # -- labels -------------------------------------------------------------------------------
     def _load_labels(
         self, path_imglist: str | Sequence[str] | None, labels_from_lst: bool
-    ) -> dict[int, np.ndarray] | None:
+    ) -> dict[int, Any] | None:
         width = self.options.label_width
         if labels_from_lst:
             missing = [sh.rec for sh in self.shards if sh.lst is None]
@@ -291,9 +291,11 @@ class ImageRecordReader:
             lists = [path_imglist] if isinstance(path_imglist, str) else list(path_imglist)
         else:
             return None
-        labels: dict[int, np.ndarray] = {}
+        labels: dict[int, Any] = {}
         for url in lists:
             labels.update(parse_imglist(read_text(url, self.storage_options), width, url))
+        if width == 1:
+            return {key: float(value[0]) for key, value in labels.items()}
         return labels
 
     def _label_of(self, payload: bytes) -> tuple[np.ndarray | float, int, memoryview]:
