@@ -239,14 +239,14 @@ def find_lists(prefix: str) -> list[str]:
 
 
 def pack_lists(args: argparse.Namespace, prefix: str, root: str, checked: _Checked) -> int:
-    from recordio_core.image import ImageOptions
-    from recordio_core.lst import read_lst
-    from recordio_core.pack import PackOptions
-
     lists = find_lists(prefix)
     if not lists:
         print(f"Did not find any list file with prefix {prefix}", file=sys.stderr)
         return 1
+    from recordio_core.image import ImageOptions
+    from recordio_core.lst import read_lst
+    from recordio_core.pack import PackOptions
+
     image = ImageOptions(
         resize=args.resize,
         center_crop=args.center_crop,

@@ -168,10 +168,10 @@ def read_part(list_url: str, label_width: int, nsplit: int, part: int) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    opts = parse_options(args.options)
     from recordio_core.image import ImageOptions
     from recordio_core.pack import PackOptions
 
-    opts = parse_options(args.options)
     nsplit, part = int(opts["nsplit"]), int(opts["part"])
     rec_url, idx_url = output_paths(args.output, nsplit, part)
     resize = max(0, int(opts["resize"]))
