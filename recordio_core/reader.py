@@ -211,6 +211,22 @@ def parse_imglist(text: str, label_width: int, source: str = "<imglist>") -> dic
     return labels
 
 
+def byte_part_records(
+    sources: Sequence[MmapSource | FileSource], num_parts: int, part_index: int
+) -> Iterator[tuple[int, int, bytes]]:
+    """`(source number, offset, payload)` of the records of one byte-range part of the
+    concatenation of `sources`, in order (MXNet's partitioning without an index: each range
+    resynchronises on the first record start at or after its beginning)."""
+    sizes = [src.size for src in sources]
+    for shard, lo, hi in local_byte_ranges(sizes, num_parts, part_index):
+        src = sources[shard]
+        pos = find_record_start(src, lo, hi)
+        while pos < hi:
+            payload, nxt = read_record_at(src, pos)
+            yield shard, pos, payload
+            pos = nxt
+
+
 @dataclass(frozen=True)
 class _Item:
     shard: int
@@ -366,15 +382,11 @@ class ImageRecordReader:
         yield from (window[i] for i in rng.permutation(len(window)))
 
     def _scan_part(self) -> Iterator[_Item]:
-        sizes = [src.size for src in self._sources]
-        parts = local_byte_ranges(sizes, self.options.num_parts, self.options.part_index)
-        for shard, lo, hi in parts:
-            src = self._sources[shard]
-            pos = find_record_start(src, lo, hi)
-            while pos < hi:
-                payload, nxt = read_record_at(src, pos)
-                yield _Item(shard, pos, payload)
-                pos = nxt
+        opts = self.options
+        for shard, offset, payload in byte_part_records(
+            self._sources, opts.num_parts, opts.part_index
+        ):
+            yield _Item(shard, offset, payload)
 
     def _batches(self, epoch: int) -> Iterator[tuple[list[_Item], int]]:
         size = self.options.batch_size
