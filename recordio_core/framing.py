@@ -13,6 +13,8 @@ import struct
 from collections.abc import Iterator
 from typing import IO, Protocol
 
+import numpy as np
+
 from recordio_core.errors import RecordIOError
 
 MAGIC = 0xCED7230A
@@ -43,11 +45,20 @@ def padding(length: int) -> int:
     return (-length) & 3
 
 
-def aligned_magic_offsets(payload: bytes | memoryview) -> list[int]:
+# Above this size the magic word is found by comparing 32-bit words with numpy: the payload's
+# bytes often contain the word's first byte (0x0A), which makes `bytes.find` crawl.
+_NUMPY_SCAN_MIN = 8192
+
+
+def aligned_magic_offsets(payload: bytes | bytearray | memoryview) -> list[int]:
     """Offsets of the magic word at 4-aligned positions (only whole words) in `payload`."""
+    n = len(payload)
+    if n >= _NUMPY_SCAN_MIN:
+        words = np.frombuffer(payload, dtype="<u4", count=n >> 2)
+        return (np.flatnonzero(words == MAGIC) << 2).tolist()
     data = bytes(payload) if isinstance(payload, memoryview) else payload
     hits: list[int] = []
-    end = len(data) - 3
+    end = n - 3
     pos = data.find(MAGIC_BYTES)
     while pos != -1 and pos < end:
         if pos & 3 == 0:
@@ -58,11 +69,14 @@ def aligned_magic_offsets(payload: bytes | memoryview) -> list[int]:
     return hits
 
 
-def split_payload(payload: bytes) -> list[bytes]:
-    """Cut a payload into part data at each aligned magic word (the word itself is dropped)."""
-    hits = aligned_magic_offsets(payload)
-    if not hits:
-        return [payload]
+def _check_length(payload: bytes) -> None:
+    if len(payload) > MAX_PART_LENGTH:
+        raise ValueError(
+            f"a record payload must be shorter than 2**29 bytes, got {len(payload)} bytes"
+        )
+
+
+def _split_at(payload: bytes, hits: list[int]) -> list[bytes]:
     chunks: list[bytes] = []
     start = 0
     for hit in hits:
@@ -72,16 +86,13 @@ def split_payload(payload: bytes) -> list[bytes]:
     return chunks
 
 
-def frame_record(payload: bytes) -> bytes:
-    """The exact bytes dmlc-core's writer emits for one record."""
-    if len(payload) > MAX_PART_LENGTH:
-        raise ValueError(
-            f"a record payload must be shorter than 2**29 bytes, got {len(payload)} bytes"
-        )
-    chunks = split_payload(payload)
-    if len(chunks) == 1:
-        n = len(payload)
-        return _HEAD.pack(MAGIC, n) + payload + b"\0" * padding(n)
+def split_payload(payload: bytes) -> list[bytes]:
+    """Cut a payload into part data at each aligned magic word (the word itself is dropped)."""
+    hits = aligned_magic_offsets(payload)
+    return _split_at(payload, hits) if hits else [payload]
+
+
+def _frame_parts(chunks: list[bytes]) -> bytes:
     out = bytearray()
     last = len(chunks) - 1
     for i, chunk in enumerate(chunks):
@@ -90,6 +101,16 @@ def frame_record(payload: bytes) -> bytes:
         out += chunk
     out += b"\0" * padding(len(chunks[-1]))
     return bytes(out)
+
+
+def frame_record(payload: bytes) -> bytes:
+    """The exact bytes dmlc-core's writer emits for one record."""
+    _check_length(payload)
+    hits = aligned_magic_offsets(payload)
+    if not hits:
+        n = len(payload)
+        return _HEAD.pack(MAGIC, n) + payload + b"\0" * padding(n)
+    return _frame_parts(_split_at(payload, hits))
 
 
 class ByteSource(Protocol):
@@ -297,8 +318,21 @@ class RecordWriter:
         return self._pos
 
     def write(self, payload: bytes) -> int:
+        """Append one record (framed as `frame_record` does); return its offset."""
         offset = self._pos
-        data = frame_record(payload)
-        self._f.write(data)
-        self._pos += len(data)
+        _check_length(payload)
+        hits = aligned_magic_offsets(payload)
+        write = self._f.write
+        if hits:
+            data = _frame_parts(_split_at(payload, hits))
+            write(data)
+            self._pos += len(data)
+            return offset
+        n = len(payload)
+        pad = (-n) & 3
+        write(_HEAD.pack(MAGIC, n))  # header, payload and padding without joining them
+        write(payload)
+        if pad:
+            write(b"\0" * pad)
+        self._pos += HEAD_SIZE + n + pad
         return offset

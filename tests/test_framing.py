@@ -4,6 +4,7 @@ trips with hypothesis, resynchronisation, and clear errors on bad input."""
 from __future__ import annotations
 
 import io
+import random
 import struct
 import tracemalloc
 from pathlib import Path
@@ -129,6 +130,24 @@ class TestWriter:
             _, lrec = struct.unpack_from("<II", framed, pos)
             pos += 8 + ((lrec & MAX_PART_LENGTH) + 3 & ~3)
         assert set(aligned_magic_offsets(framed)) == starts
+
+    @given(
+        st.integers(8192, 40_000),
+        st.lists(st.integers(0, 40_000), max_size=8),
+        st.integers(0, 2**32),
+    )
+    @settings(max_examples=60)
+    def test_large_payloads_match_dmlc_writer(self, size, positions, seed):
+        """Large payloads take the vectorised magic-word scan; it must agree with dmlc."""
+        payload = bytearray(random.Random(seed).randbytes(size))
+        for pos in positions:
+            pos %= size
+            payload[pos : pos + 4] = MAGIC_BYTES
+        payload = bytes(payload)
+        assert frame_record(payload) == dmlc_write_record(payload)
+        buf = io.BytesIO()
+        RecordWriter(buf).write(payload)
+        assert buf.getvalue() == dmlc_write_record(payload)
 
     def test_lrec_encoding(self):
         assert encode_lrec(3, 5) == (3 << 29) | 5
