@@ -1,14 +1,522 @@
-"""Image decoding, transforms and encoding with Pillow (no OpenCV)."""
+"""Image decoding, transforms and encoding with Pillow (no OpenCV).
+
+`transform_image` is what im2rec.py does to each image (OpenCV `imread(path, color)`, optional
+center crop to a square, shorter-side resize with `cv2.resize`, `imencode`), done with Pillow:
+
+- **Decode**: Pillow, EXIF orientation applied (OpenCV does the same for `color` 1 and 0; it
+  ignores EXIF with -1, we apply it there too). CMYK/YCCK JPEGs, palette, RGBA, LA, 16-bit
+  and gray inputs are normalised to `color`: 1 RGB, 0 gray, -1 as stored where the output
+  encoding can hold it (alpha kept for PNG, dropped for JPEG; 16-bit becomes 8-bit, keeping
+  the high byte like OpenCV). A JPEG decoded to gray comes straight from its Y channel, as
+  libjpeg does for OpenCV.
+- **Resize** (`inter_method=1`, the default): OpenCV's INTER_LINEAR arithmetic, i.e. plain
+  2x2 bilinear with half-pixel centres and no antialiasing. Pillow's `resize(BILINEAR)`
+  antialiases when shrinking and differs from OpenCV by up to ~90 levels on fine detail; its
+  `transform(AFFINE, BILINEAR)` matches within 1 level but is slow. We build the same
+  interpolation from Pillow's fast primitives (nearest-neighbour row/column gathers and an
+  8-bit masked blend): measured against `cv2.resize` from MXNet's venv on photo crops, every
+  pixel is within 1 level (mean |diff| about 0.15) and it is 2x faster than Pillow's own
+  bilinear resize. Enlarging uses `transform(AFFINE, BILINEAR)` (also within 1 level).
+  Other `inter_method`s (im2rec.cc's 0 nearest, 2 cubic, 3 area, 4 lanczos, 9 auto, 10
+  random) map to Pillow's nearest, bicubic, box and Lanczos filters (close, not identical).
+- **Shrinking JPEGs a lot**: with `reducing_gap` set, a JPEG is decoded at 1/2, 1/4 or 1/8
+  scale by libjpeg (DCT scaling, `Image.draft`) as long as the decoded image stays at least
+  `reducing_gap` times the output size; the output size is still exactly MXNet's. This is
+  much faster for large photos and looks better (less aliasing), but pixels then differ more
+  from OpenCV's (mean |diff| 0.4-0.6 at the default 2.0); `reducing_gap=None` decodes at full
+  size.
+- **Encode**: `.jpg` (quality 0-100; libjpeg-turbo with the same defaults as OpenCV, 4:2:0)
+  or `.png` (compression 0-9).
+
+Every failure is an `ImageError` (a `ValueError`) with a short reason that can be shown to a
+user as a reject.
+"""
 
 from __future__ import annotations
 
+import functools
 import io
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 ChannelOrder = Literal["rgb", "bgr"]
+
+DEFAULT_MAX_PIXELS = 89_478_485
+"""Pillow's default `Image.MAX_IMAGE_PIXELS` (about 0.25 GiB of 24-bit pixels)."""
+
+VERIFY_MODES = ("none", "header", "decode")
+INTER_METHODS = (0, 1, 2, 3, 4, 9, 10)
+_ENCODINGS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_AFFINE = Image.Transform.AFFINE
+_NEAREST = Image.Resampling.NEAREST
+_BILINEAR = Image.Resampling.BILINEAR
+
+# We enforce our own pixel limit (ImageOptions.max_pixels); Pillow's warning between its
+# limit and twice its limit would only repeat what we check.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+class ImageError(ValueError):
+    """Why an image could not be used (becomes a reject reason): short and human-readable."""
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """What to do to each image; MXNet's im2rec names and defaults.
+
+    - `resize`: shorter side in pixels (0 keeps the size); the longer side becomes
+      `long * resize // short` (MXNet's integer arithmetic).
+    - `center_crop`: crop the centre square first (margin `(long - short) // 2`).
+    - `color`: 1 RGB, 0 gray, -1 as stored (alpha only with `.png`).
+    - `encoding`: `.jpg` (or `.jpeg`) or `.png`; `quality`: JPEG quality 0-100 or PNG
+      compression 0-9.
+    - `pass_through`: store the file's bytes untouched (then only `verify` applies).
+    - `inter_method`: im2rec.cc's resize filter: 0 nearest, 1 bilinear (OpenCV's, default),
+      2 cubic, 3 area, 4 lanczos, 9 auto (cubic to enlarge, area to shrink), 10 one of 0-4
+      picked per image from a checksum of its bytes (reproducible, unlike im2rec.cc).
+    - `verify` (pass-through only): "none" stores any bytes (im2rec.py's behaviour);
+      "header" (default) rejects empty files, files Pillow does not recognise as an image and
+      images over `max_pixels`, reading only the header; "decode" also decodes every image.
+    - `max_pixels`: reject images (and resize results) with more pixels; `None` for no
+      limit of ours. Pillow's own `Image.MAX_IMAGE_PIXELS` still refuses images over twice its
+      value; raise it too to go beyond.
+    - `reducing_gap`: JPEG DCT-domain shrinking while the decoded image stays at least this
+      many times the output size (see the module notes); `None` to decode at full size.
+    """
+
+    resize: int = 0
+    center_crop: bool = False
+    color: int = 1
+    encoding: str = ".jpg"
+    quality: int = 95
+    pass_through: bool = False
+    inter_method: int = 1
+    verify: str = "header"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    reducing_gap: float | None = 2.0
+
+    def __post_init__(self) -> None:
+        def is_int(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not is_int(self.resize) or self.resize < 0:
+            raise ValueError(f"resize must be an int >= 0 (0 keeps the size), got {self.resize!r}")
+        if not isinstance(self.center_crop, bool):
+            raise ValueError(f"center_crop must be True or False, got {self.center_crop!r}")
+        if not is_int(self.color) or self.color not in (-1, 0, 1):
+            raise ValueError(
+                f"color must be 1 (colour), 0 (gray) or -1 (unchanged), got {self.color!r}"
+            )
+        if not isinstance(self.encoding, str) or self.encoding.lower() not in _ENCODINGS:
+            raise ValueError(f"encoding must be '.jpg' or '.png', got {self.encoding!r}")
+        object.__setattr__(self, "encoding", self.encoding.lower())
+        if not is_int(self.quality):
+            raise ValueError(f"quality must be an int, got {self.quality!r}")
+        if self.is_png and not 0 <= self.quality <= 9:
+            raise ValueError(
+                f"quality is the PNG compression level 0-9 with encoding '.png', got {self.quality}"
+            )
+        if not self.is_png and not 0 <= self.quality <= 100:
+            raise ValueError(
+                f"quality is the JPEG quality 0-100 with encoding '.jpg', got {self.quality}"
+            )
+        if not isinstance(self.pass_through, bool):
+            raise ValueError(f"pass_through must be True or False, got {self.pass_through!r}")
+        if not is_int(self.inter_method) or self.inter_method not in INTER_METHODS:
+            raise ValueError(
+                "inter_method must be one of 0 (nearest), 1 (bilinear), 2 (cubic), 3 (area), "
+                f"4 (lanczos), 9 (auto), 10 (random), got {self.inter_method!r}"
+            )
+        if self.verify not in VERIFY_MODES:
+            raise ValueError(
+                f"verify must be one of {', '.join(map(repr, VERIFY_MODES))}, got {self.verify!r}"
+            )
+        if self.max_pixels is not None and (not is_int(self.max_pixels) or self.max_pixels < 1):
+            raise ValueError(
+                f"max_pixels must be a positive int or None (no limit), got {self.max_pixels!r}"
+            )
+        if self.reducing_gap is not None and (
+            isinstance(self.reducing_gap, bool)
+            or not isinstance(self.reducing_gap, (int, float))
+            or not self.reducing_gap >= 1.0
+        ):
+            raise ValueError(
+                f"reducing_gap must be a number >= 1.0 or None (decode JPEGs at full size), "
+                f"got {self.reducing_gap!r}"
+            )
+
+    @property
+    def is_png(self) -> bool:
+        return self.encoding == ".png"
+
+
+# --------------------------------------------------------------------------- size arithmetic
+
+
+def resize_size(width: int, height: int, resize: int) -> tuple[int, int]:
+    """MXNet's output size `(w, h)`: the shorter side becomes `resize`, the longer side
+    `long * resize // short` (a square counts as landscape). `resize <= 0` keeps the size."""
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if resize <= 0:
+        return width, height
+    if height > width:
+        return resize, height * resize // width
+    return width * resize // height, resize
+
+
+def center_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """The centre square `(left, top, right, bottom)` as im2rec crops it (margin
+    `(long - short) // 2`)."""
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if height > width:
+        margin = (height - width) // 2
+        return 0, margin, width, margin + width
+    margin = (width - height) // 2
+    return margin, 0, margin + height, height
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _open(data: bytes, max_pixels: int | None) -> Image.Image:
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"not a recognised image ({_sniff(data)})") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"decompression bomb refused by Pillow: {exc}") from None
+    except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
+        raise ImageError(f"unreadable image header: {_short(exc)}") from None
+    w, h = im.size
+    if w < 1 or h < 1:
+        raise ImageError(f"image has an empty size {w}x{h}")
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageError(
+            f"image of {w}x{h} = {w * h} pixels is over the limit of {max_pixels} "
+            "(decompression bomb protection; raise max_pixels to allow it)"
+        )
+    return im
+
+
+def _sniff(data: bytes) -> str:
+    head = data[:64].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<svg")):
+        return "looks like HTML/XML text"
+    if head[:1] in (b"{", b"["):
+        return "looks like JSON text"
+    sample = data[:512]
+    if sample and all(32 <= c < 127 or c in (9, 10, 13) for c in sample):
+        return "looks like plain text"
+    return f"{len(data)} bytes starting {data[:8].hex()}"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _load(im: Image.Image) -> None:
+    try:
+        im.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"decompression bomb refused by Pillow: {exc}") from None
+    except MemoryError:
+        raise ImageError("not enough memory to decode the image") from None
+    except (OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError) as exc:
+        text = _short(exc)
+        if "truncated" in text.lower():
+            raise ImageError(f"truncated image ({text})") from None
+        raise ImageError(f"cannot decode image: {text}") from None
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation (1-8); 1 when absent or unreadable."""
+    if im.format == "JPEG" and "exif" not in im.info:
+        return 1  # JPEG EXIF lives in APP1, parsed at open: no EXIF, nothing to do
+    try:
+        value = im.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # malformed EXIF never makes an image unusable
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+
+
+def _target_mode(im: Image.Image, color: int, png: bool) -> str:
+    if color == 1:
+        return "RGB"
+    if color == 0:
+        return "L"
+    # color == -1: as stored where the encoding allows
+    mode = im.mode
+    if mode in ("L", "1", "I", "F") or mode.startswith("I;16"):
+        return "L"
+    if mode in ("LA", "La"):
+        return "LA" if png else "L"
+    alpha = mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info)
+    return "RGBA" if alpha and png else "RGB"
+
+
+def _to_mode(im: Image.Image, target: str) -> Image.Image:
+    mode = im.mode
+    if mode == target:
+        return im
+    if mode.startswith("I;16") or mode == "I":
+        # OpenCV keeps the high byte of 16-bit samples; Pillow's convert would clip instead.
+        arr = np.asarray(im)
+        if mode == "I":
+            arr = np.clip(arr, 0, 65535)
+        im = Image.fromarray((arr >> 8).astype(np.uint8), "L")
+        mode = "L"
+        if target == "L":
+            return im
+    if mode == "P" and target != "RGBA":
+        im.info.pop("transparency", None)  # drop alpha without Pillow's RGBA warning
+    try:
+        return im.convert(target)
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"cannot convert {mode} image to {target}: {_short(exc)}") from None
+
+
+# --------------------------------------------------------------------------- resizing
+
+
+@functools.lru_cache(maxsize=512)
+def _linear_axis(n_in: int, n_out: int) -> tuple[float, bytes] | None:
+    """OpenCV INTER_LINEAR taps along one axis when shrinking (n_out <= n_in).
+
+    Returns `(scale, weights)` where output i blends source rows `i0 = floor(f_i)` and
+    `i0 + 1` with 8-bit weight `weights[i]` (0-255) for the second, `f_i` computed exactly as
+    Pillow's nearest-neighbour scaler computes its source positions (so the gathers and the
+    weights agree), or None if rounding makes Pillow's second gather not `i0 + 1`.
+    """
+    scale = n_in / n_out
+    # Pillow's ImagingScaleAffine: x = a2 + a0 * 0.5, then x += a0 per pixel (sequential).
+    steps = np.full(n_out, scale)
+    steps[0] = -0.5 + scale * 0.5
+    f0 = np.add.accumulate(steps)
+    steps[0] = 0.5 + scale * 0.5
+    f1 = np.add.accumulate(steps)
+    i0 = np.floor(f0)
+    i1 = np.floor(f1)
+    if f0[0] < 0 or not np.array_equal(i1, i0 + 1):
+        return None
+    a = f0 - i0
+    a[i0 >= n_in - 1] = 0.0  # OpenCV: the last source pixel has nothing to its right
+    return scale, np.rint(a * 255.0).astype(np.uint8).tobytes()
+
+
+@functools.lru_cache(maxsize=32)
+def _masks(w: int, h: int, ow: int, oh: int) -> tuple[Image.Image | None, Image.Image | None]:
+    my = mx = None
+    if oh != h:
+        ty = _linear_axis(h, oh)
+        assert ty is not None
+        my = Image.frombytes("L", (w, oh), np.repeat(np.frombuffer(ty[1], np.uint8), w))
+    if ow != w:
+        tx = _linear_axis(w, ow)
+        assert tx is not None
+        mx = Image.frombytes("L", (ow, oh), np.tile(np.frombuffer(tx[1], np.uint8), oh))
+    return my, mx
+
+
+def _linear_fast_ok(w: int, h: int, ow: int, oh: int) -> bool:
+    return (
+        ow <= w
+        and oh <= h
+        and (ow == w or _linear_axis(w, ow) is not None)
+        and (oh == h or _linear_axis(h, oh) is not None)
+    )
+
+
+def _resize_linear(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`cv2.resize(img, size)` (INTER_LINEAR) with Pillow; see the module notes."""
+    w, h = im.size
+    ow, oh = size
+    if (ow, oh) == (w, h):
+        return im
+    if im.mode not in ("L", "LA", "RGB", "RGBA") or not _linear_fast_ok(w, h, ow, oh):
+        return _resize_affine(im, size)
+    my, mx = _masks(w, h, ow, oh)
+    if my is not None:
+        sy = h / oh
+        top = im.transform((w, oh), _AFFINE, (1, 0, 0, 0, sy, -0.5), _NEAREST)
+        bottom = im.transform((w, oh), _AFFINE, (1, 0, 0, 0, sy, 0.5), _NEAREST)
+        top.paste(bottom, None, my)
+        im = top
+    if mx is not None:
+        sx = w / ow
+        left = im.transform((ow, oh), _AFFINE, (sx, 0, -0.5, 0, 1, 0), _NEAREST)
+        right = im.transform((ow, oh), _AFFINE, (sx, 0, 0.5, 0, 1, 0), _NEAREST)
+        left.paste(right, None, mx)
+        im = left
+    return im
+
+
+def _resize_affine(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Plain bilinear (no antialiasing) through Pillow's generic affine transform."""
+    w, h = im.size
+    ow, oh = size
+    if im.mode in ("RGBA", "LA"):
+        # Pillow premultiplies alpha for non-nearest transforms of these modes; OpenCV does not.
+        return Image.merge(im.mode, [_resize_affine(band, size) for band in im.split()])
+    coeffs = (w / ow, 0.0, 0.0, 0.0, h / oh, 0.0)
+    # OpenCV clamps at the borders; extend the image by one edge pixel each side so the
+    # bilinear taps outside the image see the edge pixel instead of the fill colour.
+    padded = Image.new(im.mode, (w + 2, h + 2))
+    padded.paste(im, (1, 1))
+    padded.paste(im.crop((0, 0, w, 1)), (1, 0))
+    padded.paste(im.crop((0, h - 1, w, h)), (1, h + 1))
+    padded.paste(padded.crop((1, 0, 2, h + 2)), (0, 0))
+    padded.paste(padded.crop((w, 0, w + 1, h + 2)), (w + 1, 0))
+    coeffs = (w / ow, 0.0, 1.0, 0.0, h / oh, 1.0)
+    return padded.transform((ow, oh), _AFFINE, coeffs, _BILINEAR)
+
+
+def _resize_nearest(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    w, h = im.size
+    ow, oh = size
+    sx, sy = w / ow, h / oh
+    # OpenCV INTER_NEAREST: source = floor(dst * scale) (no half-pixel shift)
+    return im.transform(size, _AFFINE, (sx, 0, -0.5 * sx, 0, sy, -0.5 * sy), _NEAREST)
+
+
+def _resize(im: Image.Image, size: tuple[int, int], method: int, data: bytes) -> Image.Image:
+    if im.size == size:
+        return im
+    w, h = im.size
+    ow, oh = size
+    if method == 10:
+        method = zlib.crc32(data) % 5
+    elif method == 9:
+        method = 2 if (ow > w and oh > h) else 3 if (ow < w and oh < h) else 1
+    if method == 1:
+        return _resize_linear(im, size)
+    if method == 0:
+        return _resize_nearest(im, size)
+    if method == 3 and (ow > w or oh > h):
+        return _resize_linear(im, size)  # OpenCV's INTER_AREA enlarges bilinearly
+    resample = {
+        2: Image.Resampling.BICUBIC,
+        3: Image.Resampling.BOX,
+        4: Image.Resampling.LANCZOS,
+    }[method]
+    return im.resize(size, resample)
+
+
+# --------------------------------------------------------------------------- the transform
+
+
+def transform_image(data: bytes, opts: ImageOptions) -> bytes:
+    """im2rec's per-image work: decode, normalise colour, center crop, resize, encode.
+
+    With `opts.pass_through` the bytes come back untouched (after the `opts.verify` check).
+    Raises `ImageError` with a short reason for anything that cannot be used.
+    """
+    if opts.pass_through:
+        if opts.verify == "none":
+            return data
+        im = _open(data, opts.max_pixels)
+        if opts.verify == "decode":
+            _load(im)
+        return data
+    im = _open(data, opts.max_pixels)
+    try:
+        return _transform(im, data, opts)
+    finally:
+        im.close()
+
+
+def _geometry(
+    w: int, h: int, opts: ImageOptions
+) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """Crop box and output size for an upright `w` x `h` image (MXNet's arithmetic)."""
+    box = center_crop_box(w, h) if opts.center_crop and opts.resize else (0, 0, w, h)
+    cw, ch = box[2] - box[0], box[3] - box[1]
+    out_size = resize_size(cw, ch, opts.resize)
+    if opts.max_pixels is not None and out_size[0] * out_size[1] > opts.max_pixels:
+        raise ImageError(
+            f"resizing {cw}x{ch} to {out_size[0]}x{out_size[1]} would exceed the limit of "
+            f"{opts.max_pixels} pixels"
+        )
+    return box, out_size
+
+
+def _transform(im: Image.Image, data: bytes, opts: ImageOptions) -> bytes:
+    is_jpeg = im.format == "JPEG"
+    target = _target_mode(im, opts.color, opts.is_png)
+    if is_jpeg:
+        # Everything is known before decoding: plan a DCT-scaled decode.
+        orientation = _orientation(im)
+        raw_w, raw_h = im.size
+        w, h = (raw_h, raw_w) if orientation in (5, 6, 7, 8) else (raw_w, raw_h)
+        box, out_size = _geometry(w, h, opts)
+        scale = 1
+        if opts.reducing_gap is not None and opts.resize:
+            cw, ch = box[2] - box[0], box[3] - box[1]
+            room = min(cw / out_size[0], ch / out_size[1]) / opts.reducing_gap
+            scale = next((s for s in (8, 4, 2) if s <= room), 1)
+        draft_mode = "L" if target == "L" and im.mode == "RGB" else None
+        if draft_mode or scale > 1:
+            im.draft(draft_mode, (raw_w // scale, raw_h // scale) if scale > 1 else None)
+        _load(im)
+    else:
+        _load(im)
+        orientation = _orientation(im)
+        w, h = im.size
+        if orientation in (5, 6, 7, 8):
+            w, h = h, w
+        box, out_size = _geometry(w, h, opts)
+    im = _to_mode(im, target)
+    if orientation != 1:
+        im = im.transpose(_TRANSPOSE[orientation])
+    dw, dh = im.size
+    if (dw, dh) != (w, h):  # decoded at a reduced scale: same crop, in decoded pixels
+        box = (
+            round(box[0] * dw / w),
+            round(box[1] * dh / h),
+            round(box[2] * dw / w),
+            round(box[3] * dh / h),
+        )
+    if box != (0, 0, dw, dh):
+        im = im.crop(box)
+    im = _resize(im, out_size, opts.inter_method, data)
+    return _encode(im, opts)
+
+
+def _encode(im: Image.Image, opts: ImageOptions) -> bytes:
+    out = io.BytesIO()
+    try:
+        if opts.is_png:
+            im.save(out, format="PNG", compress_level=opts.quality)
+        else:
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("RGB")
+            im.save(out, format="JPEG", quality=opts.quality)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"cannot encode as {opts.encoding}: {_short(exc)}") from None
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- arrays
 
 
 def decode_array(data: bytes, iscolor: int = -1, channel_order: ChannelOrder = "rgb") -> np.ndarray:
