@@ -156,21 +156,74 @@ class MmapSource:
 
 
 class FileSource:
-    """Any seekable binary file object (an fsspec file for S3 and other remote stores)."""
+    """Any seekable binary file object (an fsspec file for S3 and other remote stores).
+
+    Reads go through one window buffer. A read the window cannot serve fetches
+    `[offset, offset + max(n, readahead))` with a single `read` call (one range request on an
+    object store opened with `cache_type="none"`). The readahead doubles, up to
+    `max_readahead`, while reads continue where the window ends, and falls back to
+    `min_readahead` after a jump: a sequential scan makes few large requests, and a random
+    read by key fetches about one record. Not thread-safe (one reader per source).
+    """
 
     mm = None  # not mapped: `read_record_at` takes the general path
 
-    def __init__(self, fileobj: IO[bytes], name: str, size: int | None = None) -> None:
+    def __init__(
+        self,
+        fileobj: IO[bytes],
+        name: str,
+        size: int | None = None,
+        *,
+        min_readahead: int = 64 << 10,
+        max_readahead: int = 8 << 20,
+    ) -> None:
+        if not 0 < min_readahead <= max_readahead:
+            raise ValueError(
+                f"need 0 < min_readahead <= max_readahead, got {min_readahead}, {max_readahead}"
+            )
         self.name = name
         self._f = fileobj
         if size is None:
             fileobj.seek(0, os.SEEK_END)
             size = fileobj.tell()
         self.size = size
+        self._min_ra = min_readahead
+        self._max_ra = max_readahead
+        self._ra = min_readahead
+        self._buf = b""
+        self._buf_start = 0
+        self.requests = 0  # reads issued to the underlying file (for tests and tuning)
+
+    def _fetch(self, offset: int, n: int) -> bytes:
+        self._f.seek(offset)
+        data = self._f.read(n)
+        self.requests += 1
+        if len(data) != n:
+            raise RecordIOError(
+                f"{self.name}: short read at offset {offset}: asked for {n} bytes, got "
+                f"{len(data)} (the file is {self.size} bytes; did it change while open?)"
+            )
+        return data
 
     def pread(self, offset: int, n: int) -> bytes:
-        self._f.seek(offset)
-        return self._f.read(n)
+        """Up to `n` bytes at `offset` (fewer only at the end of the file)."""
+        n = min(n, self.size - offset)
+        if n <= 0:
+            return b""
+        start, buf = self._buf_start, self._buf
+        end = start + len(buf)
+        if start <= offset and offset + n <= end:
+            return buf[offset - start : offset - start + n]
+        if start <= offset <= end and buf:  # continuing past the window: read on, further
+            self._ra = min(self._ra * 2, self._max_ra)
+            kept = buf[offset - start :]
+            want = min(max(n - len(kept), self._ra), self.size - end)
+            window = kept + self._fetch(end, want)
+        else:  # a jump
+            self._ra = self._min_ra
+            window = self._fetch(offset, min(max(n, self._ra), self.size - offset))
+        self._buf, self._buf_start = window, offset
+        return window[:n]
 
     def head(self, offset: int) -> tuple[int, int]:
         data = self.pread(offset, HEAD_SIZE)
@@ -179,6 +232,7 @@ class FileSource:
         return _HEAD.unpack(data)
 
     def close(self) -> None:
+        self._buf = b""
         self._f.close()
 
 
@@ -292,7 +346,8 @@ def open_source(url: str, storage_options: dict | None = None) -> MmapSource | F
     if is_local(fs):
         return MmapSource(path)
     size = fs.size(path)
-    return FileSource(fs.open(path, "rb", block_size=4 << 20, cache_type="readahead"), url, size)
+    # FileSource does its own adaptive read-ahead: ask fsspec for exact ranges
+    return FileSource(fs.open(path, "rb", cache_type="none"), url, size)
 
 
 def iter_records(

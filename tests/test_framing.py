@@ -81,7 +81,12 @@ payloads = st.lists(segments, max_size=10).map(b"".join)
 def sources(tmp_path: Path, data: bytes, name: str = "t.rec"):
     path = tmp_path / name
     path.write_bytes(data)
-    return [MmapSource(str(path)), FileSource(io.BytesIO(data), str(path))]
+    return [
+        MmapSource(str(path)),
+        FileSource(io.BytesIO(data), str(path)),
+        # tiny windows: every record crosses several window boundaries
+        FileSource(io.BytesIO(data), str(path), min_readahead=4, max_readahead=24),
+    ]
 
 
 def magic_cases() -> list[bytes]:
@@ -284,7 +289,7 @@ class TestBadInput:
             assert peak < 1 << 20
             src.close()
 
-    def test_file_source_reads_only_what_it_needs(self):
+    def test_file_source_never_reads_past_the_end(self):
         class CountingIO(io.BytesIO):
             requested = 0
 
@@ -296,4 +301,47 @@ class TestBadInput:
         src = FileSource(CountingIO(data), "mem.rec")
         with pytest.raises(RecordIOError, match="mem.rec: record at offset 0"):
             read_record_at(src, 0)
-        assert CountingIO.requested <= 8
+        assert 0 < CountingIO.requested <= len(data)
+
+    def test_file_changed_under_the_reader(self):
+        data = frame_record(b"x" * 100)
+        src = FileSource(io.BytesIO(data[:50]), "shrunk.rec", size=len(data))
+        with pytest.raises(RecordIOError, match="shrunk.rec: short read at offset 0"):
+            read_record_at(src, 0)
+
+
+class TestFileSourceWindow:
+    def records(self, n: int, size: int) -> tuple[bytes, list[int]]:
+        rng = random.Random(n)
+        out, offsets, pos = [], [], 0
+        for _ in range(n):
+            framed = frame_record(rng.randbytes(rng.randint(size // 2, size)))
+            offsets.append(pos)
+            out.append(framed)
+            pos += len(framed)
+        return b"".join(out), offsets
+
+    def test_random_reads_fetch_about_one_record(self):
+        data, offsets = self.records(40, 20_000)
+        src = FileSource(io.BytesIO(data), "r.rec")
+        order = offsets[::-1][::3] + offsets[1::3]
+        for off in order:
+            read_record_at(src, off)
+        assert src.requests <= len(order)
+
+    def test_large_records_take_two_requests(self):
+        data, offsets = self.records(6, 300_000)
+        src = FileSource(io.BytesIO(data), "big.rec")
+        for off in offsets[::-2]:
+            read_record_at(src, off)
+        assert src.requests <= 2 * len(offsets[::-2])
+
+    def test_sequential_scan_grows_the_window(self):
+        data, offsets = self.records(300, 30_000)  # ~7 MB
+        src = FileSource(io.BytesIO(data), "s.rec")
+        assert [off for off, _ in iter_records(src)] == offsets
+        assert src.requests <= 12
+
+    def test_bad_readahead(self):
+        with pytest.raises(ValueError, match="min_readahead"):
+            FileSource(io.BytesIO(b""), "x", min_readahead=0)

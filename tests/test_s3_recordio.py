@@ -92,6 +92,22 @@ def test_open_source_on_s3_and_resync(s3_server, s3_bucket):
         src.close()
 
 
+def test_random_reads_on_s3_fetch_one_range_each(s3_server, s3_bucket):
+    so = s3_server.storage_options
+    idx, rec = s3_server.url(s3_bucket, "w.idx"), s3_server.url(s3_bucket, "w.rec")
+    with MXIndexedRecordIO(idx, rec, "w", storage_options=so) as w:
+        for i in range(40):
+            w.write_idx(i, bytes([i]) * 50_000)
+    src = open_source(rec, so)
+    try:
+        offsets = [off for _, off in read_idx(idx, so)]
+        for i in (39, 3, 17, 0, 25):
+            assert read_record_at(src, offsets[i])[0] == bytes([i]) * 50_000
+        assert src.requests == 5
+    finally:
+        src.close()
+
+
 def test_lst_and_idx_on_s3(s3_server, s3_bucket):
     so = s3_server.storage_options
     lst = s3_server.url(s3_bucket, "lists/train.lst")
