@@ -3,7 +3,8 @@
 Fixtures (all generic; reuse them from any test module):
 
 - `mxnet_python` (session): path (str) of the MXNet 1.9.1 interpreter. Skips the test when
-  the oracle is missing or broken, but FAILS when `CI=true`. Run scripts under it with
+  the oracle is missing or broken, but FAILS when `CI=true` or `RECFLOW_REQUIRE_MXNET=1`.
+  Run scripts under it with
   `oracle.run_mxnet(script, *args, cwd=None)` / `oracle.run_mxnet_json(...)`
   (`from oracle import run_mxnet`; `tests/` is on sys.path under pytest).
 

@@ -11,7 +11,8 @@ its own Python and compare results. Use it from tests like this::
 
 The interpreter is `$RECFLOW_MXNET_PYTHON` (a relative path is taken from the repo root),
 else `<repo>/.venv-mxnet/bin/python` (`make mxnet-venv` builds it). When it is missing, tests
-are skipped locally but FAIL when `CI=true`, so CI can never go green without the cross-checks.
+are skipped locally but FAIL when `CI=true` (or `RECFLOW_REQUIRE_MXNET=1`), so CI can never go
+green without the cross-checks.
 MXNet's import takes 1-2 s: batch several checks into one script.
 """
 
@@ -36,9 +37,14 @@ class OracleError(RuntimeError):
     """A script run under the MXNet interpreter failed; the message carries its stderr."""
 
 
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("true", "1", "yes")
+
+
 def in_ci() -> bool:
-    """True when running in CI (`CI=true`, `1` or `yes`), where a missing oracle is a failure."""
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+    """True when a missing oracle must fail the run: in CI (`CI=true`, `1` or `yes`), or when
+    `RECFLOW_REQUIRE_MXNET` is set the same way (e.g. by `make test`)."""
+    return _truthy("CI") or _truthy("RECFLOW_REQUIRE_MXNET")
 
 
 def mxnet_python_path() -> Path:
@@ -89,7 +95,11 @@ def require_mxnet_python() -> str:
     ok, why = _probe(python)
     if not ok:
         if in_ci():
-            pytest.fail(f"CI=true and the MXNet oracle is unusable: {why}", pytrace=False)
+            pytest.fail(
+                f"the MXNet oracle is required here (CI / RECFLOW_REQUIRE_MXNET) but unusable: "
+                f"{why}",
+                pytrace=False,
+            )
         pytest.skip(why)
     return python
 
