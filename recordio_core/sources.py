@@ -9,6 +9,7 @@ offsets from its `.idx` (sorted, as MXNet's and DALI's readers use them) or by s
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ def _expand(source: str, split: str | None, storage_options: StorageOptions) -> 
 
 
 def resolve_shards(
-    source: str | Sequence[str],
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     path_imgidx: str | None = None,
     split: str | None = None,
@@ -140,7 +141,9 @@ def resolve_shards(
     `path_imgidx` names the index of a single `.rec` explicitly. `use_index=False` ignores
     indexes; `True` requires one for every shard; `None` uses them when present.
     """
-    sources = [source] if isinstance(source, str) else list(source)
+    if isinstance(source, str | os.PathLike):
+        source = [source]
+    sources = [os.fspath(s) if isinstance(s, os.PathLike) else s for s in source]
     if not sources or not all(isinstance(s, str) and s for s in sources):
         raise ValueError(f"source must be a non-empty URL or list of URLs, got {source!r}")
     shards: list[Shard] = []
