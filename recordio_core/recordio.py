@@ -285,10 +285,21 @@ class MXIndexedRecordIO(MXRecordIO):
 
     def open(self) -> None:
         super().open()
+        try:
+            self._open_index()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_index(self) -> None:
         self.idx = {}
         self.keys = []
         fs, path = get_fs(self.idx_path, self.storage_options)
         if self.writable:
+            if is_local(fs):
+                parent = os.path.dirname(path)
+                if parent:
+                    os.makedirs(parent, exist_ok=True)
             self.fidx = fs.open(path, "w")
         else:
             with fs.open(path, "rb") as f:

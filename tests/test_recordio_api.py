@@ -311,6 +311,16 @@ class TestMXIndexedRecordIO:
         assert r.read() == b"0"  # the parent is unaffected
         r.close()
 
+    def test_writer_makes_folders_and_reader_needs_files(self, tmp_path):
+        idx, rec = str(tmp_path / "i" / "x.idx"), str(tmp_path / "r" / "x.rec")
+        write_records(idx, rec, {1: b"a"})
+        with MXIndexedRecordIO(idx, rec, "r") as r:
+            assert r.read_idx(1) == b"a"
+        with pytest.raises(FileNotFoundError):
+            MXIndexedRecordIO(str(tmp_path / "missing.idx"), rec, "r")
+        with pytest.raises(FileNotFoundError):
+            MXRecordIO(str(tmp_path / "missing.rec"), "r")
+
     def test_writer_cannot_seek(self, tmp_path):
         w = MXIndexedRecordIO(str(tmp_path / "w.idx"), str(tmp_path / "w.rec"), "w")
         with pytest.raises(RuntimeError, match="opened for writing; cannot seek"):
