@@ -166,7 +166,15 @@ class MXRecordIO:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the arguments, not the open file: the copy reopens it (a reader from the
-        start, like MXNet's). Unlike MXNet, the original stays open and keeps its position."""
+        start, like MXNet's). Unlike MXNet, the original stays open and keeps its position.
+
+        An open writer cannot be pickled: its copy would truncate the file being written.
+        """
+        if self.is_open and self.writable:
+            raise TypeError(
+                f"cannot pickle {type(self).__name__} writing {self.uri}: close it first (a "
+                "copy would reopen the file for writing and truncate it)"
+            )
         state = dict(self.__dict__)
         for key in ("_src", "_file", "_writer"):
             state[key] = None

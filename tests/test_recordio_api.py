@@ -223,6 +223,16 @@ class TestMXRecordIO:
         closed = pickle.loads(pickle.dumps(copy))
         assert not closed.is_open
 
+    def test_open_writer_cannot_be_pickled(self, tmp_path):
+        w = MXRecordIO(str(tmp_path / "w.rec"), "w")
+        w.write(b"kept")
+        with pytest.raises(TypeError, match="close it first"):
+            pickle.dumps(w)
+        w.close()
+        assert pickle.loads(pickle.dumps(w)).is_open is False
+        with MXRecordIO(str(tmp_path / "w.rec"), "r") as r:
+            assert r.read() == b"kept"
+
 
 class TestMXIndexedRecordIO:
     def test_keys_idx_and_random_access(self, tmp_path):
