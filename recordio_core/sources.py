@@ -3,12 +3,11 @@
 `resolve_shards(source)` turns what a user typed into `Shard`s (a `.rec` URL and, when present,
 its `.idx` and `.lst` siblings), in a stable order. `shard_offsets` gives a shard's record
 offsets from its `.idx` (sorted, as MXNet's and DALI's readers use them) or by scanning the
-`.rec` when there is no index. Reading `manifest.json` is kept in `manifest_shards` alone.
+`.rec` when there is no index. Manifests are read by `recordio_core.manifest`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from collections.abc import Sequence
@@ -16,12 +15,12 @@ from dataclasses import dataclass
 
 from recordio_core.errors import RecordIOError
 from recordio_core.framing import iter_records, open_source
-from recordio_core.fsio import StorageOptions, exists, get_fs, is_local, join_url, read_text
+from recordio_core.fsio import StorageOptions, exists, get_fs, is_local, join_url
 from recordio_core.idx import read_idx
+from recordio_core.manifest import MANIFEST_NAME, read_manifest
 
 _GLOB_CHARS = "*?["
 _IR_HEADER_SIZE = 24
-MANIFEST_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -55,13 +54,8 @@ def manifest_shards(
 
     `split=None` is allowed when the manifest holds exactly one split.
     """
-    try:
-        doc = json.loads(read_text(url, storage_options))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{url}: not valid JSON ({exc})") from None
-    splits = doc.get("splits") if isinstance(doc, dict) else None
-    if not isinstance(splits, dict) or not splits:
-        raise ValueError(f"{url}: a manifest needs a non-empty 'splits' object")
+    manifest = read_manifest(url, storage_options)
+    splits = manifest.splits
     if split is None:
         if len(splits) != 1:
             raise ValueError(f"{url} holds splits {sorted(splits)}: choose one with split=...")
@@ -69,27 +63,22 @@ def manifest_shards(
     if split not in splits:
         raise ValueError(f"{url} has no split {split!r}; it has {sorted(splits)}")
     base = url.rstrip("/").rpartition("/")[0] or "."
-    shards: list[Shard] = []
-    for i, item in enumerate(splits[split].get("shards", [])):
-        if not isinstance(item, dict) or not item.get("rec"):
-            raise ValueError(f"{url}: splits.{split}.shards[{i}] needs a 'rec' path")
-
-        def rel(key: str, item: dict = item) -> str | None:
-            value = item.get(key)
-            if not value:
-                return None
-            return value if "://" in value or value.startswith("/") else join_url(base, value)
-
-        shards.append(
-            Shard(
-                rec=rel("rec") or "",
-                idx=rel("idx"),
-                lst=rel("lst"),
-                records=item.get("records"),
-                bytes=item.get("bytes"),
-            )
+    return [
+        Shard(
+            rec=join_url(base, entry.rec),
+            idx=join_url(base, entry.idx),
+            lst=join_url(base, entry.lst),
+            records=entry.records,
+            bytes=entry.bytes,
         )
-    return shards
+        for entry in splits[split].shards
+    ]
+
+
+def manifest_class_names(url: str, storage_options: StorageOptions = None) -> dict[int, str]:
+    """Label -> class name (the folder) from a manifest's class map."""
+    manifest = read_manifest(url, storage_options)
+    return {label: name for name, label in manifest.class_map.items()}
 
 
 def _glob(pattern: str, storage_options: StorageOptions) -> list[str]:

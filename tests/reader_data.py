@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from recordio_core.lst import LstEntry, write_lst
+from recordio_core.manifest import Manifest, ShardEntry, SplitEntry, tool_versions
+from recordio_core.manifest import write_manifest as write_manifest_file
 from recordio_core.recordio import IRHeader, MXIndexedRecordIO, MXRecordIO, pack, pack_img
 
 # (height, width): landscape, portrait, square, and some smaller than a 24x24 crop
@@ -90,31 +92,34 @@ def make_raw_records(path: str, payloads: list[bytes]) -> list[int]:
 
 
 def write_manifest(folder: str, splits: dict[str, list[Dataset]]) -> str:
-    """A `manifest.json` in the pipeline's shape, paths relative to `folder`."""
-    doc = {
-        "splits": {
-            name: {
-                "records": sum(len(d.ids) for d in shards),
-                "shards": [
-                    {
-                        "rec": os.path.relpath(d.rec, folder),
-                        "idx": os.path.relpath(d.idx, folder),
-                        "lst": os.path.relpath(d.lst, folder),
-                        "records": len(d.ids),
-                        "bytes": os.path.getsize(d.rec),
-                        "sha256": "",
-                    }
+    """A real `manifest.json` (recordio_core.manifest) for datasets made under `folder`."""
+
+    def sha(path: str) -> str:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    manifest = Manifest(
+        parameters={"label_width": 1},
+        class_map={"cat": 0, "dog": 1, "eel": 2},
+        splits={
+            name: SplitEntry(
+                shards=tuple(
+                    ShardEntry(
+                        rec=os.path.relpath(d.rec, folder),
+                        idx=os.path.relpath(d.idx, folder),
+                        lst=os.path.relpath(d.lst, folder),
+                        records=len(d.ids),
+                        bytes=os.path.getsize(d.rec),
+                        sha256=sha(d.rec),
+                    )
                     for d in shards
-                ],
-            }
+                )
+            )
             for name, shards in splits.items()
         },
-        "class_map": {"cat": 0, "dog": 1, "eel": 2},
-    }
-    path = os.path.join(folder, "manifest.json")
-    with open(path, "w") as f:
-        json.dump(doc, f)
-    return path
+        tools=tool_versions(),
+    )
+    return write_manifest_file(folder, manifest)
 
 
 __all__ = ["Dataset", "make_dataset", "make_raw_records", "pack", "smooth_image", "write_manifest"]
