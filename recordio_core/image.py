@@ -449,7 +449,7 @@ def _geometry(
     w: int, h: int, opts: ImageOptions
 ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
     """Crop box and output size for an upright `w` x `h` image (MXNet's arithmetic)."""
-    box = center_crop_box(w, h) if opts.center_crop and opts.resize else (0, 0, w, h)
+    box = center_crop_box(w, h) if opts.center_crop else (0, 0, w, h)
     cw, ch = box[2] - box[0], box[3] - box[1]
     out_size = resize_size(cw, ch, opts.resize)
     if opts.max_pixels is not None and out_size[0] * out_size[1] > opts.max_pixels:
