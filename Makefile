@@ -32,7 +32,13 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed $(MXVENV)/.installed
 	$(VENV)/bin/ruff check .
-	RECFLOW_MXNET_PYTHON=$(abspath $(MXPY)) $(PY) -m pytest -q
+	RECFLOW_REQUIRE_MXNET=1 RECFLOW_MXNET_PYTHON=$(abspath $(MXPY)) $(PY) -m pytest -q
+
+# Side-by-side speed comparisons with MXNet; each prints its ratios.
+bench: $(VENV)/.installed $(MXVENV)/.installed
+	for b in benchmarks/bench_*.py; do \
+		echo "== $$b"; RECFLOW_MXNET_PYTHON=$(abspath $(MXPY)) $(PY) $$b || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) $(MXVENV) build *.egg-info demo-output
