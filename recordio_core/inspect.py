@@ -1,0 +1,220 @@
+"""What a dataset holds: counts, label and image-size histograms, and a contact sheet per class.
+
+`inspect_dataset(source)` reads every record once (image headers only: sizes come from the
+encoded file's header, nothing is decoded) except the few sample images per class that go on
+the contact sheet (`sheet="sheet.png"`): one row per class, labelled with the class name when a
+manifest's class map provides it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from recordio_core.augment import image_bytes
+from recordio_core.framing import iter_records, open_source
+from recordio_core.fsio import StorageOptions, write_bytes_atomic
+from recordio_core.sources import manifest_class_names, resolve_shards
+
+# shorter-side buckets for the size summary
+SIZE_BUCKETS = ((0, 64), (64, 128), (128, 256), (256, 512), (512, 1024), (1024, 1 << 62))
+_BG = (32, 32, 32)
+_FG = (235, 235, 235)
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    """Counts over the records read. Histogram keys are strings so the report is JSON:
+    labels as `"3"` (or `"1,0,2"` for several labels), sizes as `"WxH"`."""
+
+    source: str
+    shards: int
+    records: int
+    bytes: int
+    complete: bool
+    labels: dict[str, int]
+    sizes: dict[str, int]
+    size_buckets: dict[str, int]
+    formats: dict[str, int]
+    undecodable: int
+    class_names: dict[str, str] = field(default_factory=dict)
+    sheet: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _label_key(flag: int, header_label: float, payload: bytes) -> tuple[str, int | None]:
+    """The histogram key and the class (first label, when a whole number) of a record."""
+    if flag > 0:
+        import numpy as np
+
+        values = np.frombuffer(payload, np.float32, flag, 24).tolist()
+    else:
+        values = [header_label]
+    key = ",".join(f"{v:g}" for v in values)
+    first = values[0] if values else None
+    cls = int(first) if first is not None and float(first).is_integer() else None
+    return key, cls
+
+
+def _bucket(w: int, h: int) -> str:
+    short = min(w, h)
+    for lo, hi in SIZE_BUCKETS:
+        if lo <= short < hi:
+            return f"{lo}-{hi - 1}" if hi < 1 << 62 else f">={lo}"
+    return "?"
+
+
+def inspect_dataset(
+    source: str | Sequence[str],
+    *,
+    split: str | None = None,
+    max_records: int | None = None,
+    sheet: str | None = None,
+    per_class: int = 8,
+    thumb: int = 64,
+    max_classes: int = 50,
+    storage_options: StorageOptions = None,
+) -> InspectReport:
+    """Read the dataset at `source` (what the reader accepts) and summarise it; with `sheet`,
+    also write a contact sheet PNG there (`per_class` thumbnails of `thumb` pixels for each of
+    the first `max_classes` classes)."""
+    for name, value, low in (
+        ("per_class", per_class, 1),
+        ("thumb", thumb, 8),
+        ("max_classes", max_classes, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if max_records is not None and (not isinstance(max_records, int) or max_records < 1):
+        raise ValueError(f"max_records must be None or an integer >= 1, got {max_records!r}")
+    shards = resolve_shards(source, split=split, use_index=False, storage_options=storage_options)
+    names: dict[int, str] = {}
+    if isinstance(source, str) and (source.endswith(".json") or _is_manifest_dir(source, shards)):
+        names = manifest_class_names(
+            source if source.endswith(".json") else source.rstrip("/") + "/manifest.json",
+            storage_options,
+        )
+    labels: Counter[str] = Counter()
+    sizes: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
+    formats: Counter[str] = Counter()
+    samples: dict[int, list[bytes]] = {}
+    undecodable = records = nbytes = 0
+    complete = True
+    for shard in shards:
+        src = open_source(shard.rec, storage_options)
+        try:
+            for _, payload in iter_records(src):
+                if max_records is not None and records >= max_records:
+                    complete = False
+                    break
+                records += 1
+                nbytes += len(payload)
+                try:
+                    flag, header_label, _rid, img = image_bytes(payload)
+                    key, cls = _label_key(flag, header_label, payload)
+                except ValueError:
+                    undecodable += 1
+                    labels["(no header)"] += 1
+                    continue
+                labels[key] += 1
+                try:
+                    with Image.open(io.BytesIO(img)) as im:
+                        w, h = im.size
+                        formats[im.format or "?"] += 1
+                except (OSError, SyntaxError, Image.DecompressionBombError):
+                    undecodable += 1
+                    continue
+                sizes[f"{w}x{h}"] += 1
+                buckets[_bucket(w, h)] += 1
+                if sheet and cls is not None:
+                    bucket = samples.setdefault(cls, [])
+                    if len(bucket) < per_class and len(samples) <= max_classes:
+                        bucket.append(bytes(img))
+        finally:
+            src.close()
+        if not complete:
+            break
+    written = None
+    if sheet:
+        png = contact_sheet(samples, labels, names, per_class=per_class, thumb=thumb)
+        write_bytes_atomic(sheet, png, storage_options)
+        written = sheet
+    return InspectReport(
+        source=source if isinstance(source, str) else ",".join(source),
+        shards=len(shards),
+        records=records,
+        bytes=nbytes,
+        complete=complete,
+        labels=dict(sorted(labels.items(), key=_natural)),
+        sizes=dict(sizes.most_common()),
+        size_buckets={k: buckets[k] for k in _bucket_order() if buckets[k]},
+        formats=dict(formats.most_common()),
+        undecodable=undecodable,
+        class_names={str(k): v for k, v in sorted(names.items())},
+        sheet=written,
+    )
+
+
+def _is_manifest_dir(source: str, shards: Sequence[Any]) -> bool:
+    return bool(shards) and not source.endswith(".rec") and shards[0].records is not None
+
+
+def _natural(item: tuple[str, int]) -> tuple[int, Any]:
+    key = item[0]
+    try:
+        return (0, [float(x) for x in key.split(",")])
+    except ValueError:
+        return (1, key)
+
+
+def _bucket_order() -> list[str]:
+    return [f"{lo}-{hi - 1}" if hi < 1 << 62 else f">={lo}" for lo, hi in SIZE_BUCKETS]
+
+
+def contact_sheet(
+    samples: dict[int, list[bytes]],
+    counts: Counter[str] | dict[str, int],
+    names: dict[int, str],
+    *,
+    per_class: int = 8,
+    thumb: int = 64,
+) -> bytes:
+    """A PNG with one row per class: its label, name and count, then up to `per_class`
+    thumbnails (aspect kept, centred in `thumb` x `thumb` cells)."""
+    font = ImageFont.load_default()
+    label_w = 150
+    pad = 4
+    classes = sorted(samples)
+    rows = max(1, len(classes))
+    width = label_w + per_class * (thumb + pad) + pad
+    height = rows * (thumb + pad) + pad
+    sheet = Image.new("RGB", (width, height), _BG)
+    draw = ImageDraw.Draw(sheet)
+    if not classes:
+        draw.text((pad, pad), "no images", fill=_FG, font=font)
+    for row, cls in enumerate(classes):
+        y = pad + row * (thumb + pad)
+        name = names.get(cls, "")
+        count = counts.get(str(cls), 0) if isinstance(counts, dict) else 0
+        text = f"{cls}" + (f"  {name}" if name else "") + f"\n{count} images"
+        draw.multiline_text((pad, y + 4), text, fill=_FG, font=font)
+        for col, data in enumerate(samples[cls][:per_class]):
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    im.draft("RGB", (thumb, thumb))
+                    small = ImageOps.contain(im.convert("RGB"), (thumb, thumb))
+            except (OSError, SyntaxError, Image.DecompressionBombError):
+                continue
+            x = label_w + col * (thumb + pad)
+            sheet.paste(small, (x + (thumb - small.width) // 2, y + (thumb - small.height) // 2))
+    out = io.BytesIO()
+    sheet.save(out, format="PNG", optimize=False)
+    return out.getvalue()
