@@ -13,6 +13,9 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "im2rec": "flows.cmd_im2rec",
     "pack": "flows.cmd_pack",
+    "index": "flows.cmd_index",
+    "merge": "flows.cmd_merge",
+    "inspect": "flows.cmd_inspect",
 }
 
 
