@@ -7,7 +7,8 @@ defaults are im2rec.cc's:
     resize=-1        shorter edge to this size; <= 0 keeps the size
     label_width=1    labels per list line
     pack_label=0     1: store all `label_width` labels after the header (needs label_width > 1;
-                     like im2rec.cc the header's label field keeps the first label)
+                     the header's label field holds 0 as with im2rec.py, where im2rec.cc
+                     keeps the first label there; readers take the labels after the header)
     nsplit=1 part=0  pack only part `part` of `nsplit` byte-equal parts of the list (dmlc's
                      line-aligned byte split); the output becomes OUTPUT.partNNN
     center_crop=0    1: crop the center square first (as in im2rec.cc, only when resizing)

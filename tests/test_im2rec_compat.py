@@ -15,14 +15,19 @@ command lines per interpreter start to keep the suite fast.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from imagetree import make_image_tree
+from imagetree import DEFAULT_BROKEN, make_image_tree
 from oracle import run_mxnet
+from PIL import Image
 
 from flows.cli import main as recflow
+from recordio_core.lst import LstEntry, format_lst, parse_lst
+from recordio_core.recordio import MXIndexedRecordIO, unpack
 
 pytestmark = pytest.mark.mxnet
 
@@ -104,3 +109,142 @@ def test_list_relative_prefix_and_class_map(tree, tmp_path, monkeypatch):
     assert (tmp_path / "o" / "rel.lst").read_bytes() == (tmp_path / "t" / "rel.lst").read_bytes()
     classes = json.loads((tmp_path / "o" / "rel.classes.json").read_text(encoding="utf-8"))
     assert classes["ünïcødé/deep/er"] == 8 and classes["."] == 0
+
+
+# ---------------------------------------------------------------- pack mode
+
+
+@pytest.fixture(scope="module")
+def lists(tree, tmp_path_factory) -> dict[str, str]:
+    """`.lst` texts for the default tree: the recursive shuffled list in two chunks."""
+    out = tmp_path_factory.mktemp("lists")
+    assert ours(out / "data", tree, "--list", "--recursive", "--chunks", "2") == 0
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(out.glob("*.lst"))}
+
+
+def multi_label(lists: dict[str, str]) -> dict[str, str]:
+    """The same images with three float labels per line."""
+    out = {}
+    for name, text in lists.items():
+        entries = parse_lst(text)
+        rows = [
+            LstEntry(e.index, (e.label, e.index * 0.5 - 3.25, float(len(e.path))), e.path)
+            for e in entries
+        ]
+        out[name] = format_lst(rows)
+    return out
+
+
+def pack_both(
+    cases: dict[str, tuple[dict[str, str], list[str]]], root: Path, tmp_path: Path
+) -> dict[str, tuple[Path, Path]]:
+    """For each case (list files, options): pack with the oracle and with us, in two folders."""
+    runs = []
+    folders = {}
+    for name, (list_files, options) in cases.items():
+        pair = (tmp_path / name / "theirs", tmp_path / name / "ours")
+        for folder in pair:
+            folder.mkdir(parents=True)
+            for fname, text in list_files.items():
+                (folder / fname).write_text(text, encoding="utf-8")
+        runs.append([str(pair[0] / "data"), str(root), *options])
+        assert ours(pair[1] / "data", root, *options) == 0, name
+        folders[name] = pair
+    oracle_im2rec(*runs, cwd=tmp_path)
+    return folders
+
+
+def test_pass_through_and_pack_label_are_byte_identical(tree, lists, tmp_path):
+    cases = {
+        "pass": (lists, ["--pass-through"]),
+        "pass_threads": (lists, ["--pass-through", "--num-thread", "2"]),
+        "pack_label": (multi_label(lists), ["--pass-through", "--pack-label"]),
+        "no_pack_label": (multi_label(lists), ["--pass-through"]),
+    }
+    for name, (theirs, mine) in pack_both(cases, tree, tmp_path).items():
+        got, want = files_of(mine), files_of(theirs)
+        assert sorted(got) == sorted(want) == [
+            "data_0.idx", "data_0.lst", "data_0.rec", "data_1.idx", "data_1.lst", "data_1.rec"
+        ], name  # fmt: skip
+        for fname in want:
+            assert got[fname] == want[fname], (name, fname)
+        assert got["data_0.lst"] == cases[name][0]["data_0.lst"].encode()  # lists untouched
+
+
+def read_records(rec: Path) -> dict[int, tuple[tuple, np.ndarray]]:
+    """key -> ((flag, label(s), id, id2), decoded pixels) for every record via the .idx."""
+    reader = MXIndexedRecordIO(str(rec.with_suffix(".idx")), str(rec), "r")
+    out = {}
+    try:
+        for key in reader.keys:
+            header, data = unpack(reader.read_idx(key))
+            label = np.atleast_1d(np.asarray(header.label, dtype=np.float32)).tolist()
+            with Image.open(io.BytesIO(data)) as im:
+                pixels = np.asarray(im)
+            out[int(key)] = ((header.flag, label, header.id, header.id2), pixels)
+    finally:
+        reader.close()
+    return out
+
+
+REENCODE_CASES = {
+    "default": [],
+    "resize": ["--resize", "24"],
+    "resize_crop": ["--resize", "20", "--center-crop"],
+    "crop_only": ["--center-crop"],
+    "gray": ["--color", "0", "--resize", "32"],
+    "png": ["--encoding", ".png", "--resize", "26"],
+    "gray_png": ["--color", "0", "--encoding", ".png"],
+    "quality_threads": ["--quality", "60", "--num-thread", "2", "--resize", "30"],
+    "unchanged_jpg": ["--color", "-1"],
+    "unchanged_png": ["--color", "-1", "--encoding", ".png"],
+}
+# With --color -1 OpenCV keeps what Pillow cannot or we choose not to: gray+alpha becomes
+# 4-channel BGRA, 16-bit PNGs stay 16-bit, and EXIF orientation is NOT applied. These images
+# are compared for keys and labels only in the --color -1 cases.
+UNCHANGED_DIFFERS = {"cats/kittens/k2.png", "cats/C4.JPG", "dogs/d3.png"}
+
+
+def test_reencoded_records_match_keys_labels_sizes_and_pixels(tree, lists, tmp_path):
+    cases = {name: (lists, opts) for name, opts in REENCODE_CASES.items()}
+    paths = {e.index: e.path for text in lists.values() for e in parse_lst(text)}
+    report = []
+    for name, (theirs, mine) in pack_both(cases, tree, tmp_path).items():
+        for chunk in ("data_0", "data_1"):
+            want = read_records(theirs / f"{chunk}.rec")
+            got = read_records(mine / f"{chunk}.rec")
+            assert list(got) == list(want), (name, chunk)  # same keys, same order
+            assert (mine / f"{chunk}.idx").read_text().count("\n") == len(want)
+            for key, (header, pixels) in want.items():
+                my_header, my_pixels = got[key]
+                assert my_header == header, (name, key)
+                if name.startswith("unchanged") and paths[key] in UNCHANGED_DIFFERS:
+                    continue
+                assert my_pixels.shape == pixels.shape, (name, paths[key])
+                diff = np.abs(my_pixels.astype(np.int16) - pixels.astype(np.int16))
+                report.append((round(float(diff.mean()), 3), name, paths[key]))
+                assert diff.mean() < 3.0, (name, paths[key], float(diff.mean()))
+    assert len(report) == len(REENCODE_CASES) * 30 - 2 * len(UNCHANGED_DIFFERS)
+    report.sort(reverse=True)
+    print("worst mean |diff|:", report[:5])
+
+
+def test_unreadable_images_are_rejects_not_gaps(tmp_path, capsys):
+    root = tmp_path / "broken_root"
+    make_image_tree(root, DEFAULT_BROKEN)
+    (tmp_path / "o").mkdir()
+    assert ours(tmp_path / "o" / "b", root, "--list", "--recursive", "--no-shuffle") == 0
+    text = (tmp_path / "o" / "b.lst").read_text(encoding="utf-8")
+    cases = {"broken": ({"data.lst": text}, ["--num-thread", "2"])}
+    capsys.readouterr()
+    theirs, mine = pack_both(cases, root, tmp_path)["broken"]
+    out = capsys.readouterr().out
+    names = {e.index: e.path for e in parse_lst(text)}
+    got = {k: names[k] for k in read_records(mine / "data.rec")}
+    want = {k: names[k] for k in read_records(theirs / "data.rec")}
+    # OpenCV decodes what it can of a truncated JPEG; we reject it (Pillow refuses it)
+    assert set(got.values()) == {"broken/fine.jpg", "broken/png_named.jpg"}
+    assert set(want.values()) - set(got.values()) <= {"broken/truncated.jpg"}
+    for path in ("broken/zero.jpg", "broken/text.png", "broken/truncated.jpg"):
+        assert path in out
+    assert "3 rejected" in out
