@@ -189,3 +189,29 @@ def test_merge_small_shards_on_s3(s3_server, s3_bucket, tmp_path):
     assert fs.cat_file(result.rec) == b"".join(
         (tmp_path / f"t{i}.rec").read_bytes() for i in range(3)
     )
+
+
+def test_cli_index_and_merge(three, capsys):
+    from flows.cli import main
+
+    tmp, a, b, c = three
+    # without -o: write the missing index (c has none) by scanning
+    assert main(["index", a.rec, c.rec]) == 0
+    out = capsys.readouterr().out
+    assert "exists" in out and f"{c.idx}: 3 records" in out
+    assert [k for k, _ in read_idx(c.idx)] == c.ids
+    # combined index for DALI, with the .rec order written out
+    order = tmp / "order.txt"
+    combined = tmp / "all.idx"
+    assert main(["index", a.rec, b.rec, c.rec, "-o", str(combined), "--list-out", str(order)]) == 0
+    out = capsys.readouterr().out
+    assert "12 records in 3 shards" in out and "fn.readers.mxnet(path=" in out
+    assert order.read_text().split() == [a.rec, b.rec, c.rec]
+    assert read_idx(str(combined)) == list(combined_index([a.rec, b.rec, c.rec]).pairs)
+    # merge
+    assert main(["merge", str(tmp / "*.rec"), "-o", str(tmp / "out" / "all.rec")]) == 0
+    out = capsys.readouterr().out
+    assert "12 records" in out
+    assert (tmp / "out" / "all.idx").exists() and (tmp / "out" / "all.lst").exists()
+    assert main(["index", a.rec, "--keys", "renumber"]) == 2
+    assert "add -o IDX" in capsys.readouterr().err
