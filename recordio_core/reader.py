@@ -227,6 +227,44 @@ def byte_part_records(
             pos = nxt
 
 
+def record_label(
+    payload: bytes, label_width: int, labels: dict[int, Any] | None = None
+) -> tuple[np.ndarray | float, int, memoryview]:
+    """`(label, record id, image bytes)` of an image record, as `ImageRecordIter` takes it:
+    from `labels` (record id -> label, from a `.lst`) when given, else from the header (a
+    float when `label_width` is 1, else the header's `label_width` float32 labels). Raises
+    `ValueError` when the record does not provide what `label_width` asks for."""
+    flag, header_label, rid, img = image_bytes(payload)
+    if labels is not None:
+        try:
+            return labels[rid], rid, img
+        except KeyError:
+            raise ValueError(f"record id {rid} is not in path_imglist") from None
+    if flag > 0:
+        if flag != label_width:
+            raise ValueError(f"the record holds {flag} labels but label_width is {label_width}")
+        return np.frombuffer(payload, np.float32, flag, 24), rid, img
+    if label_width != 1:
+        raise ValueError(
+            f"the record holds one label; label_width={label_width} needs path_imglist (or "
+            "labels_from_lst) or records packed with pack_label"
+        )
+    return header_label, rid, img
+
+
+def load_imglists(
+    urls: Sequence[str], label_width: int, storage_options: StorageOptions = None
+) -> dict[int, Any]:
+    """Record id -> label from `.lst` files (later files win): a float when `label_width` is
+    1, else a float32 array."""
+    labels: dict[int, Any] = {}
+    for url in urls:
+        labels.update(parse_imglist(read_text(url, storage_options), label_width, url))
+    if label_width == 1:
+        return {key: float(value[0]) for key, value in labels.items()}
+    return labels
+
+
 @dataclass(frozen=True)
 class _Item:
     shard: int
@@ -307,31 +345,7 @@ class ImageRecordReader:
             lists = [path_imglist] if isinstance(path_imglist, str) else list(path_imglist)
         else:
             return None
-        labels: dict[int, Any] = {}
-        for url in lists:
-            labels.update(parse_imglist(read_text(url, self.storage_options), width, url))
-        if width == 1:
-            return {key: float(value[0]) for key, value in labels.items()}
-        return labels
-
-    def _label_of(self, payload: bytes) -> tuple[np.ndarray | float, int, memoryview]:
-        flag, header_label, rid, img = image_bytes(payload)
-        width = self.options.label_width
-        if self._labels is not None:
-            try:
-                return self._labels[rid], rid, img
-            except KeyError:
-                raise ValueError(f"record id {rid} is not in path_imglist") from None
-        if flag > 0:
-            if flag != width:
-                raise ValueError(f"the record holds {flag} labels but label_width is {width}")
-            return np.frombuffer(payload, np.float32, flag, 24), rid, img
-        if width != 1:
-            raise ValueError(
-                f"the record holds one label; label_width={width} needs path_imglist (or "
-                "labels_from_lst) or records packed with pack_label"
-            )
-        return header_label, rid, img
+        return load_imglists(lists, width, self.storage_options)
 
     def _where(self, item: _Item) -> str:
         return f"{display_name(self.shards[item.shard].rec)} record at offset {item.offset}"
@@ -437,7 +451,7 @@ class ImageRecordReader:
             item = items[i]
             rid: int | None = None
             try:
-                value, rid, img = self._label_of(item.payload)
+                value, rid, img = record_label(item.payload, self.options.label_width, self._labels)
                 label[i] = value
                 index[i] = rid
                 self._writer.process(img, data[i], tuple(draws[i]) if draws is not None else ())

@@ -335,3 +335,43 @@ def test_unknown_option_lists_the_known_ones(ds):
         ImageRecordReader(ds.rec, data_shape=(3, 8, 8), path_imglist=ds.lst, labels_from_lst=True)
     with pytest.raises(ValueError, match="path_imgidx names one index"):
         ImageRecordReader([ds.rec, ds.rec], data_shape=(3, 8, 8), path_imgidx=ds.idx)
+
+
+def test_map_style_dataset_without_torch(shards):
+    import pickle
+    import subprocess
+    import sys
+
+    from recordio_core.torch_dataset import RecordDataset
+
+    _, a, b, _, manifest = shards
+    ds = RecordDataset(manifest, split="train", label_width=4, labels_from_lst=True)
+    assert len(ds) == len(a.ids) + len(b.ids)
+    image, label = ds[len(a.ids)]
+    assert image.mode == "RGB" and image.size[0] > 0
+    np.testing.assert_array_equal(label, b.labels4[0])
+    clone = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(clone[-1][1], b.labels4[-1])
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    parts = [RecordDataset([a.rec, b.rec], num_parts=3, part_index=k) for k in range(3)]
+    assert sum(len(p) for p in parts) == len(ds)
+    gray = RecordDataset(a.rec, mode="L", transform=np.asarray)
+    assert gray[0][0].ndim == 2 and gray[0][1] == a.labels[0]
+    probe = "import sys, recordio_core.torch_dataset; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # importing the module never imports torch
+
+
+def test_torch_dataset_if_torch_is_installed(shards):
+    torch = pytest.importorskip("torch")
+    from recordio_core.torch_dataset import TorchRecordDataset
+
+    _, a, _, _, _ = shards
+    ds = TorchRecordDataset(a.rec)
+    assert isinstance(ds, torch.utils.data.Dataset)
+    image, label = ds[0]
+    assert image.dtype == torch.uint8 and image.shape[0] == 3
+    assert label.dtype == torch.float32
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=lambda x: x)
+    assert sum(len(batch) for batch in loader) == len(a.ids)
