@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from imagetree import ImageSpec, make_image_tree
 
@@ -155,3 +158,79 @@ def test_read_part_splits_like_im2rec_cc_and_numbers_lines(tmp_path):
     lst.write_bytes(b"0 0 a.jpg\n1 1 b.jpg\n2 x c.jpg\n")
     with pytest.raises(ValueError, match=r"l\.lst:3: label in field 2"):
         read_part(str(lst), 1, 2, 1)
+
+
+@pytest.fixture
+def small_tree(tmp_path):
+    root = tmp_path / "imgs"
+    specs = {f"c{i % 3}/img {i:02d}.jpg": ImageSpec(20 + i, 30 - i // 2) for i in range(17)}
+    make_image_tree(root, specs)
+    assert recflow(["im2rec", str(tmp_path / "all"), str(root), "--list", "--recursive"]) == 0
+    return root, tmp_path / "all.lst"
+
+
+def _records(rec_path, idx_path) -> list[tuple[int, bytes]]:
+    from recordio_core.recordio import MXIndexedRecordIO
+
+    reader = MXIndexedRecordIO(str(idx_path), str(rec_path), "r")
+    try:
+        return [(int(k), reader.read_idx(k)) for k in reader.keys]
+    finally:
+        reader.close()
+
+
+def test_pack_nsplit_parts_add_up_to_the_whole(small_tree, tmp_path, capsys):
+    root, lst = small_tree
+    out = tmp_path / "out"
+    assert recflow(["pack", str(lst), str(root), str(out / "whole.rec"), "unchanged=1"]) == 0
+    whole = _records(out / "whole.rec", out / "whole.idx")
+    assert len(whole) == 17
+    parts = []
+    for part in range(3):
+        argv = ["pack", str(lst), str(root), str(out / "whole.rec"), "nsplit=3", f"part={part}"]
+        assert recflow([*argv, "unchanged=1"]) == 0
+        parts.append(_records(out / f"whole.rec.part{part:03d}", out / f"whole.part{part:03d}.idx"))
+    assert [r for p in parts for r in p] == whole
+    assert all(parts)  # 17 lines of similar length: every part gets some
+    assert "part 2 of 3" in capsys.readouterr().out
+
+
+def test_pack_reports_rejects_and_keeps_going(small_tree, tmp_path, capsys):
+    root, lst = small_tree
+    (root / "c0" / "img 00.jpg").unlink()
+    (root / "c1" / "img 01.jpg").write_bytes(b"garbage")
+    assert recflow(["pack", str(lst), str(root), str(tmp_path / "o.rec"), "resize=16"]) == 0
+    out = capsys.readouterr().out
+    assert "15 records" in out and "2 rejected" in out
+    assert "c0/img 00.jpg: file not found" in out
+    assert "c1/img 01.jpg" in out
+    assert len(_records(tmp_path / "o.rec", tmp_path / "o.idx")) == 15
+
+
+def test_pack_to_s3_with_any_output_name(small_tree, s3_server):
+    root, lst = small_tree
+    bucket = s3_server.make_bucket()
+    out = s3_server.url(bucket, "ds", "output.bin")
+    # a subprocess, so fsspec picks up FSSPEC_S3_ENDPOINT_URL (the moto server) at import
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "pack", str(lst), str(root), out, "unchanged=1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    fs = s3_server.fs()
+    names = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{bucket}/ds"))
+    assert names == ["output.bin", "output.idx"]
+    local = lst.parent / "local.rec"
+    assert recflow(["pack", str(lst), str(root), str(local), "unchanged=1"]) == 0
+    assert fs.cat_file(f"{bucket}/ds/output.bin") == local.read_bytes()
+    assert fs.cat_file(f"{bucket}/ds/output.idx") == local.with_suffix(".idx").read_bytes()
+
+
+def test_im2rec_pack_mode_keeps_the_users_lists(small_tree, tmp_path):
+    root, lst = small_tree
+    before = lst.read_bytes()
+    assert recflow(["im2rec", str(tmp_path / "all"), str(root), "--resize", "12"]) == 0
+    assert lst.read_bytes() == before
+    assert len(_records(tmp_path / "all.rec", tmp_path / "all.idx")) == 17

@@ -248,3 +248,46 @@ def test_unreadable_images_are_rejects_not_gaps(tmp_path, capsys):
     for path in ("broken/zero.jpg", "broken/text.png", "broken/truncated.jpg"):
         assert path in out
     assert "3 rejected" in out
+
+
+def test_recflow_pack_matches_im2rec_py(tree, lists, tmp_path):
+    """`recflow pack` (im2rec.cc's form) writes what im2rec.py writes for the same settings."""
+    one = {"data_0.lst": lists["data_0.lst"]}
+    multi = {"data_0.lst": multi_label(lists)["data_0.lst"]}
+    cases = {
+        "pass": (one, ["--pass-through"]),
+        "pack_label": (multi, ["--pass-through", "--pack-label"]),
+        "resize": (one, ["--resize", "24"]),
+    }
+    folders = pack_both(cases, tree, tmp_path)
+    mine = tmp_path / "cc"
+    mine.mkdir()
+    spaced = lists["data_0.lst"].replace("\t", " ")  # the seed's space-separated form works too
+    (mine / "spaced.lst").write_text(spaced, encoding="utf-8")
+    lst = {name: folders[name][0] / "data_0.lst" for name in cases}
+    runs = {
+        "pass": [lst["pass"], tree, mine / "pass.bin", "unchanged=1"],
+        "spaced": [mine / "spaced.lst", tree, mine / "spaced.bin", "unchanged=1"],
+        "pack_label": [lst["pack_label"], tree, mine / "pl.rec"]
+        + ["label_width=3", "pack_label=1", "unchanged=1", "num_thread=2"],
+        "resize": [lst["resize"], tree, mine / "resize.rec", "resize=24"],
+    }
+    for argv in runs.values():
+        assert recflow(["pack", *map(str, argv)]) == 0
+    theirs = {name: folders[name][0] for name in cases}
+    assert (mine / "pass.bin").read_bytes() == (theirs["pass"] / "data_0.rec").read_bytes()
+    assert (mine / "pass.idx").read_bytes() == (theirs["pass"] / "data_0.idx").read_bytes()
+    assert (mine / "spaced.bin").read_bytes() == (theirs["pass"] / "data_0.rec").read_bytes()
+    assert (mine / "pl.rec").read_bytes() == (theirs["pack_label"] / "data_0.rec").read_bytes()
+    assert (mine / "pl.idx").read_bytes() == (theirs["pack_label"] / "data_0.idx").read_bytes()
+    want = read_records(theirs["resize"] / "data_0.rec")
+    got = read_records(mine / "resize.rec")
+    assert list(got) == list(want)
+    for key, (header, pixels) in want.items():
+        assert got[key][0] == header
+        assert got[key][1].shape == pixels.shape
+        assert np.abs(got[key][1].astype(np.int16) - pixels).mean() < 3.0
+    assert sorted(p.name for p in mine.iterdir()) == [
+        "pass.bin", "pass.idx", "pl.idx", "pl.rec", "resize.idx", "resize.rec",
+        "spaced.bin", "spaced.idx", "spaced.lst",
+    ]  # fmt: skip
