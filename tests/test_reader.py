@@ -375,3 +375,23 @@ def test_torch_dataset_if_torch_is_installed(shards):
     assert label.dtype == torch.float32
     loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=lambda x: x)
     assert sum(len(batch) for batch in loader) == len(a.ids)
+
+
+@pytest.mark.slow
+def test_reads_from_s3_with_index_and_shuffle(shards, s3_server, s3_bucket):
+    folder, a, b, _, _ = shards
+    fs = s3_server.fs()
+    for d in (a, b):
+        for path in (d.rec, d.idx, d.lst):
+            fs.put(path, s3_server.url(s3_bucket, "ds", os.path.basename(path)))
+    kw = dict(shuffle=True, seed=5, round_batch=False, label_width=4, labels_from_lst=True)
+    local = read_all([a.rec, b.rec], **kw)
+    remote = read_all(
+        s3_server.url(s3_bucket, "ds", "train-*.rec"),
+        storage_options=s3_server.storage_options,
+        **kw,
+    )
+    assert ids_of(remote) == ids_of(local)
+    for x, y in zip(local, remote, strict=True):
+        np.testing.assert_array_equal(x.data, y.data)
+        np.testing.assert_array_equal(x.label, y.label)
