@@ -10,13 +10,18 @@ Same arguments and files as MXNet's im2rec.py:
   ends with `.lst` is packed into a `.rec` + `.idx` beside it, in list order, whatever
   `--num-thread` is. The `.lst` files are read, never rewritten.
 
-Differences, all on the side of saying more: a malformed `.lst` line is an error naming the file
-and line (im2rec.py skips it with a message); an image that cannot be read or decoded is a
-*reject* listed in the final summary (im2rec.py crashes with one thread and silently skips with
-several); options are checked before any work (`--quality` is 0-100 for `.jpg` and 0-9 for
-`.png`, default 95 and 9 - OpenCV clamps im2rec.py's 95 to 9 for PNG); `--exts` are matched
-case-insensitively and must start with '.'; a progress line goes to stderr. `prefix` and `root`
-may also be fsspec URLs (`s3://bucket/...`).
+Differences, all on the side of saying more:
+
+- a malformed `.lst` line is an error naming the file and line (im2rec.py skips it);
+- an image that cannot be read or decoded is a *reject* listed in the final summary (im2rec.py
+  crashes with one thread and silently skips with several); with `--pass-through` a file that
+  is not an image is a reject too, unless `--verify none` (ours) asks for im2rec.py's
+  store-anything (e.g. to pack non-image files);
+- options are checked before any work: `--quality` is 0-100 for `.jpg` and 0-9 for `.png`
+  (default 95 and 9: OpenCV clamps im2rec.py's 95 to 9 for PNG); `--exts` must start with '.'
+  and match case-insensitively;
+- a progress line goes to stderr and a summary with the rejects to stdout;
+- `prefix` and `root` may also be fsspec URLs (`s3://bucket/...`).
 """
 
 from __future__ import annotations
@@ -121,6 +126,13 @@ def register(subparsers: Any) -> None:
     )
     rgroup.add_argument(
         "--encoding", type=str, default=".jpg", choices=[".jpg", ".png"], help="image encoding."
+    )
+    rgroup.add_argument(
+        "--verify",
+        choices=["none", "header", "decode"],
+        default="header",
+        help="(recflow) with --pass-through: 'none' stores any bytes like im2rec.py (e.g. "
+        "non-image files), 'header' rejects files that are not images, 'decode' also decodes.",
     )
     rgroup.add_argument(
         "--pack-label",
@@ -254,6 +266,7 @@ def pack_lists(args: argparse.Namespace, prefix: str, root: str, checked: _Check
         encoding=args.encoding,
         quality=checked.quality,
         pass_through=args.pass_through,
+        verify=args.verify,
     )
     # Read (and so check) every list before packing any of them.
     parsed = [(url, read_lst(url)) for url in lists]

@@ -18,6 +18,8 @@ defaults are im2rec.cc's:
     unchanged=0      1: store the files' bytes untouched (ignores the image options)
     inter_method=1   0 nearest, 1 bilinear, 2 cubic, 3 area, 4 lanczos, 9 auto, 10 random
     num_thread=1     (recflow) worker threads; the output keeps the list order
+    verify=header    (recflow) with unchanged=1: none stores any bytes (like im2rec.cc),
+                     header rejects files that are not images, decode also decodes them
 
 Differences from im2rec.cc: unknown keys and bad values are errors (im2rec.cc ignores them);
 the list is read strictly (a malformed line is an error naming the file and line); a missing
@@ -52,6 +54,7 @@ DEFAULTS: dict[str, int | str] = {
     "unchanged": 0,
     "inter_method": 1,
     "num_thread": 1,
+    "verify": "header",
 }
 INTER_METHODS = (0, 1, 2, 3, 4, 9, 10)
 
@@ -85,7 +88,7 @@ def parse_options(items: Sequence[str]) -> dict[str, int | str]:
         if key not in DEFAULTS:
             raise ValueError(f"unknown option {key!r}; known keys: {', '.join(DEFAULTS)}")
         value = value.strip()
-        if key == "encoding":
+        if key in ("encoding", "verify"):
             opts[key] = value
             continue
         try:
@@ -106,6 +109,8 @@ def _check(opts: dict[str, int | str]) -> dict[str, int | str]:
         raise ValueError(f"color must be -1, 0 or 1, got {opts['color']}")
     if opts["encoding"] not in (".jpg", ".png"):
         raise ValueError(f"encoding must be .jpg or .png, got {opts['encoding']!r}")
+    if opts["verify"] not in ("none", "header", "decode"):
+        raise ValueError(f"verify must be none, header or decode, got {opts['verify']!r}")
     if int(opts["label_width"]) < 1:
         raise ValueError(f"label_width must be >= 1, got {opts['label_width']}")
     if opts["pack_label"] and int(opts["label_width"]) <= 1:
@@ -187,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         quality=int(opts["quality"]),
         pass_through=unchanged,
         inter_method=int(opts["inter_method"]),
+        verify=str(opts["verify"]),
     )
     pack_opts = PackOptions(
         image=image,

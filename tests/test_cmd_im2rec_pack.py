@@ -88,6 +88,7 @@ def test_pack_defaults_are_im2rec_cc_defaults():
         (["nsplit=4", "part=3"], {"nsplit": 4, "part": 3}),
         (["resize=1", "resize=2"], {"resize": 2}),  # the last one wins, as in im2rec.cc
         (["inter_method=9", "num_thread=3"], {"inter_method": 9, "num_thread": 3}),
+        (["unchanged=1", "verify=none"], {"unchanged": 1, "verify": "none"}),
         (
             ["unchanged=1", "color=-1", "center_crop=1"],
             {"unchanged": 1, "color": -1, "center_crop": 1},
@@ -116,6 +117,7 @@ def test_pack_options(items, changes):
         (["encoding=.png", "quality=-1"], "PNG compression 0-9"),
         (["unchanged=2"], "unchanged must be 0 or 1"),
         (["num_thread=0"], "num_thread must be >= 1"),
+        (["verify=all"], "verify must be none, header or decode"),
     ],
 )
 def test_pack_bad_options(items, message):
@@ -234,3 +236,19 @@ def test_im2rec_pack_mode_keeps_the_users_lists(small_tree, tmp_path):
     assert recflow(["im2rec", str(tmp_path / "all"), str(root), "--resize", "12"]) == 0
     assert lst.read_bytes() == before
     assert len(_records(tmp_path / "all.rec", tmp_path / "all.idx")) == 17
+
+
+def test_pass_through_of_non_images_needs_verify_none(tmp_path, capsys):
+    root = tmp_path / "files"
+    make_image_tree(root, {"a.npy": b"\x93NUMPY data", "b.npy": b"more"})
+    prefix = str(tmp_path / "f")
+    assert recflow(["im2rec", prefix, str(root), "--list", "--exts", ".npy"]) == 0
+    assert recflow(["im2rec", prefix, str(root), "--pass-through"]) == 0
+    assert "0 records" in capsys.readouterr().out
+    assert recflow(["im2rec", prefix, str(root), "--pass-through", "--verify", "none"]) == 0
+    records = _records(tmp_path / "f.rec", tmp_path / "f.idx")
+    assert sorted(payload[24:] for _, payload in records) == [b"more", b"\x93NUMPY data"]
+    out = tmp_path / "cc.rec"
+    lst = str(tmp_path / "f.lst")
+    assert recflow(["pack", lst, str(root), str(out), "unchanged=1", "verify=none"]) == 0
+    assert out.read_bytes() == (tmp_path / "f.rec").read_bytes()
