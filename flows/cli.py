@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 # subcommand name -> module; order is the order shown in --help
 COMMANDS: dict[str, str] = {
+    "build": "flows.cmd_build",
+    "serve": "flows.cmd_serve",
     "im2rec": "flows.cmd_im2rec",
     "pack": "flows.cmd_pack",
     "index": "flows.cmd_index",

@@ -1,0 +1,386 @@
+"""The `build-dataset` flow: list -> split -> plan -> pack (map) -> validate (map) -> manifest.
+
+Every step is a task of `tasks/` with its own retries; packing fans out over shards and
+validation over packed shards. The parameters are typed (`flows/params.py`), so the Prefect UI
+shows a form and refuses bad values; the rules that tie several parameters together are
+checked by `BuildParameters` as the run starts, before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections import Counter
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.futures import PrefectFuture, as_completed
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.params import (
+    DEFAULT_EXTS,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_RECORDS_PER_SHARD,
+    DEFAULT_REDUCING_GAP,
+    MAX_SHARDS,
+    BuildParameters,
+    CenterCrop,
+    Chunks,
+    Color,
+    DaskAddress,
+    Encoding,
+    Exts,
+    InterMethod,
+    LabelWidth,
+    Lst,
+    MaxPixels,
+    MaxRejectFraction,
+    NumWorkers,
+    Output,
+    PackLabel,
+    PassThrough,
+    Quality,
+    RecordsPerShard,
+    Recursive,
+    ReducingGap,
+    RejectPolicy,
+    Resize,
+    Seed,
+    Shuffle,
+    Source,
+    SourceStorageOptionsParam,
+    SplitMethod,
+    SplitSalt,
+    StorageOptionsParam,
+    TestRatio,
+    TrainRatio,
+    ValidateDecode,
+    Verify,
+)
+from recordio_core.image import ImageOptions
+from recordio_core.manifest import RejectEntry
+from recordio_core.pack import PackOptions, ShardResult
+from tasks.commit import build_manifest, commit_dataset
+from tasks.listing import list_source
+from tasks.pack import pack_shard_task
+from tasks.plan import ShardJob, plan_shards
+from tasks.report import (
+    ShardOutcome,
+    artifact_key,
+    build_summary,
+    label_key,
+    shard_table,
+    summary_markdown,
+)
+from tasks.split import split_entries, split_key
+from tasks.validate import validate_shard_task
+
+SHARD_CONCURRENCY = max(2, os.cpu_count() or 1)  # shard tasks at once on the thread pool
+
+
+class RejectsExceeded(ValueError):
+    """More images were rejected than the reject policy allows."""
+
+
+class ValidationFailed(RuntimeError):
+    """A shard still fails validation after being packed again."""
+
+
+def workers_per_shard(p: BuildParameters, shards: int) -> int:
+    """Threads inside each shard task: as asked, or share the CPUs among concurrent shards."""
+    if p.num_workers:
+        return p.num_workers
+    cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, min(cpus, shards)))
+
+
+def pack_options(p: BuildParameters, num_workers: int = 1) -> PackOptions:
+    image = ImageOptions(
+        resize=p.resize,
+        center_crop=p.center_crop,
+        color=p.color,
+        encoding=p.encoding,
+        quality=p.quality,
+        pass_through=p.pass_through,
+        inter_method=p.inter_method,
+        verify=p.verify,
+        max_pixels=p.max_pixels,
+        reducing_gap=p.reducing_gap,
+    )
+    return PackOptions(
+        image=image,
+        label_width=p.label_width,
+        pack_label=p.pack_label,
+        num_workers=num_workers,
+    )
+
+
+def key_parameters(opts: PackOptions) -> dict[str, Any]:
+    """Everything in the pack options that can change bytes: all of it but worker counts."""
+    image = {f"image.{k}": v for k, v in vars(opts.image).items()}
+    rest = {k: v for k, v in vars(opts).items() if k not in ("image", "num_workers")}
+    return {**image, **rest}
+
+
+def check_rejects(p: BuildParameters, rejects: list[RejectEntry], listed: int) -> None:
+    if not rejects:
+        return
+    shown = "; ".join(f"{r.path}: {r.reason}" for r in rejects[:5])
+    if p.reject_policy == "fail":
+        raise RejectsExceeded(
+            f"{len(rejects)} image(s) rejected and reject_policy='fail' (e.g. {shown})"
+        )
+    fraction = len(rejects) / max(1, listed)
+    if fraction > p.max_reject_fraction:
+        raise RejectsExceeded(
+            f"{len(rejects)} of {listed} images rejected ({fraction:.1%}), more than "
+            f"max_reject_fraction={p.max_reject_fraction:g} (e.g. {shown})"
+        )
+
+
+@flow(
+    name="build-dataset",
+    description="Build an MXNet RecordIO dataset (.rec/.idx/.lst shards + manifest.json) "
+    "from an image folder, locally or in object storage.",
+    validate_parameters=True,
+    task_runner=ThreadPoolTaskRunner(max_workers=SHARD_CONCURRENCY),
+)
+def build_dataset(
+    source: Source,
+    output: Output,
+    lst: Lst = None,
+    recursive: Recursive = True,
+    exts: Exts = tuple(DEFAULT_EXTS),  # type: ignore[assignment]
+    split_method: SplitMethod = "stable",
+    train_ratio: TrainRatio = 1.0,
+    test_ratio: TestRatio = 0.0,
+    shuffle: Shuffle = True,
+    seed: Seed = 100,
+    chunks: Chunks = 1,
+    split_salt: SplitSalt = "",
+    resize: Resize = 0,
+    center_crop: CenterCrop = False,
+    color: Color = 1,
+    encoding: Encoding = ".jpg",
+    quality: Quality = 95,
+    pass_through: PassThrough = False,
+    inter_method: InterMethod = 1,
+    verify: Verify = "header",
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    reducing_gap: ReducingGap = DEFAULT_REDUCING_GAP,
+    label_width: LabelWidth = 1,
+    pack_label: PackLabel = False,
+    records_per_shard: RecordsPerShard = DEFAULT_RECORDS_PER_SHARD,
+    num_workers: NumWorkers = 0,
+    reject_policy: RejectPolicy = "skip",
+    max_reject_fraction: MaxRejectFraction = 1.0,
+    validate_decode: ValidateDecode = False,
+    storage_options: StorageOptionsParam = None,
+    source_storage_options: SourceStorageOptionsParam = None,
+    dask_address: DaskAddress = None,
+) -> dict[str, Any]:
+    """Build the dataset; returns a summary (records, bytes, rejects, shards, time)."""
+    p = BuildParameters.model_validate(dict(locals()))
+    if p.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        on_dask = build_dataset_on_dask.with_options(
+            task_runner=DaskTaskRunner(address=p.dask_address)
+        )
+        return on_dask(p.model_dump(mode="json"))
+    return run_build(p)
+
+
+@flow(name="build-dataset-dask", description="build-dataset's work, with tasks on Dask.")
+def build_dataset_on_dask(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Run by `build-dataset` as a subflow when `dask_address` is set."""
+    return run_build(BuildParameters.model_validate(parameters))
+
+
+def submit_packs(jobs: list[ShardJob], kwargs: dict[str, Any]) -> list[PrefectFuture]:
+    """Map the pack task over `jobs`, in order. A shard whose files are missing from storage
+    is packed with `refresh_cache=True`: a cached result is only good while its files exist."""
+    futures: list[PrefectFuture | None] = [None] * len(jobs)
+    present = [i for i, j in enumerate(jobs) if j.present]
+    missing = [i for i, j in enumerate(jobs) if not j.present]
+    for task, group in (
+        (pack_shard_task, present),
+        (pack_shard_task.with_options(refresh_cache=True), missing),
+    ):
+        if group:
+            for i, fut in zip(group, task.map([jobs[i] for i in group], **kwargs), strict=True):
+                futures[i] = fut
+    return [f for f in futures if f is not None]
+
+
+def run_build(p: BuildParameters) -> dict[str, Any]:
+    logger = get_run_logger()
+    start = time.perf_counter()
+    so = p.output_options
+    src_so = p.source_options
+    key_params = key_parameters(pack_options(p))
+
+    listing = list_source(
+        p.source,
+        lst=p.lst,
+        recursive=p.recursive,
+        exts=list(p.exts),
+        label_width=p.label_width,
+        storage_options=src_so,
+        lst_storage_options=src_so,
+    )
+    if not listing.entries:
+        raise ValueError(
+            f"no images found under {p.source} with extensions {', '.join(p.exts)}"
+            + ("" if p.recursive else " (recursive=False looks only at the folder itself)")
+        )
+    listed = len(listing.entries) + len(listing.skipped)
+    splits = split_entries(
+        listing.entries,
+        method=p.split_method,
+        train_ratio=p.train_ratio,
+        test_ratio=p.test_ratio,
+        shuffle=p.shuffle,
+        seed=p.seed,
+        chunks=p.chunks,
+        salt=p.split_salt,
+    )
+    jobs: list[ShardJob] = plan_shards(
+        splits,
+        source=p.source,
+        output=p.output,
+        records_per_shard=p.records_per_shard,
+        key_params=key_params,
+        max_shards=MAX_SHARDS,
+        source_options=src_so,
+        storage_options=so,
+    )
+
+    opts = pack_options(p, workers_per_shard(p, len(jobs)))
+    pack_kwargs = {
+        "source": unmapped(p.source),
+        "options": unmapped(opts),
+        "source_options": unmapped(src_so),
+        "storage_options": unmapped(so),
+    }
+    validate_kwargs = {
+        "label_width": unmapped(p.label_width),
+        "pack_label": unmapped(p.pack_label),
+        "decode": unmapped(p.validate_decode),
+        "storage_options": unmapped(so),
+    }
+    progress_id = create_progress_artifact(
+        progress=0.0, description=f"Packing {len(jobs)} shards into {p.output}"
+    )
+    packs = submit_packs(jobs, pack_kwargs)
+    checks = validate_shard_task.map(packs, shard=[j.label for j in jobs], **validate_kwargs)
+    total_images = max(1, sum(j.count for j in jobs))
+    done_images = 0
+    index = {id(f): i for i, f in enumerate(packs)}
+    for done_shards, fut in enumerate(as_completed(packs), start=1):
+        done_images += jobs[index[id(fut)]].count
+        elapsed = time.perf_counter() - start
+        update_progress_artifact(progress_id, progress=100.0 * done_images / total_images)
+        logger.info(
+            "packed %d/%d shards, %d/%d images (%.0f img/s overall)",
+            done_shards,
+            len(jobs),
+            done_images,
+            total_images,
+            done_images / max(elapsed, 1e-9),
+        )
+    results: list[ShardResult] = [f.result() for f in packs]
+    cached = [f.state.name == "Cached" for f in packs]
+    reports = [f.result() for f in checks]
+
+    bad = [i for i, r in enumerate(reports) if not r.ok]
+    if bad:
+        logger.warning("%d shard(s) failed validation; packing them again", len(bad))
+        redo = [dataclasses.replace(jobs[i], present=False) for i in bad]
+        again = submit_packs(redo, pack_kwargs)
+        rechecks = validate_shard_task.map(again, shard=[j.label for j in redo], **validate_kwargs)
+        for i, fut, check in zip(bad, again, rechecks, strict=True):
+            results[i] = fut.result()
+            cached[i] = False
+            report = check.result()
+            if not report.ok:
+                raise ValidationFailed(
+                    f"{results[i].rec} fails validation after packing it again: "
+                    + "; ".join(report.problems[:5])
+                )
+
+    rejects = [RejectEntry(path=path, reason=reason) for path, reason in listing.skipped]
+    rejects += [
+        RejectEntry(path=r.path, reason=r.reason, index=r.index)
+        for result in results
+        for r in result.rejects
+    ]
+    check_rejects(p, rejects, listed)
+
+    manifest = build_manifest(
+        output=p.output,
+        parameters=p.model_dump(mode="json"),
+        class_map=listing.class_map,
+        split_names=[split_key(s) for s in splits],
+        results=[(job.split, r) for job, r in zip(jobs, results, strict=True)],
+        rejects=rejects,
+    )
+    url = commit_dataset(
+        manifest, output=p.output, owner=str(flow_run.id or "local"), storage_options=so
+    )
+    update_progress_artifact(progress_id, progress=100.0)
+
+    outcomes = []
+    for job, result, was_cached in zip(jobs, results, cached, strict=True):
+        rejected = {r.index for r in result.rejects}
+        labels = Counter(label_key(e.label) for e in job.entries() if e.index not in rejected)
+        outcomes.append(
+            ShardOutcome(
+                split=job.split,
+                name=job.name,
+                rec=result.rec.rpartition("/")[2],
+                records=result.records,
+                bytes=result.bytes,
+                sha256=result.sha256,
+                rejects=len(result.rejects),
+                cached=was_cached,
+                labels=labels,
+            )
+        )
+    summary = build_summary(
+        output=p.output,
+        manifest_url=url,
+        manifest=manifest,
+        outcomes=outcomes,
+        seconds=time.perf_counter() - start,
+        listed=listed,
+    )
+    create_markdown_artifact(
+        summary_markdown(summary, listing.class_map, rejects),
+        key=artifact_key("dataset", p.output),
+        description=f"Dataset summary for {p.output}",
+    )
+    create_table_artifact(
+        shard_table(outcomes),
+        key=artifact_key("shards", p.output),
+        description=f"Shards of {p.output}",
+    )
+    logger.info(
+        "dataset complete: %d records in %d shards (%d packed, %d reused), %d rejects -> %s",
+        summary["records"],
+        summary["shards"],
+        summary["shards_packed"],
+        summary["shards_cached"],
+        summary["rejects"],
+        url,
+    )
+    return summary

@@ -1,0 +1,104 @@
+"""`recflow serve [SOURCE OUTPUT]`: serve the build-dataset deployments from this process.
+
+Registers the deployments of `flows/deploy.py` (nightly schedule, resize-256, pass-through)
+with the Prefect server in `PREFECT_API_URL` and runs their flow runs — scheduled ones and
+those started from the UI or `prefect deployment run` — until interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from flows.cmd_build import _json_object
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the build-dataset deployments (nightly schedule, presets) to a Prefect server",
+        description="Register the build-dataset deployments (nightly, resize-256, pass-through) "
+        "with the Prefect server in PREFECT_API_URL and execute their runs until interrupted.",
+    )
+    parser.add_argument("source", nargs="?", help="default SOURCE for the deployments")
+    parser.add_argument("output", nargs="?", help="default OUTPUT for the deployments")
+    parser.add_argument(
+        "--cron",
+        default="0 2 * * *",
+        help="schedule of the nightly deployment (needs SOURCE and OUTPUT; '' for none) "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--timezone", default="UTC", help="(default: %(default)s)")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="another default parameter for every deployment, e.g. --param records_per_shard=500",
+    )
+    parser.add_argument(
+        "--storage-options",
+        type=_json_object,
+        metavar="JSON",
+        help="default fsspec options (no credentials: give those to the serving process's "
+        "environment)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="at most this many flow runs at once"
+    )
+    parser.set_defaults(func=run)
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    from flows.params import BuildParameters
+
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in BuildParameters.model_fields:
+            raise ValueError(
+                f"--param takes NAME=VALUE with NAME a build-dataset parameter, got {item!r}"
+            )
+        try:
+            out[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name] = raw
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.source is None) != (args.output is None):
+        raise ValueError("give both SOURCE and OUTPUT, or neither")
+    extra = parse_params(args.param)
+    if args.storage_options:
+        extra["storage_options"] = args.storage_options
+    if args.source and args.output:
+        from flows.params import BuildParameters
+
+        BuildParameters(source=args.source, output=args.output, **extra)  # fail early
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect import serve
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.deploy import make_deployments
+
+    if not PREFECT_API_URL.value():
+        print(
+            "recflow serve: PREFECT_API_URL is not set; deployments need a Prefect server: run "
+            "`prefect server start` and `prefect config set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api`",
+            file=sys.stderr,
+        )
+        return 2
+    deployments = make_deployments(
+        source=args.source,
+        output=args.output,
+        cron=args.cron or None,
+        timezone=args.timezone,
+        extra_parameters=extra,
+    )
+    serve(*deployments, limit=args.limit, print_starting_message=True)
+    return 0

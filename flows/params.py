@@ -1,0 +1,306 @@
+"""The typed parameters of the `build-dataset` flow (what the Prefect UI shows as a form).
+
+Each field's type and limits are written once here, as `Annotated` aliases, and used both by
+`BuildParameters` (the whole set, with the cross-field rules) and by the flow's signature in
+`flows/build.py` (Prefect builds the UI form and the server-side checks from it). Rules that
+involve several fields (ratios adding up to more than 1, PNG compression levels, secrets in
+storage options) are checked by `BuildParameters` before any work starts.
+
+This module imports pydantic only, so the command line can build its options without Prefect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# --- one alias per parameter: type, limits, and the text the UI shows -------------------------
+Source = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="Image folder: a local path or any fsspec URL (s3://bucket/prefix). "
+        "Class folders below it become labels (im2rec's --recursive).",
+    ),
+]
+Output = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="Dataset folder (local path or fsspec URL). Gets the shards per split, "
+        "class_map.json, rejects.jsonl and manifest.json (written last).",
+    ),
+]
+Lst = Annotated[
+    str | None,
+    Field(
+        description="Optional: an existing .lst to pack instead of listing SOURCE (paths in it "
+        "are relative to SOURCE; its label columns must match label_width).",
+    ),
+]
+Recursive = Annotated[
+    bool, Field(description="Walk sub-folders; each folder holding images is a class.")
+]
+Exts = Annotated[
+    list[str],
+    Field(min_length=1, description="File extensions that count as images."),
+]
+SplitMethod = Annotated[
+    Literal["stable", "im2rec"],
+    Field(
+        description="stable: the split of an image is fixed by a hash of its path, so adding "
+        "images never moves others; im2rec: im2rec.py's seeded shuffle and cut.",
+    ),
+]
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+TrainRatio = Annotated[Ratio, Field(description="Fraction for train (1.0: one list, no split).")]
+TestRatio = Annotated[Ratio, Field(description="Fraction for test; val gets the rest.")]
+Shuffle = Annotated[bool, Field(description="im2rec method: shuffle before cutting.")]
+Seed = Annotated[int, Field(description="im2rec method: shuffle seed (im2rec uses 100).")]
+Chunks = Annotated[int, Field(ge=1, le=1024, description="im2rec method: number of chunks.")]
+SplitSalt = Annotated[str, Field(description="stable method: salt mixed into the path hash.")]
+Resize = Annotated[
+    int,
+    Field(ge=0, le=65535, description="Shorter side becomes this many pixels (0: keep size)."),
+]
+CenterCrop = Annotated[bool, Field(description="Crop the center square before resizing.")]
+Color = Annotated[
+    Literal[-1, 0, 1], Field(description="1: colour (3 channels), 0: gray, -1: as stored.")
+]
+Encoding = Annotated[Literal[".jpg", ".png"], Field(description="Encoding of packed images.")]
+Quality = Annotated[
+    int, Field(ge=0, le=100, description="JPEG quality 0-100, or PNG compression 0-9.")
+]
+PassThrough = Annotated[
+    bool, Field(description="Store each file's bytes untouched (no decode, resize or encode).")
+]
+InterMethod = Annotated[
+    Literal[0, 1, 2, 3, 4, 9, 10],
+    Field(
+        description="Resize filter as in im2rec.cc: 0 nearest, 1 bilinear, 2 cubic, 3 area, "
+        "4 lanczos, 9 auto, 10 one of 0-4 per image (reproducible).",
+    ),
+]
+Verify = Annotated[
+    Literal["none", "header", "decode"],
+    Field(
+        description="pass_through only: none stores any bytes; header rejects files that are "
+        "not images (reads the header); decode also decodes each image.",
+    ),
+]
+MaxPixels = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        description="Reject images with more pixels (decompression bombs); empty: no limit.",
+    ),
+]
+ReducingGap = Annotated[
+    float | None,
+    Field(
+        ge=1.0,
+        description="Decode JPEGs at 1/2, 1/4 or 1/8 scale while at least this many times the "
+        "output size (faster); empty: always decode at full size.",
+    ),
+]
+LabelWidth = Annotated[
+    int, Field(ge=1, le=4096, description="Number of label columns per entry (im2rec.cc).")
+]
+PackLabel = Annotated[bool, Field(description="Store all labels in each record's header.")]
+RecordsPerShard = Annotated[
+    int,
+    Field(
+        ge=1,
+        description="Images per shard (raised automatically so a run has at most "
+        "MAX_SHARDS shards).",
+    ),
+]
+NumWorkers = Annotated[
+    int, Field(ge=0, le=256, description="Threads per shard task (0: one per CPU).")
+]
+RejectPolicy = Annotated[
+    Literal["skip", "fail"],
+    Field(description="skip: leave bad images out and record them; fail: any reject fails."),
+]
+MaxRejectFraction = Annotated[
+    Ratio, Field(description="Fail when more than this fraction of the images is rejected.")
+]
+ValidateDecode = Annotated[
+    bool, Field(description="Validation also decodes every image (slower, stricter).")
+]
+StorageOptionsParam = Annotated[
+    dict[str, Any] | None,
+    Field(
+        description='fsspec options for OUTPUT (and SOURCE), e.g. {"endpoint_url": ...}. '
+        "No credentials: they come from the environment, AWS config or fsspec config.",
+    ),
+]
+SourceStorageOptionsParam = Annotated[
+    dict[str, Any] | None,
+    Field(description="fsspec options for SOURCE when they differ from storage_options."),
+]
+
+DaskAddress = Annotated[
+    str | None,
+    Field(
+        description="Run the tasks on this Dask scheduler (tcp://host:8786) with prefect-dask; "
+        "its workers need this project installed and PREFECT_API_URL set.",
+    ),
+]
+
+DEFAULT_EXTS = [".jpeg", ".jpg", ".png"]
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default limit (recordio_core.image)
+DEFAULT_REDUCING_GAP = 2.0
+DEFAULT_RECORDS_PER_SHARD = 2000
+MAX_SHARDS = 256  # per run: keeps a run to a few hundred task runs (pack + validate per shard)
+
+# Storage-option keys that hold credentials (matched case-insensitively, at any depth).
+_SECRET_EXACT = {"key", "secret", "token", "password", "passwd", "pwd", "sas_token"}
+_SECRET_PARTS = (
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "credential",
+    "access_key",
+    "account_key",
+    "private_key",
+    "connection_string",
+    "api_key",
+    "apikey",
+)
+
+
+def is_secret_key(name: str) -> bool:
+    low = name.lower()
+    return low in _SECRET_EXACT or any(part in low for part in _SECRET_PARTS)
+
+
+def secret_paths(options: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of credential-looking keys in a (nested) storage-options mapping."""
+    found: list[str] = []
+    if isinstance(options, Mapping):
+        for k, v in options.items():
+            path = f"{prefix}{k}"
+            if is_secret_key(str(k)):
+                found.append(path)
+            else:
+                found.extend(secret_paths(v, path + "."))
+    return found
+
+
+def split_secrets(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`(public, secret)`: top-level credential keys (and nested dicts holding any) apart."""
+    public: dict[str, Any] = {}
+    secret: dict[str, Any] = {}
+    for k, v in options.items():
+        if is_secret_key(str(k)) or secret_paths(v):
+            secret[k] = v
+        else:
+            public[k] = v
+    return public, secret
+
+
+class BuildParameters(BaseModel):
+    """Every parameter of `build-dataset`, checked together."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Source
+    output: Output
+    lst: Lst = None
+    recursive: Recursive = True
+    exts: Exts = Field(default_factory=lambda: list(DEFAULT_EXTS))
+    split_method: SplitMethod = "stable"
+    train_ratio: TrainRatio = 1.0
+    test_ratio: TestRatio = 0.0
+    shuffle: Shuffle = True
+    seed: Seed = 100
+    chunks: Chunks = 1
+    split_salt: SplitSalt = ""
+    resize: Resize = 0
+    center_crop: CenterCrop = False
+    color: Color = 1
+    encoding: Encoding = ".jpg"
+    quality: Quality = 95
+    pass_through: PassThrough = False
+    inter_method: InterMethod = 1
+    verify: Verify = "header"
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS
+    reducing_gap: ReducingGap = DEFAULT_REDUCING_GAP
+    label_width: LabelWidth = 1
+    pack_label: PackLabel = False
+    records_per_shard: RecordsPerShard = DEFAULT_RECORDS_PER_SHARD
+    num_workers: NumWorkers = 0
+    reject_policy: RejectPolicy = "skip"
+    max_reject_fraction: MaxRejectFraction = 1.0
+    validate_decode: ValidateDecode = False
+    storage_options: StorageOptionsParam = None
+    source_storage_options: SourceStorageOptionsParam = None
+    dask_address: DaskAddress = None
+
+    @field_validator("exts")
+    @classmethod
+    def _exts(cls, value: list[str]) -> list[str]:
+        for ext in value:
+            if not ext.startswith(".") or len(ext) < 2 or "/" in ext:
+                raise ValueError(f"extensions look like '.jpg'; got {ext!r}")
+        return value
+
+    @field_validator("storage_options", "source_storage_options")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        found = secret_paths(value or {})
+        if found:
+            raise ValueError(
+                f"storage options must not hold credentials (found {', '.join(found)}): "
+                "parameters are stored by Prefect and shown in its UI. Provide credentials "
+                "through the environment (AWS_ACCESS_KEY_ID, ...), AWS config files or fsspec "
+                "config; `recflow build --storage-options` keeps them in its own process."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> BuildParameters:
+        if self.train_ratio < 1.0 and self.train_ratio + self.test_ratio > 1.0 + 1e-9:
+            raise ValueError(
+                f"train_ratio + test_ratio must be <= 1 (val gets the rest); got "
+                f"{self.train_ratio} + {self.test_ratio}"
+            )
+        if self.chunks > 1 and self.split_method != "im2rec":
+            raise ValueError("chunks > 1 needs split_method='im2rec' (it is im2rec's --chunks)")
+        if self.encoding == ".png" and not self.pass_through and self.quality > 9:
+            raise ValueError(
+                f"with encoding '.png', quality is the PNG compression level 0-9; got "
+                f"{self.quality}"
+            )
+        if self.label_width > 1 and self.lst is None:
+            raise ValueError(
+                f"label_width={self.label_width} needs a .lst with that many label columns "
+                "(lst=...); a folder listing gives one label per image"
+            )
+        if self.pass_through and (self.resize or self.center_crop):
+            raise ValueError(
+                "pass_through stores files untouched: it cannot be combined with resize or "
+                "center_crop"
+            )
+        if self.source.rstrip("/") == self.output.rstrip("/"):
+            raise ValueError("output must be a different folder than source")
+        return self
+
+    @property
+    def output_options(self) -> dict[str, Any]:
+        """fsspec options for OUTPUT."""
+        return dict(self.storage_options or {})
+
+    @property
+    def source_options(self) -> dict[str, Any]:
+        """fsspec options for SOURCE (and `lst`): `source_storage_options` or the output's."""
+        if self.source_storage_options is not None:
+            return dict(self.source_storage_options)
+        return self.output_options
+
+
+PARAMETER_NAMES: tuple[str, ...] = tuple(BuildParameters.model_fields)

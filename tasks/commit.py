@@ -1,0 +1,221 @@
+"""Task: commit a dataset — class map, rejects and `manifest.json` (last), under a lock.
+
+How concurrent runs are kept apart (the design, in short):
+
+1. Shards are written to names that carry their content key (`tasks/plan.py`), each file
+   atomically. Two runs can only ever write the same name with the same bytes, so shard files
+   never interleave, whatever runs at the same time, and a crashed run leaves only whole files
+   that a rerun reuses.
+2. The switch to a new dataset is `manifest.json`, written atomically and last. The commit runs
+   under a lock marker `OUTPUT/.recflow.lock`, created exclusively (`O_EXCL` locally, S3's
+   `If-None-Match: *` on object stores; a best-effort exists-then-write elsewhere). Holding
+   it, the commit checks that every file the new manifest names exists, writes the class map,
+   `rejects.jsonl` and then the manifest, and deletes the shard files that only the previous
+   manifest named. Commits are therefore serialized: a live manifest never names a deleted or
+   half-written file. A lock older than `LOCK_STALE_SECONDS` (a commit takes seconds) is taken
+   to be left by a killed run and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from recordio_core.fsio import get_fs, is_local, join_url, read_bytes
+from recordio_core.listing import write_class_map
+from recordio_core.manifest import (
+    CLASS_MAP_NAME,
+    REJECTS_NAME,
+    Manifest,
+    ManifestError,
+    RejectEntry,
+    ShardEntry,
+    SplitEntry,
+    manifest_url,
+    read_manifest,
+    relative_path,
+    tool_versions,
+    write_manifest,
+    write_rejects,
+)
+from recordio_core.pack import ShardResult
+from tasks.common import RETRY_OPTIONS, run_logger
+from tasks.storage import missing_urls
+
+LOCK_NAME = ".recflow.lock"
+LOCK_STALE_SECONDS = 600.0
+LOCK_WAIT_SECONDS = 120.0
+LOCK_POLL_SECONDS = 0.5
+
+
+class LockBusy(TimeoutError):
+    """Another run holds the commit lock for longer than we were willing to wait."""
+
+
+def _create_exclusive(url: str, data: bytes, storage_options: Mapping[str, Any] | None) -> None:
+    """Create `url` holding `data`; FileExistsError if it exists (atomically where possible)."""
+    fs, path = get_fs(url, storage_options)
+    if is_local(fs):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if {"s3", "s3a"} & set(protocols):
+        with fs.open(path, "xb") as f:  # If-None-Match: * (FileExistsError when taken)
+            f.write(data)
+        return
+    if fs.exists(path):
+        raise FileExistsError(url)
+    fs.pipe_file(path, data)
+
+
+def _read_lock(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(read_bytes(url, storage_options))
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+@contextlib.contextmanager
+def commit_lock(
+    output: str,
+    owner: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    wait_seconds: float = LOCK_WAIT_SECONDS,
+    stale_seconds: float = LOCK_STALE_SECONDS,
+) -> Iterator[str]:
+    """Hold `OUTPUT/.recflow.lock` for the duration of the block."""
+    url = join_url(output, LOCK_NAME)
+    body = json.dumps(
+        {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    ).encode()
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            _create_exclusive(url, body, storage_options)
+            break
+        except FileExistsError:
+            held = _read_lock(url, storage_options)
+            if held is None:
+                continue  # released between our attempt and the read
+            age = time.time() - float(held.get("time", 0) or 0)
+            if age > stale_seconds:
+                fs, path = get_fs(url, storage_options)
+                if _read_lock(url, storage_options) == held:
+                    with contextlib.suppress(FileNotFoundError):
+                        fs.rm_file(path)
+                continue
+            if time.monotonic() > deadline:
+                raise LockBusy(
+                    f"{url} is held by run {held.get('owner', '?')} on "
+                    f"{held.get('host', '?')} (for {age:.0f}s); another build is committing "
+                    "to this output. Try again, or remove the file if no build is running."
+                ) from None
+            time.sleep(LOCK_POLL_SECONDS)
+    try:
+        yield url
+    finally:
+        fs, path = get_fs(url, storage_options)
+        if (_read_lock(url, storage_options) or {}).get("owner") == owner:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(path)
+
+
+def build_manifest(
+    *,
+    output: str,
+    parameters: Mapping[str, Any],
+    class_map: Mapping[str, int],
+    split_names: Sequence[str],
+    results: Sequence[tuple[str, ShardResult]],
+    rejects: Sequence[RejectEntry],
+) -> Manifest:
+    """The manifest for `results` (`(split, shard result)` in shard order)."""
+    shards: dict[str, list[ShardEntry]] = {name: [] for name in split_names}
+    for split, r in results:
+        shards.setdefault(split, []).append(
+            ShardEntry(
+                rec=relative_path(output, r.rec),
+                idx=relative_path(output, r.idx),
+                lst=relative_path(output, r.lst),
+                records=r.records,
+                bytes=r.bytes,
+                sha256=r.sha256,
+                idx_sha256=r.idx_sha256,
+                lst_sha256=r.lst_sha256,
+            )
+        )
+    return Manifest(
+        parameters=dict(parameters),
+        class_map=dict(class_map),
+        splits={name: SplitEntry(shards=tuple(s)) for name, s in shards.items()},
+        rejects=tuple(rejects),
+        tools=tool_versions(),
+    )
+
+
+def missing_files(
+    output: str, relpaths: Sequence[str], storage_options: Mapping[str, Any] | None
+) -> list[str]:
+    """The relative paths among `relpaths` that do not exist under `output`."""
+    urls = {join_url(output, rel): rel for rel in relpaths}
+    return [urls[u] for u in missing_urls(urls, storage_options)]
+
+
+def _previous_manifest(output: str, storage_options: Mapping[str, Any] | None, logger: Any):
+    try:
+        return read_manifest(manifest_url(output), storage_options)
+    except FileNotFoundError:
+        return None
+    except ManifestError as exc:
+        logger.warning("ignoring the unreadable previous manifest: %s", exc)
+        return None
+
+
+@task(name="write-manifest", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def commit_dataset(
+    manifest: Manifest,
+    *,
+    output: str,
+    owner: str,
+    storage_options: dict[str, Any] | None = None,
+    prune: bool = True,
+) -> str:
+    """Write class map, rejects and manifest (last) under the commit lock; return its URL."""
+    logger = run_logger()
+    with commit_lock(output, owner, storage_options):
+        gone = missing_files(output, manifest.files(), storage_options)
+        if gone:
+            raise FileNotFoundError(
+                f"{len(gone)} shard file(s) disappeared before the commit (e.g. {gone[0]}); "
+                "a concurrent build may have replaced this output. Run the build again."
+            )
+        previous = _previous_manifest(output, storage_options, logger)
+        write_class_map(join_url(output, CLASS_MAP_NAME), manifest.class_map, storage_options)
+        write_rejects(join_url(output, REJECTS_NAME), manifest.rejects, storage_options)
+        url = write_manifest(output, manifest, storage_options)
+        if prune and previous is not None:
+            keep = set(manifest.files())
+            stale = [p for p in previous.files() if p not in keep]
+            fs, root = get_fs(output, storage_options)
+            for rel in stale:
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm_file(f"{root.rstrip('/')}/{rel}")
+            if stale:
+                logger.info("removed %d files of the previous dataset", len(stale))
+    logger.info("wrote %s", url)
+    return url

@@ -1,0 +1,46 @@
+"""Task: list the images of a source folder (or read a user's `.lst`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from recordio_core.listing import Listing, list_images
+from recordio_core.lst import read_lst
+from tasks.common import RETRY_OPTIONS, run_logger
+
+
+@task(name="list-images", task_run_name="list {source}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def list_source(
+    source: str,
+    *,
+    lst: str | None = None,
+    recursive: bool = True,
+    exts: Sequence[str] = (".jpeg", ".jpg", ".png"),
+    label_width: int = 1,
+    storage_options: dict[str, Any] | None = None,
+    lst_storage_options: dict[str, Any] | None = None,
+) -> Listing:
+    """The entries and class map of `source`; with `lst`, that list's entries (no class map).
+
+    Not cached: a listing is cheap next to packing and must see images added since last time.
+    """
+    logger = run_logger()
+    if lst is not None:
+        entries = read_lst(lst, lst_storage_options, label_width=label_width)
+        logger.info("read %d entries from %s", len(entries), lst)
+        return Listing(entries=tuple(entries), class_map={})
+    listing = list_images(
+        source, recursive=recursive, exts=tuple(exts), storage_options=storage_options
+    )
+    logger.info(
+        "found %d images in %d classes under %s%s",
+        len(listing.entries),
+        len(listing.class_map),
+        source,
+        f" ({len(listing.skipped)} skipped)" if listing.skipped else "",
+    )
+    return listing

@@ -1,0 +1,111 @@
+"""Task: pack one shard (`recordio_core.pack.pack_shard`), cached by content.
+
+Cache key: `pack-<content key>` (`tasks/plan.py`: the shard's entries, the image files'
+fingerprints, and every byte-changing parameter — never worker counts). A cached result is
+only trusted while the shard's files exist: the plan step lists the output once and marks each
+shard whose `.rec`, `.idx` or `.lst` is missing, and the flow runs those with
+`refresh_cache=True` (packed again, cache record replaced). Validation then reads every shard
+back and checks its sha256, so a file that exists but was damaged is caught and repacked the
+same way.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from prefect import task
+from prefect.runtime import task_run
+
+from recordio_core.pack import PackOptions, Reject, ShardResult, pack_shard
+from tasks.common import IO_RETRIES, RETRY_OPTIONS, run_logger
+from tasks.plan import ShardJob
+
+PROGRESS_LOG_SECONDS = 10.0  # how often a long shard logs its progress
+
+# Reject reasons (recordio_core.pack) that may be a passing I/O fault (a dropped connection, an
+# endpoint away for a moment), unlike "file not found" or an undecodable image. A shard with
+# such rejects is retried; on its last attempt the rejects are accepted and recorded.
+TRANSIENT_REJECT_PREFIXES = ("cannot read file:",)
+
+
+class TransientReadError(OSError):
+    """Images could not be read for a reason a retry may cure."""
+
+
+def transient_rejects(result: ShardResult) -> list[Reject]:
+    return [r for r in result.rejects if r.reason.startswith(TRANSIENT_REJECT_PREFIXES)]
+
+
+def pack_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    job: ShardJob = parameters["job"]
+    return f"pack-{job.key}"
+
+
+class _Progress:
+    """Counts images done; logs at most every PROGRESS_LOG_SECONDS (thread-safe)."""
+
+    def __init__(self, job: ShardJob, logger: Any) -> None:
+        self.job = job
+        self.logger = logger
+        self.done = 0
+        self.start = self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def __call__(self, n: int = 1) -> None:
+        with self.lock:
+            self.done += n
+            now = time.monotonic()
+            if now - self.last < PROGRESS_LOG_SECONDS:
+                return
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            self.logger.info(
+                "%s: %d/%d images (%.0f img/s)", self.job.name, self.done, self.job.count, rate
+            )
+
+
+@task(
+    name="pack-shard",
+    task_run_name="pack {job.label}",
+    cache_key_fn=pack_cache_key,
+    **RETRY_OPTIONS,
+)
+def pack_shard_task(
+    job: ShardJob,
+    *,
+    source: str,
+    options: PackOptions,
+    source_options: dict[str, Any] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> ShardResult:
+    logger = run_logger()
+    start = time.perf_counter()
+    result = pack_shard(
+        job.entries(),
+        source,
+        job.prefix,
+        options,
+        source_options=source_options,
+        storage_options=storage_options,
+        progress=_Progress(job, logger),
+    )
+    seconds = time.perf_counter() - start
+    flaky = transient_rejects(result)
+    if flaky and (task_run.run_count or 1) <= IO_RETRIES:
+        raise TransientReadError(
+            f"{job.label}: {len(flaky)} image(s) could not be read (e.g. {flaky[0].path}: "
+            f"{flaky[0].reason}); retrying the shard"
+        )
+    logger.info(
+        "%s/%s: %d records, %d bytes, %d rejects in %.1fs (%.0f img/s)",
+        job.split,
+        job.name,
+        result.records,
+        result.bytes,
+        len(result.rejects),
+        seconds,
+        job.count / max(seconds, 1e-9),
+    )
+    return result

@@ -1,0 +1,167 @@
+"""Task: plan the shards of every split and give each its content key and output prefix.
+
+A shard's files are `OUTPUT/<split>/<split>-00000-of-00004.<key12>.{rec,idx,lst}` where
+`key12` starts the shard's content key (`recordio_core.shardkey`): the same entries, image
+files and byte-changing parameters always land on the same names with the same bytes, and
+anything different lands on different names. That is what makes reruns skip finished shards,
+resume after a crash, and keeps two concurrent runs from ever writing different bytes to one
+file (see `tasks/commit.py` for how the manifest is switched over).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from recordio_core.fsio import join_url
+from recordio_core.lst import LstEntry
+from recordio_core.plan import num_shards_for, plan_split
+from recordio_core.shardkey import shard_key, source_fingerprints
+from recordio_core.split import SplitList
+from tasks.common import RETRY_OPTIONS, run_logger
+from tasks.split import split_key
+from tasks.storage import missing_urls
+
+KEY_CHARS = 12  # hex digits of the content key in file names (48 bits)
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to pack: small, picklable, with its entries as compact JSON text."""
+
+    split: str
+    name: str
+    key: str
+    prefix: str
+    count: int
+    entries_json: str
+    present: bool = False  # all three output files existed when the shard was planned
+
+    def entries(self) -> list[LstEntry]:
+        return [
+            LstEntry(index=i, labels=tuple(labels), path=p)
+            for i, labels, p in json.loads(self.entries_json)
+        ]
+
+    @property
+    def label(self) -> str:
+        """`split/name`, how logs and the UI name the shard."""
+        return f"{self.split}/{self.name}"
+
+    @property
+    def rec(self) -> str:
+        return self.prefix + ".rec"
+
+    @property
+    def idx(self) -> str:
+        return self.prefix + ".idx"
+
+    @property
+    def lst(self) -> str:
+        return self.prefix + ".lst"
+
+
+def encode_entries(entries: Sequence[LstEntry]) -> str:
+    return json.dumps(
+        [[e.index, list(e.labels), e.path] for e in entries],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def effective_records_per_shard(
+    sizes: Sequence[int], records_per_shard: int, max_shards: int
+) -> int:
+    """`records_per_shard`, raised until all splits together need at most `max_shards`."""
+    if max_shards < len(sizes):
+        raise ValueError(f"max_shards={max_shards} is less than the {len(sizes)} splits")
+    rps = records_per_shard
+    while sum(num_shards_for(n, records_per_shard=rps) for n in sizes) > max_shards:
+        total = sum(sizes)
+        rps = max(rps + 1, math.ceil(total / max(1, max_shards - len(sizes))))
+    return rps
+
+
+def make_jobs(
+    splits: Sequence[SplitList],
+    *,
+    source: str,
+    output: str,
+    records_per_shard: int,
+    key_params: Mapping[str, Any],
+    fingerprints: Mapping[str, str],
+) -> list[ShardJob]:
+    jobs: list[ShardJob] = []
+    for split in splits:
+        name = split_key(split)
+        n = len(split.entries)
+        for plan in plan_split(name, n, num_shards_for(n, records_per_shard=records_per_shard)):
+            entries = split.entries[plan.start : plan.stop]
+            key = shard_key(
+                entries,
+                root=source,
+                fingerprints=fingerprints,
+                params={**key_params, "shard": f"{name}/{plan.name}"},
+            )
+            jobs.append(
+                ShardJob(
+                    split=name,
+                    name=plan.name,
+                    key=key,
+                    prefix=join_url(output, name, f"{plan.name}.{key[:KEY_CHARS]}"),
+                    count=plan.count,
+                    entries_json=encode_entries(entries),
+                )
+            )
+    return jobs
+
+
+@task(name="plan-shards", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def plan_shards(
+    splits: Sequence[SplitList],
+    *,
+    source: str,
+    output: str,
+    records_per_shard: int,
+    key_params: Mapping[str, Any],
+    max_shards: int,
+    source_options: dict[str, Any] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> list[ShardJob]:
+    logger = run_logger()
+    paths = [e.path for s in splits for e in s.entries]
+    fingerprints = source_fingerprints(source, paths, source_options)
+    rps = effective_records_per_shard(
+        [len(s.entries) for s in splits], records_per_shard, max_shards
+    )
+    if rps != records_per_shard:
+        logger.info(
+            "raised records_per_shard from %d to %d to stay within %d shards",
+            records_per_shard,
+            rps,
+            max_shards,
+        )
+    jobs = make_jobs(
+        splits,
+        source=source,
+        output=output,
+        records_per_shard=rps,
+        key_params=key_params,
+        fingerprints=fingerprints,
+    )
+    missing = set(missing_urls([u for j in jobs for u in (j.rec, j.idx, j.lst)], storage_options))
+    jobs = [dataclasses.replace(j, present=not ({j.rec, j.idx, j.lst} & missing)) for j in jobs]
+    logger.info(
+        "planned %d shards of up to %d images (%d already on storage)",
+        len(jobs),
+        rps,
+        sum(j.present for j in jobs),
+    )
+    return jobs

@@ -1,0 +1,148 @@
+"""What a build reports: the summary dict, its markdown, and the shard table (no Prefect here;
+the flow publishes them as artifacts). Nothing here ever sees storage options."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from recordio_core.manifest import Manifest, RejectEntry
+
+MAX_REJECTS_SHOWN = 20
+
+
+@dataclass
+class ShardOutcome:
+    """One shard of a finished build, as the reports show it."""
+
+    split: str
+    name: str
+    rec: str
+    records: int
+    bytes: int
+    sha256: str
+    rejects: int
+    cached: bool
+    labels: Counter = field(default_factory=Counter)  # first label ("%g") -> records
+
+
+def label_key(value: float) -> str:
+    return f"{value:g}"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def artifact_key(prefix: str, output: str) -> str:
+    """A valid artifact key (lower-case letters, digits, dashes) naming this dataset."""
+    slug = re.sub(r"[^a-z0-9]+", "-", output.lower()).strip("-")
+    key = f"{prefix}-{slug}" if slug else prefix
+    return key[:100].rstrip("-")
+
+
+def build_summary(
+    *,
+    output: str,
+    manifest_url: str,
+    manifest: Manifest,
+    outcomes: Sequence[ShardOutcome],
+    seconds: float,
+    listed: int,
+) -> dict[str, Any]:
+    """The flow's return value: small, JSON-able, with no secrets."""
+    splits: dict[str, Any] = {}
+    for name, split in manifest.splits.items():
+        labels: Counter = Counter()
+        for o in outcomes:
+            if o.split == name:
+                labels.update(o.labels)
+        splits[name] = {
+            "records": split.records,
+            "shards": len(split.shards),
+            "bytes": split.bytes,
+            "labels": {k: labels[k] for k in sorted(labels, key=float)},
+        }
+    packed = sum(o.records for o in outcomes if not o.cached)
+    return {
+        "output": output,
+        "manifest": manifest_url,
+        "images_listed": listed,
+        "records": manifest.records,
+        "bytes": manifest.bytes,
+        "rejects": len(manifest.rejects),
+        "shards": len(outcomes),
+        "shards_packed": sum(1 for o in outcomes if not o.cached),
+        "shards_cached": sum(1 for o in outcomes if o.cached),
+        "images_packed": packed,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(listed / seconds, 1) if seconds > 0 else 0.0,
+        "splits": splits,
+    }
+
+
+def summary_markdown(
+    summary: Mapping[str, Any], class_map: Mapping[str, int], rejects: Sequence[RejectEntry]
+) -> str:
+    names = {label: folder for folder, label in class_map.items()}
+    split_names = list(summary["splits"])
+    lines = [
+        f"# Dataset `{summary['output']}`",
+        "",
+        f"**{summary['records']}** records in {summary['shards']} shards, "
+        f"{human_bytes(summary['bytes'])}; **{summary['rejects']}** rejects; "
+        f"{summary['seconds']:.1f} s ({summary['images_per_second']:.0f} img/s); "
+        f"{summary['shards_packed']} shards packed now, {summary['shards_cached']} reused.",
+        "",
+        "| split | records | shards | size |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, s in summary["splits"].items():
+        lines.append(f"| {name} | {s['records']} | {s['shards']} | {human_bytes(s['bytes'])} |")
+    labels = sorted(
+        {k for s in summary["splits"].values() for k in s["labels"]}, key=lambda k: float(k)
+    )
+    if labels:
+        lines += [
+            "",
+            "## Records per class",
+            "",
+            "| class | label | " + " | ".join(split_names) + " |",
+            "| --- | ---: | " + " | ".join("---:" for _ in split_names) + " |",
+        ]
+        for label in labels:
+            counts = [str(summary["splits"][n]["labels"].get(label, 0)) for n in split_names]
+            value = float(label)
+            name = names.get(int(value), "") if value.is_integer() else ""
+            lines.append(f"| {name} | {label} | " + " | ".join(counts) + " |")
+    if rejects:
+        lines += ["", f"## Rejects ({len(rejects)})", ""]
+        for r in rejects[:MAX_REJECTS_SHOWN]:
+            lines.append(f"- `{r.path}`: {r.reason}")
+        if len(rejects) > MAX_REJECTS_SHOWN:
+            lines.append(f"- ... and {len(rejects) - MAX_REJECTS_SHOWN} more (rejects.jsonl)")
+    lines += ["", f"Manifest: `{summary['manifest']}`", ""]
+    return "\n".join(lines)
+
+
+def shard_table(outcomes: Sequence[ShardOutcome]) -> list[dict[str, Any]]:
+    return [
+        {
+            "split": o.split,
+            "shard": o.name,
+            "records": o.records,
+            "bytes": o.bytes,
+            "rejects": o.rejects,
+            "sha256": o.sha256[:16],
+            "status": "reused" if o.cached else "packed",
+            "rec": o.rec,
+        }
+        for o in outcomes
+    ]

@@ -1,0 +1,161 @@
+"""Fixtures for the Prefect pipeline tests (import with `from pipeline_fixtures import *`).
+
+- `prefect_harness` (session): ONE `prefect_test_harness` server for the whole session (it
+  takes ~10 s to start), shared by every module that uses it, with test settings: a temporary
+  PREFECT_HOME, no analytics, WARNING logs, no flow heartbeats. Yields the API URL.
+- `image_tree(root, classes=3, per_class=6)`: a small deterministic folder of JPEG/PNG images
+  in class folders.
+- `FlakyFileSystem` (protocol `flaky://`): the local filesystem, except that writing a file
+  whose name contains one of `FlakyFileSystem.fail_names` fails (once per name) half way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="recflow-prefect-home-")
+_TEST_ENV = {
+    "PREFECT_HOME": _HOME,
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+for _k, _v in _TEST_ENV.items():
+    os.environ.setdefault(_k, _v)
+
+_STATE: dict[str, Any] = {}
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for subprocesses that must talk to the harness server."""
+    env = dict(os.environ)
+    env.update(_TEST_ENV)
+    if "url" in _STATE:
+        env["PREFECT_API_URL"] = _STATE["url"]
+    return env
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> str:
+    """Start the shared harness once (later requests reuse it); stopped at interpreter exit."""
+    if "url" not in _STATE:
+        import atexit
+
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+            temporary_settings,
+        )
+        from prefect.testing.utilities import prefect_test_harness
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(prefect_test_harness(server_startup_timeout=90))
+        stack.enter_context(temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+        _STATE["url"] = PREFECT_API_URL.value()
+        _STATE["stack"] = stack
+        atexit.register(stack.close)
+    return _STATE["url"]
+
+
+def _pixels(kind: int, i: int, w: int, h: int) -> Any:
+    import numpy as np
+
+    rng = np.random.default_rng(100 * kind + i)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    v = np.sin((x * (kind + 1) + y * (i % 3 + 1)) / 5.0)
+    base = rng.uniform(50, 200, size=3)
+    arr = base[None, None, :] + 50 * v[..., None] + rng.normal(0, 5, size=(h, w, 3))
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def image_tree(root: Path, classes: int = 3, per_class: int = 6) -> dict[str, bytes]:
+    """Write `classes` folders of `per_class` small images under `root`; return rel -> bytes."""
+    from PIL import Image
+
+    out: dict[str, bytes] = {}
+    for c in range(classes):
+        for i in range(per_class):
+            w, h = 40 + 4 * i, 30 + 3 * c
+            img = Image.fromarray(_pixels(c, i, w, h), "RGB")
+            buf = io.BytesIO()
+            ext = ".png" if i % 3 == 2 else ".jpg"
+            img.save(buf, format="PNG" if ext == ".png" else "JPEG", quality=90)
+            rel = f"class{c}/img{i:02d}{ext}"
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(buf.getvalue())
+            out[rel] = buf.getvalue()
+    return out
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (relative path -> bytes)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+# --------------------------------------------------------------------------- fault injection
+from fsspec.implementations.local import LocalFileSystem  # noqa: E402
+from fsspec.registry import register_implementation  # noqa: E402
+
+
+class _FailingWriter(io.RawIOBase):
+    """Accepts one write, then fails like a dropped connection."""
+
+    def __init__(self, inner: Any, name: str) -> None:
+        self.inner = inner
+        self.name = name
+        self.calls = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.calls += 1
+        if self.calls > 1:
+            raise ConnectionResetError(f"injected failure while writing {self.name}")
+        return self.inner.write(data)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+class FlakyFileSystem(LocalFileSystem):
+    """`flaky:///path`: local files; the first write to a name containing one of `fail_names`
+    fails after its first chunk."""
+
+    protocol = ("flaky",)
+    fail_names: set[str] = set()
+    failed: list[str] = []
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> str:
+        path = str(path)
+        if path.startswith("flaky://"):
+            path = path[len("flaky://") :]
+        return LocalFileSystem._strip_protocol(path)
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        f = super()._open(path, mode, **kwargs)
+        if "w" in mode:
+            for name in list(self.fail_names):
+                if name in path:
+                    self.fail_names.discard(name)
+                    self.failed.append(path)
+                    return _FailingWriter(f, path)
+        return f
+
+
+register_implementation("flaky", FlakyFileSystem, clobber=True)
