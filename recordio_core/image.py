@@ -3,12 +3,13 @@
 `transform_image` is what im2rec.py does to each image (OpenCV `imread(path, color)`, optional
 center crop to a square, shorter-side resize with `cv2.resize`, `imencode`), done with Pillow:
 
-- **Decode**: Pillow, EXIF orientation applied (OpenCV does the same for `color` 1 and 0; it
-  ignores EXIF with -1, we apply it there too). CMYK/YCCK JPEGs, palette, RGBA, LA, 16-bit
-  and gray inputs are normalised to `color`: 1 RGB, 0 gray, -1 as stored where the output
-  encoding can hold it (alpha kept for PNG, dropped for JPEG; 16-bit becomes 8-bit, keeping
-  the high byte like OpenCV). A JPEG decoded to gray comes straight from its Y channel, as
-  libjpeg does for OpenCV.
+- **Decode**: Pillow, EXIF orientation applied for `color` 1 and 0 (as OpenCV's `imread`
+  does; with -1, "unchanged", OpenCV ignores EXIF and so do we). CMYK/YCCK JPEGs, palette,
+  RGBA, LA, 16-bit and gray inputs are normalised to `color`: 1 RGB, 0 gray, -1 as stored
+  where the output encoding can hold it, with OpenCV's choices (alpha, including gray+alpha
+  which becomes RGBA, is kept for PNG and dropped for JPEG; 16-bit gray stays 16-bit in a
+  PNG; otherwise 16-bit samples keep their high byte; Pillow reads 16-bit RGB as 8-bit). A
+  JPEG decoded to gray comes straight from its Y channel, as libjpeg does for OpenCV.
 - **Resize** (`inter_method=1`, the default): OpenCV's INTER_LINEAR arithmetic, i.e. plain
   2x2 bilinear with half-pixel centres and no antialiasing. Pillow's `resize(BILINEAR)`
   antialiases when shrinking and differs from OpenCV by up to ~90 levels on fine detail; its
@@ -260,18 +261,25 @@ def _orientation(im: Image.Image) -> int:
     return value if isinstance(value, int) and value in _TRANSPOSE else 1
 
 
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
 def _target_mode(im: Image.Image, color: int, png: bool) -> str:
+    """The Pillow mode `color` asks for, given what the file holds and what the encoding can
+    hold (OpenCV's choices: gray+alpha comes back as BGRA, a palette with transparency too)."""
     if color == 1:
         return "RGB"
     if color == 0:
         return "L"
     # color == -1: as stored where the encoding allows
     mode = im.mode
-    if mode in ("L", "1", "I", "F") or mode.startswith("I;16"):
+    if mode in _SIXTEEN_BIT:
+        return "I;16" if png else "L"
+    if mode in ("L", "1", "F"):
         return "L"
-    if mode in ("LA", "La"):
-        return "LA" if png else "L"
-    alpha = mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info)
+    alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or (
+        mode == "P" and "transparency" in im.info
+    )
     return "RGBA" if alpha and png else "RGB"
 
 
@@ -279,11 +287,13 @@ def _to_mode(im: Image.Image, target: str) -> Image.Image:
     mode = im.mode
     if mode == target:
         return im
-    if mode.startswith("I;16") or mode == "I":
-        # OpenCV keeps the high byte of 16-bit samples; Pillow's convert would clip instead.
+    if mode in _SIXTEEN_BIT:
         arr = np.asarray(im)
         if mode == "I":
             arr = np.clip(arr, 0, 65535)
+        if target == "I;16":
+            return Image.fromarray(arr.astype("<u2"), "I;16")
+        # OpenCV keeps the high byte of 16-bit samples; Pillow's convert would clip instead.
         im = Image.fromarray((arr >> 8).astype(np.uint8), "L")
         mode = "L"
         if target == "L":
@@ -378,6 +388,9 @@ def _resize_affine(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     if im.mode in ("RGBA", "LA"):
         # Pillow premultiplies alpha for non-nearest transforms of these modes; OpenCV does not.
         return Image.merge(im.mode, [_resize_affine(band, size) for band in im.split()])
+    if im.mode == "I;16":
+        out = np.asarray(_resize_affine(im.convert("I"), size))
+        return Image.fromarray(np.clip(out, 0, 65535).astype("<u2"), "I;16")
     coeffs = (w / ow, 0.0, 0.0, 0.0, h / oh, 0.0)
     # OpenCV clamps at the borders; extend the image by one edge pixel each side so the
     # bilinear taps outside the image see the edge pixel instead of the fill colour.
@@ -419,6 +432,9 @@ def _resize(im: Image.Image, size: tuple[int, int], method: int, data: bytes) ->
         3: Image.Resampling.BOX,
         4: Image.Resampling.LANCZOS,
     }[method]
+    if im.mode == "I;16":
+        out = np.asarray(im.convert("I").resize(size, resample))
+        return Image.fromarray(np.clip(out, 0, 65535).astype("<u2"), "I;16")
     return im.resize(size, resample)
 
 
@@ -465,7 +481,7 @@ def _transform(im: Image.Image, data: bytes, opts: ImageOptions) -> bytes:
     target = _target_mode(im, opts.color, opts.is_png)
     if is_jpeg:
         # Everything is known before decoding: plan a DCT-scaled decode.
-        orientation = _orientation(im)
+        orientation = _orientation(im) if opts.color != -1 else 1
         raw_w, raw_h = im.size
         w, h = (raw_h, raw_w) if orientation in (5, 6, 7, 8) else (raw_w, raw_h)
         box, out_size = _geometry(w, h, opts)
@@ -480,7 +496,7 @@ def _transform(im: Image.Image, data: bytes, opts: ImageOptions) -> bytes:
         _load(im)
     else:
         _load(im)
-        orientation = _orientation(im)
+        orientation = _orientation(im) if opts.color != -1 else 1
         w, h = im.size
         if orientation in (5, 6, 7, 8):
             w, h = h, w
