@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "index": "flows.cmd_index",
     "merge": "flows.cmd_merge",
     "inspect": "flows.cmd_inspect",
+    "validate": "flows.cmd_validate",
 }
 
 

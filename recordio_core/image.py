@@ -461,6 +461,18 @@ def transform_image(data: bytes, opts: ImageOptions) -> bytes:
         im.close()
 
 
+def verify_image(
+    data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[str, int, int]:
+    """Decode `data` completely; return `(format, width, height)`. Raises `ImageError`."""
+    im = _open(data, max_pixels)
+    try:
+        _load(im)
+        return str(im.format or "?"), im.width, im.height
+    finally:
+        im.close()
+
+
 def _geometry(
     w: int, h: int, opts: ImageOptions
 ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
