@@ -62,6 +62,7 @@ from recordio_core.framing import (
 from recordio_core.fsio import StorageOptions, read_text
 from recordio_core.partition import check_part, count_range, local_byte_ranges
 from recordio_core.sources import Shard, display_name, resolve_shards, shard_offsets
+from recordio_core.textio import split_lines
 
 Layout = Literal["NCHW", "NHWC"]
 MB = 1 << 20
@@ -190,7 +191,7 @@ def parse_imglist(text: str, label_width: int, source: str = "<imglist>") -> dic
     on any white space, the index, then exactly `label_width` numbers (further columns, the
     path, are ignored). A later line with the same index wins, as in MXNet."""
     labels: dict[int, np.ndarray] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(split_lines(text), start=1):
         fields = line.split()
         if not fields:
             continue
