@@ -23,7 +23,8 @@ Where we differ from MXNet, on purpose:
   holds stale data and `pad=0`); `round_batch=True` fills the last batch from the start of the
   epoch's order and sets `pad` like MXNet, and every epoch starts from its beginning.
 - Partitions with an index are balanced by record count (sizes differ by at most one); MXNet's
-  are `ceil(n / num_parts)` records each. Without an index both cut the byte range identically.
+  are `ceil(n / num_parts)` records each (`part_style="mxnet"` reproduces them). Without an
+  index both cut the byte range identically.
 - `shuffle` with an index is a global permutation per epoch (`seed`, epoch number); without
   one, records are shuffled within windows of `shuffle_chunk_size` MB (MXNet's chunk shuffle).
   Random crops and mirrors are drawn per record from `seed`, so results do not depend on the
@@ -60,7 +61,7 @@ from recordio_core.framing import (
     read_record_at,
 )
 from recordio_core.fsio import StorageOptions, read_text
-from recordio_core.partition import check_part, count_range, local_byte_ranges
+from recordio_core.partition import CountStyle, check_part, count_range, local_byte_ranges
 from recordio_core.sources import Shard, display_name, resolve_shards, shard_offsets
 from recordio_core.textio import split_lines
 
@@ -96,6 +97,7 @@ class ReaderOptions:
     preprocess_threads: int = 4
     prefetch_buffer: int = 4
     shuffle_chunk_size: int = 64
+    part_style: CountStyle = "balanced"
     dtype: DType = "float32"
     layout: Layout = "NCHW"
 
@@ -126,6 +128,8 @@ class ReaderOptions:
                 f"3 area, 4 lanczos, 9 auto, 10 random), got {self.inter_method!r}"
             )
         check_part(self.num_parts, self.part_index)
+        if self.part_style not in ("balanced", "mxnet"):
+            raise ValueError(f"part_style must be 'balanced' or 'mxnet', got {self.part_style!r}")
         for name in ("std_r", "std_g", "std_b", "std_a"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0 or math.isinf(value):
@@ -325,7 +329,8 @@ class ImageRecordReader:
                 for i, sh in enumerate(self.shards)
                 for _, off in shard_offsets(sh, storage_options)
             ]
-            start, stop = count_range(len(refs), self.options.num_parts, self.options.part_index)
+            opts = self.options
+            start, stop = count_range(len(refs), opts.num_parts, opts.part_index, opts.part_style)
             self._refs = refs[start:stop]
         self._pool: ThreadPoolExecutor | None = None
         self._epoch = 0

@@ -74,6 +74,15 @@ def mx_results(tmp_path_factory, mxnet_python):
         "noround": {**base, "data_shape": [3, 16, 16], "round_batch": False, "batch_size": 4},
     }
     for k in range(3):
+        configs[f"ipart{k}"] = {
+            **base,
+            "path_imgidx": ds.idx,
+            "data_shape": [3, 16, 16],
+            "num_parts": 3,
+            "part_index": k,
+            "round_batch": False,
+            "batch_size": 1,
+        }
         configs[f"part{k}"] = {
             **base,
             "data_shape": [3, 16, 16],
@@ -141,6 +150,22 @@ def test_byte_range_parts_match_mxnet(mx_results):
         assert np.abs(data - theirs["data"]).max() <= 2.0
         seen.extend(label.tolist())
     assert len(seen) == len(ds.ids)
+
+
+def test_indexed_parts_match_mxnet_with_part_style(mx_results):
+    """With an index MXNet cuts ceil(n / parts) records per part; part_style="mxnet" agrees,
+    the default balances counts; both cover every record once."""
+    ds, configs, results = mx_results
+    mx_sizes, ours_sizes = [], []
+    for k in range(3):
+        kw = _kwargs(configs[f"ipart{k}"])
+        path_imgidx = kw.pop("path_imgidx")
+        _, label, _ = _ours(ds.rec, path_imgidx=path_imgidx, part_style="mxnet", **kw)
+        np.testing.assert_array_equal(label, results[f"ipart{k}"]["label"])
+        mx_sizes.append(len(label))
+        _, balanced, _ = _ours(ds.rec, path_imgidx=path_imgidx, **kw)
+        ours_sizes.append(len(balanced))
+    assert mx_sizes == [8, 8, 7] and ours_sizes == [7, 8, 8]
 
 
 INSIGHTFACE_SCRIPT = r"""
