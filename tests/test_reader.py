@@ -320,6 +320,7 @@ def test_breaking_out_early_and_close_do_not_hang(ds):
         ({"dtype": "float16"}, "dtype"),
         ({"layout": "CHW"}, "layout"),
         ({"preprocess_threads": 0}, "preprocess_threads"),
+        ({"part_style": "even"}, "part_style"),
     ],
 )
 def test_invalid_options(kw, match):
