@@ -219,7 +219,19 @@ def _open(data: bytes, max_pixels: int | None) -> Image.Image:
     return im
 
 
+_SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"RIFF": "RIFF/WebP",
+}
+
+
 def _sniff(data: bytes) -> str:
+    for magic, name in _SIGNATURES.items():
+        if data.startswith(magic):
+            return f"{name} signature but a corrupt header"
     head = data[:64].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<svg")):
         return "looks like HTML/XML text"
@@ -292,7 +304,7 @@ def _to_mode(im: Image.Image, target: str) -> Image.Image:
         if mode == "I":
             arr = np.clip(arr, 0, 65535)
         if target == "I;16":
-            return Image.fromarray(arr.astype("<u2"), "I;16")
+            return Image.fromarray(arr.astype("<u2"))
         # OpenCV keeps the high byte of 16-bit samples; Pillow's convert would clip instead.
         im = Image.fromarray((arr >> 8).astype(np.uint8), "L")
         mode = "L"
@@ -390,7 +402,7 @@ def _resize_affine(im: Image.Image, size: tuple[int, int]) -> Image.Image:
         return Image.merge(im.mode, [_resize_affine(band, size) for band in im.split()])
     if im.mode == "I;16":
         out = np.asarray(_resize_affine(im.convert("I"), size))
-        return Image.fromarray(np.clip(out, 0, 65535).astype("<u2"), "I;16")
+        return Image.fromarray(np.clip(out, 0, 65535).astype("<u2"))
     coeffs = (w / ow, 0.0, 0.0, 0.0, h / oh, 0.0)
     # OpenCV clamps at the borders; extend the image by one edge pixel each side so the
     # bilinear taps outside the image see the edge pixel instead of the fill colour.
@@ -434,7 +446,7 @@ def _resize(im: Image.Image, size: tuple[int, int], method: int, data: bytes) ->
     }[method]
     if im.mode == "I;16":
         out = np.asarray(im.convert("I").resize(size, resample))
-        return Image.fromarray(np.clip(out, 0, 65535).astype("<u2"), "I;16")
+        return Image.fromarray(np.clip(out, 0, 65535).astype("<u2"))
     return im.resize(size, resample)
 
 

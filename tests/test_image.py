@@ -1,0 +1,440 @@
+"""recordio_core.image: MXNet's size arithmetic, options, colour modes, rejects, and pixels
+against OpenCV (the MXNet venv's cv2 is the ground truth)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from imagecases import (
+    BAD,
+    GOOD,
+    encode,
+    exif_jpeg,
+    png_header_only,
+    rgb_jpeg,
+    solid_jpeg,
+)
+from PIL import Image, ImageOps
+
+from recordio_core.image import (
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    ImageOptions,
+    center_crop_box,
+    resize_size,
+    transform_image,
+    verify_image,
+)
+
+
+def decode(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+@pytest.mark.parametrize(
+    "w, h, resize, want",
+    [
+        (500, 375, 256, (341, 256)),  # landscape: 500 * 256 // 375
+        (375, 500, 256, (256, 341)),  # portrait
+        (256, 256, 256, (256, 256)),
+        (300, 300, 100, (100, 100)),  # a square counts as landscape
+        (333, 500, 224, (224, 336)),  # floor, not round: 500 * 224 / 333 = 336.3
+        (500, 333, 224, (336, 224)),
+        (1, 1, 256, (256, 256)),  # enlarging
+        (4000, 20, 256, (51200, 256)),
+        (20, 4000, 256, (256, 51200)),
+        (640, 480, 0, (640, 480)),  # 0 keeps the size
+        (641, 479, 1, (1, 1)),
+    ],
+)
+def test_resize_size_is_mxnets_arithmetic(w, h, resize, want):
+    assert resize_size(w, h, resize) == want
+    if resize:  # im2rec.py's own expression, on an array of shape (h, w)
+        mx = (resize, h * resize // w) if h > w else (w * resize // h, resize)
+        assert resize_size(w, h, resize) == mx
+
+
+@pytest.mark.parametrize(
+    "w, h, want",
+    [
+        (500, 375, (62, 0, 437, 375)),  # margin (500 - 375) // 2 = 62
+        (375, 500, (0, 62, 375, 437)),
+        (5, 2, (1, 0, 3, 2)),
+        (3, 2, (0, 0, 2, 2)),  # odd difference: the margin rounds down
+        (7, 7, (0, 0, 7, 7)),
+        (1, 1, (0, 0, 1, 1)),
+        (20, 4000, (0, 1990, 20, 2010)),
+    ],
+)
+def test_center_crop_box(w, h, want):
+    box = center_crop_box(w, h)
+    assert box == want
+    assert box[2] - box[0] == box[3] - box[1] == min(w, h)
+
+
+@pytest.mark.parametrize("fn", [lambda: resize_size(0, 5, 10), lambda: center_crop_box(4, 0)])
+def test_sizes_must_be_positive(fn):
+    with pytest.raises(ValueError, match="positive"):
+        fn()
+
+
+# --------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"resize": -1}, "resize must be an int >= 0"),
+        ({"resize": 2.5}, "resize"),
+        ({"color": 2}, "color must be 1"),
+        ({"color": True}, "color"),
+        ({"encoding": ".bmp"}, "encoding must be '.jpg' or '.png'"),
+        ({"quality": 101}, "JPEG quality 0-100"),
+        ({"quality": -1}, "JPEG quality 0-100"),
+        ({"encoding": ".png", "quality": 95}, "PNG compression level 0-9"),
+        ({"inter_method": 5}, "inter_method must be one of"),
+        ({"verify": "full"}, "verify must be one of"),
+        ({"max_pixels": 0}, "max_pixels must be a positive int or None"),
+        ({"reducing_gap": 0.5}, "reducing_gap must be a number >= 1.0"),
+        ({"center_crop": 1}, "center_crop must be True or False"),
+        ({"pass_through": "yes"}, "pass_through must be True or False"),
+    ],
+)
+def test_options_are_checked_up_front(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ImageOptions(**kwargs)
+
+
+def test_option_defaults_and_normalisation():
+    o = ImageOptions()
+    assert (o.resize, o.center_crop, o.color, o.encoding, o.quality) == (0, False, 1, ".jpg", 95)
+    assert (o.pass_through, o.inter_method, o.verify) == (False, 1, "header")
+    assert o.max_pixels == DEFAULT_MAX_PIXELS == Image.MAX_IMAGE_PIXELS
+    assert ImageOptions(encoding=".JPEG").encoding == ".jpeg"
+    assert ImageOptions(encoding=".PNG", quality=9).is_png
+    assert ImageOptions(max_pixels=None, reducing_gap=None).reducing_gap is None
+
+
+# --------------------------------------------------------------------------- colour modes
+
+# decoded output mode for (input, color, encoding)
+MODES = {
+    "rgb_jpeg": {1: "RGB", 0: "L", -1: ("RGB", "RGB")},
+    "rgb_png": {1: "RGB", 0: "L", -1: ("RGB", "RGB")},
+    "gray_jpeg": {1: "RGB", 0: "L", -1: ("L", "L")},
+    "cmyk_jpeg": {1: "RGB", 0: "L", -1: ("RGB", "RGB")},
+    "palette_png": {1: "RGB", 0: "L", -1: ("RGB", "RGB")},
+    "palette_alpha_png": {1: "RGB", 0: "L", -1: ("RGB", "RGBA")},
+    "rgba_png": {1: "RGB", 0: "L", -1: ("RGB", "RGBA")},
+    "la_png": {1: "RGB", 0: "L", -1: ("RGB", "RGBA")},  # OpenCV: gray+alpha -> BGRA
+    "gray16_png": {1: "RGB", 0: "L", -1: ("L", "I;16")},
+    "rgb16_png": {1: "RGB", 0: "L", -1: ("RGB", "RGB")},
+    "exif6_jpeg": {1: "RGB", 0: "L", -1: ("RGB", "RGB")},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MODES))
+@pytest.mark.parametrize("color", [1, 0, -1])
+@pytest.mark.parametrize("encoding", [".jpg", ".png"])
+def test_inputs_are_normalised_to_the_requested_color(kind, color, encoding):
+    data = GOOD[kind]()
+    quality = 9 if encoding == ".png" else 90
+    out = decode(
+        transform_image(
+            data, ImageOptions(resize=24, color=color, encoding=encoding, quality=quality)
+        )
+    )
+    want = MODES[kind][color]
+    if color == -1:
+        want = want[encoding == ".png"]
+    got = "I;16" if out.mode in ("I;16", "I") and want == "I;16" else out.mode
+    assert got == want
+    assert out.format == ("PNG" if encoding == ".png" else "JPEG")
+    assert min(out.size) == 24
+
+
+def test_sixteen_bit_keeps_the_high_byte_like_opencv():
+    data = GOOD["gray16_png"]()
+    src = np.asarray(decode(data)).astype(np.uint16)
+    out = np.asarray(
+        decode(transform_image(data, ImageOptions(color=0, encoding=".png", quality=1)))
+    )
+    assert np.array_equal(out, (src >> 8).astype(np.uint8))
+    kept = decode(transform_image(data, ImageOptions(color=-1, encoding=".png", quality=1)))
+    assert np.array_equal(np.asarray(kept).astype(np.uint16), src)
+
+
+def test_lossless_round_trip_without_resize():
+    data = GOOD["rgb_png"]()
+    out = transform_image(data, ImageOptions(encoding=".png", quality=6))
+    assert np.array_equal(np.asarray(decode(out)), np.asarray(decode(data)))
+
+
+def test_gray_jpeg_in_colour_has_equal_channels():
+    out = np.asarray(
+        decode(transform_image(GOOD["gray_jpeg"](), ImageOptions(encoding=".png", quality=1)))
+    )
+    assert out.ndim == 3 and np.array_equal(out[..., 0], out[..., 1])
+    assert np.array_equal(out[..., 1], out[..., 2])
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
+def test_exif_orientation_is_applied_for_colour_and_gray(orientation):
+    data = exif_jpeg(orientation, 40, 30)
+    for color, mode in ((1, "RGB"), (0, "L")):
+        src = Image.open(io.BytesIO(data))
+        src.draft(mode, None)  # gray straight from the JPEG's Y channel, as libjpeg gives OpenCV
+        upright = ImageOps.exif_transpose(src)
+        out = decode(transform_image(data, ImageOptions(color=color, encoding=".png", quality=1)))
+        assert out.size == upright.size
+        assert np.array_equal(np.asarray(out), np.asarray(upright.convert(mode)))
+    # -1 is "unchanged": OpenCV's IMREAD_UNCHANGED ignores EXIF, and so do we
+    raw = decode(transform_image(data, ImageOptions(color=-1, encoding=".png", quality=1)))
+    assert raw.size == (40, 30)
+
+
+def test_exif_rotation_happens_before_crop_and_resize():
+    out = decode(transform_image(exif_jpeg(6, 80, 40), ImageOptions(resize=20)))
+    assert out.size == (20, 40)  # upright 40x80 -> shorter side 20
+    crop = decode(transform_image(exif_jpeg(6, 80, 40), ImageOptions(resize=20, center_crop=True)))
+    assert crop.size == (20, 20)
+
+
+def test_one_pixel_and_extreme_aspect_ratios():
+    one = decode(
+        transform_image(solid_jpeg(1, 1), ImageOptions(resize=16, encoding=".png", quality=1))
+    )
+    assert one.size == (16, 16)
+    px = np.asarray(one).reshape(-1, 3)
+    assert (px == px[0]).all()  # a single colour stays a single colour
+    wide = decode(transform_image(GOOD["wide_png"](), ImageOptions(resize=8)))
+    assert wide.size == (4000 * 8 // 20, 8)
+    tall = Image.new("RGB", (20, 4000), (1, 2, 3))
+    buf = io.BytesIO()
+    tall.save(buf, "PNG")
+    out = decode(transform_image(buf.getvalue(), ImageOptions(resize=4, center_crop=True)))
+    assert out.size == (4, 4)
+
+
+def test_center_crop_without_resize_crops_like_im2rec_py():
+    out = decode(transform_image(rgb_jpeg(64, 48), ImageOptions(center_crop=True)))
+    assert out.size == (48, 48)
+
+
+@pytest.mark.parametrize("method", [0, 1, 2, 3, 4, 9, 10])
+@pytest.mark.parametrize("size", [(90, 60), (10, 7)])
+def test_every_inter_method_gives_mxnets_size(method, size):
+    opts = ImageOptions(resize=32, inter_method=method, encoding=".png", quality=1)
+    out = decode(transform_image(rgb_jpeg(*size), opts))
+    assert out.size == resize_size(*size, 32)
+    again = decode(transform_image(rgb_jpeg(*size), opts))
+    assert np.array_equal(np.asarray(out), np.asarray(again))  # 10 is reproducible too
+
+
+def test_resize_is_plain_bilinear_like_opencv():
+    """Halving a 2x2-periodic checkerboard with half-pixel centres averages each 2x2 block."""
+    board = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(board).save(buf, "PNG")
+    out = np.asarray(
+        decode(
+            transform_image(
+                buf.getvalue(), ImageOptions(resize=32, color=0, encoding=".png", quality=1)
+            )
+        )
+    )
+    assert np.abs(out.astype(int) - 128).max() <= 1
+
+
+def test_jpeg_quality_and_png_compression_are_honoured():
+    data = GOOD["rgb_png"]()
+    small = transform_image(data, ImageOptions(quality=10))
+    big = transform_image(data, ImageOptions(quality=100))
+    assert len(small) < len(big)
+    fast = transform_image(data, ImageOptions(encoding=".png", quality=0))
+    best = transform_image(data, ImageOptions(encoding=".png", quality=9))
+    assert len(best) < len(fast)
+    assert np.array_equal(np.asarray(decode(fast)), np.asarray(decode(best)))
+
+
+def test_dct_scaled_decoding_keeps_the_exact_size_and_stays_close():
+    yy, xx = np.mgrid[0:1200, 0:1600]
+    smooth = np.stack([xx * 255 // 1600, yy * 255 // 1200, (xx + yy) * 255 // 2800], axis=2)
+    data = encode(Image.fromarray(smooth.astype(np.uint8)), "JPEG", quality=90)
+    full = decode(
+        transform_image(
+            data, ImageOptions(resize=100, reducing_gap=None, encoding=".png", quality=1)
+        )
+    )
+    for gap in (1.0, 2.0):
+        fast = decode(
+            transform_image(
+                data, ImageOptions(resize=100, reducing_gap=gap, encoding=".png", quality=1)
+            )
+        )
+        assert fast.size == full.size == (133, 100)
+        diff = np.abs(np.asarray(fast).astype(int) - np.asarray(full).astype(int))
+        assert diff.mean() < 1.0
+    crop = decode(transform_image(data, ImageOptions(resize=50, center_crop=True)))
+    assert crop.size == (50, 50)
+
+
+# --------------------------------------------------------------------------- rejects
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_bad_inputs_raise_image_error_with_a_reason(kind):
+    make, word = BAD[kind]
+    with pytest.raises(ImageError) as err:
+        transform_image(make(), ImageOptions(resize=32))
+    assert word.lower() in str(err.value).lower()
+    assert len(str(err.value)) < 300
+
+
+def test_a_png_named_jpg_is_just_an_image():
+    out = decode(transform_image(GOOD["rgb_png"](), ImageOptions()))
+    assert out.format == "JPEG"
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_decompression_bombs_are_refused_before_decoding():
+    bomb = png_header_only(10_000, 10_000)  # 100 megapixels declared, 60 bytes of file
+    with pytest.raises(ImageError, match="over the limit"):
+        transform_image(bomb, ImageOptions())
+    with pytest.raises(ImageError, match="over the limit of 100"):
+        transform_image(rgb_jpeg(20, 10), ImageOptions(max_pixels=100))
+    assert transform_image(rgb_jpeg(20, 10), ImageOptions(max_pixels=200))
+    # Pillow's own hard limit (twice Image.MAX_IMAGE_PIXELS) still applies without ours
+    with pytest.raises(ImageError, match="decompression bomb"):
+        transform_image(png_header_only(20_000, 20_000), ImageOptions(max_pixels=None))
+
+
+def test_a_resize_that_would_explode_is_refused():
+    thin = Image.new("RGB", (1, 400))
+    buf = io.BytesIO()
+    thin.save(buf, "PNG")
+    with pytest.raises(ImageError, match="would exceed"):
+        transform_image(buf.getvalue(), ImageOptions(resize=256, max_pixels=1_000_000))
+
+
+def test_pass_through_returns_the_bytes_untouched_after_the_chosen_check():
+    data = GOOD["cmyk_jpeg"]()
+    for verify in ("none", "header", "decode"):
+        assert transform_image(data, ImageOptions(pass_through=True, verify=verify)) == data
+    junk = b"not an image at all"
+    assert transform_image(junk, ImageOptions(pass_through=True, verify="none")) == junk
+    for bad in (junk, b""):
+        with pytest.raises(ImageError):
+            transform_image(bad, ImageOptions(pass_through=True))
+    cut = BAD["truncated_jpeg"][0]()
+    assert transform_image(cut, ImageOptions(pass_through=True)) == cut  # header only
+    with pytest.raises(ImageError, match="truncated"):
+        transform_image(cut, ImageOptions(pass_through=True, verify="decode"))
+
+
+def test_verify_image():
+    assert verify_image(rgb_jpeg(30, 20)) == ("JPEG", 30, 20)
+    with pytest.raises(ImageError):
+        verify_image(BAD["truncated_png"][0]())
+
+
+# --------------------------------------------------------------------------- against OpenCV
+
+CV_SCRIPT = r"""
+import json, sys, cv2, numpy as np
+out = {}
+for spec in json.loads(sys.argv[1]):
+    img = cv2.imread(spec["path"], spec["color"])
+    if spec["crop"]:
+        h, w = img.shape[:2]
+        if h > w:
+            m = (h - w) // 2; img = img[m:m + w, :]
+        else:
+            m = (w - h) // 2; img = img[:, m:m + h]
+    if spec["resize"]:
+        h, w = img.shape[:2]; r = spec["resize"]
+        img = cv2.resize(img, (r, h * r // w) if h > w else (w * r // h, r))
+    if img.ndim == 3:
+        img = img[:, :, [2, 1, 0, 3][: img.shape[2]]]
+    np.save(spec["path"] + spec["tag"] + ".npy", img)
+    out[spec["path"] + spec["tag"]] = list(img.shape)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mxnet
+def test_pixels_match_opencv(mxnet_python, tmp_path: Path):
+    from oracle import run_mxnet_json
+
+    files = {
+        "photo_land.jpg": rgb_jpeg(500, 375, seed=1, quality=90),
+        "photo_port.jpg": rgb_jpeg(375, 500, seed=2, quality=90),
+        "photo.png": GOOD["rgb_png"](),
+        "gray.jpg": GOOD["gray_jpeg"](),
+        "rgba.png": GOOD["rgba_png"](),
+        "palette.png": GOOD["palette_png"](),
+        "cmyk.jpg": GOOD["cmyk_jpeg"](),
+        "exif6.jpg": exif_jpeg(6, 120, 90),
+        "small.png": GOOD["rgb_png"](),  # 64x48: enlarged
+    }
+    cases = []
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        for color in (1, 0):
+            for resize, crop in (
+                (0, False),
+                (32 if name == "small.png" else 256, False),
+                (100, True),
+            ):
+                if name == "small.png" and resize == 100:
+                    resize = 200
+                tag = f".{color}.{resize}.{int(crop)}"
+                cases.append(
+                    {
+                        "path": str(tmp_path / name),
+                        "color": color,
+                        "resize": resize,
+                        "crop": crop,
+                        "tag": tag,
+                        "name": name,
+                    }
+                )
+    cases.append(
+        {
+            "path": str(tmp_path / "small.png"),
+            "color": 1,
+            "resize": 256,
+            "crop": False,
+            "tag": ".up",
+            "name": "small.png",
+        }
+    )
+    shapes = run_mxnet_json(CV_SCRIPT, json.dumps(cases))
+    report = []
+    for case in cases:
+        want = np.load(case["path"] + case["tag"] + ".npy").astype(int)
+        opts = ImageOptions(
+            resize=case["resize"],
+            center_crop=case["crop"],
+            color=case["color"],
+            encoding=".png",
+            quality=1,
+            reducing_gap=None,
+        )
+        got = np.asarray(decode(transform_image(files[case["name"]], opts))).astype(int)
+        assert list(got.shape) == shapes[case["path"] + case["tag"]] == list(want.shape), case
+        diff = np.abs(got - want)
+        report.append((case["name"], case["tag"], float(diff.mean()), int(diff.max())))
+        cmyk = case["name"] == "cmyk.jpg"  # Pillow's CMYK->RGB rounds differently
+        converted = case["color"] == 0 and case["name"].endswith(".png")  # RGB->gray formula
+        assert diff.max() <= (4 if cmyk else 2 if converted else 2), report[-1]
+        assert diff.mean() <= (1.5 if cmyk or converted else 0.5), report[-1]
