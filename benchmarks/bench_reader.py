@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -180,7 +181,11 @@ def bench_mxnet(rec: str, threads: int, batch: int, repeat: int, resize: int, cr
     if proc.returncode != 0:
         print(proc.stderr[-3000:], file=sys.stderr)
         raise SystemExit("MXNet run failed")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    # MXNet 1.9.1 caps its decode threads (omp_get_num_procs() / 2 - 1, at least 1) and logs it
+    used = re.search(r"use (\d+) threads for decoding", proc.stderr)
+    out["decode_threads"] = int(used.group(1)) if used else None
+    return out
 
 
 def main() -> int:
@@ -218,6 +223,11 @@ def main() -> int:
     rows = [("recordio_core.reader", ours)]
     if theirs:
         rows.append(("mx.io.ImageRecordIter", theirs))
+    if theirs and theirs.get("decode_threads") not in (None, args.threads):
+        print(
+            f"  (MXNet asked for {args.threads} threads decoded with "
+            f"{theirs['decode_threads']}: it caps them at omp_get_num_procs()/2 - 1, min 1)"
+        )
     for name, r in rows:
         print(
             f"  {name:24s} {r['images'] / r['seconds']:8.1f} img/s "
