@@ -17,6 +17,10 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     KeyError,
     AttributeError,
     NotImplementedError,
+    FileNotFoundError,  # a source folder or list that is not there; a reject for an image
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
 )
 
 

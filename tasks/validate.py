@@ -6,9 +6,9 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from recordio_core.validate import ValidationReport, validate_shard
 
 from recordio_core.pack import ShardResult
+from recordio_core.validate import ValidationReport, validate_shard
 from tasks.common import RETRY_OPTIONS, run_logger
 
 

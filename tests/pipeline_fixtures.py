@@ -140,6 +140,10 @@ class FlakyFileSystem(LocalFileSystem):
     fail_names: set[str] = set()
     failed: list[str] = []
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_mkdir", True)
+        super().__init__(*args, **kwargs)
+
     @classmethod
     def _strip_protocol(cls, path: Any) -> str:
         path = str(path)

@@ -1,0 +1,410 @@
+"""The pipeline's parts without a Prefect server: parameters, plans, cache keys, the commit
+lock and manifest commit, reports, and the command line's argument handling."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+
+import pytest
+from pipeline_fixtures import image_tree  # also sets the Prefect test environment
+
+from flows.params import BuildParameters, secret_paths, split_secrets
+from recordio_core.lst import LstEntry
+from recordio_core.manifest import read_manifest
+from recordio_core.split import SplitList
+
+
+def params(**kw):
+    return BuildParameters(source="/src", output="/out", **kw)
+
+
+# --------------------------------------------------------------------------- parameters
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"resize": -1}, "greater than or equal to 0"),
+        ({"train_ratio": 0.8, "test_ratio": 0.5}, "train_ratio \\+ test_ratio must be <= 1"),
+        ({"encoding": ".gif"}, "'.jpg' or '.png'"),
+        ({"label_width": 0}, "greater than or equal to 1"),
+        ({"quality": 101}, "less than or equal to 100"),
+        ({"encoding": ".png", "quality": 95}, "PNG compression level 0-9"),
+        ({"chunks": 2}, "chunks > 1 needs split_method='im2rec'"),
+        ({"inter_method": 5}, "Input should be 0, 1, 2, 3, 4, 9 or 10"),
+        ({"label_width": 2}, "needs a .lst"),
+        ({"pass_through": True, "resize": 64}, "pass_through"),
+        ({"exts": ["jpg"]}, "extensions look like"),
+        ({"records_per_shard": 0}, "greater than or equal to 1"),
+        ({"storage_options": {"key": "AKIA", "endpoint_url": "x"}}, "must not hold credentials"),
+        ({"storage_options": {"client_kwargs": {"aws_secret_access_key": "s"}}}, "credentials"),
+        ({"resise": 3}, "Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_parameters_are_refused_with_the_reason(kw, message):
+    with pytest.raises(ValueError, match=message):
+        params(**kw)
+
+
+def test_flow_signature_matches_the_parameter_model():
+    from flows.build import build_dataset
+
+    sig = inspect.signature(build_dataset.fn)
+    assert list(sig.parameters) == list(BuildParameters.model_fields)
+    defaults = params()
+    for name, p in sig.parameters.items():
+        if p.default is inspect.Parameter.empty:
+            continue
+        value = list(p.default) if isinstance(p.default, tuple) else p.default
+        assert value == getattr(defaults, name), name
+
+
+def test_flow_validate_parameters_checks_types_before_the_run():
+    """What Prefect checks when a run starts (the UI checks the same JSON schema)."""
+    from flows.build import build_dataset
+
+    ok = build_dataset.validate_parameters({"source": "/a", "output": "/b", "resize": "128"})
+    assert ok["resize"] == 128
+    for bad in ({"resize": -3}, {"encoding": ".bmp"}, {"label_width": 0}, {"test_ratio": 2}):
+        with pytest.raises(Exception, match="invalid parameters"):
+            build_dataset.validate_parameters({"source": "/a", "output": "/b", **bad})
+    schema = build_dataset.parameters.model_dump()
+    assert schema["properties"]["encoding"]["enum"] == [".jpg", ".png"]
+    assert schema["properties"]["resize"]["minimum"] == 0
+    assert set(schema["required"]) == {"source", "output"}
+
+
+def test_secret_detection():
+    so = {"endpoint_url": "http://x", "key": "k", "client_kwargs": {"region_name": "r"}}
+    assert secret_paths(so) == ["key"]
+    assert secret_paths({"config_kwargs": {"aws_session_token": "t"}}) == [
+        "config_kwargs.aws_session_token"
+    ]
+    public, secret = split_secrets({"endpoint_url": "e", "secret": "s", "token": "t", "anon": 0})
+    assert public == {"endpoint_url": "e", "anon": 0} and set(secret) == {"secret", "token"}
+
+
+# --------------------------------------------------------------------------- planning & keys
+def _split(name, split, n, start=0):
+    entries = tuple(
+        LstEntry(index=start + i, labels=(float(i % 3),), path=f"c{i % 3}/{i}.jpg")
+        for i in range(n)
+    )
+    return SplitList(name, split, None, entries)
+
+
+def test_jobs_are_named_keyed_and_cover_every_entry():
+    from flows.build import key_parameters, pack_options
+    from tasks.plan import make_jobs
+
+    splits = [_split("_val", "val", 3), _split("_train", "train", 25, start=3)]
+    kp = key_parameters(pack_options(params()))
+    jobs = make_jobs(
+        splits,
+        source="/src",
+        output="s3://b/out",
+        records_per_shard=10,
+        key_params=kp,
+        fingerprints={},
+    )
+    assert [j.label for j in jobs] == [
+        "val/val-00000-of-00001",
+        "train/train-00000-of-00003",
+        "train/train-00001-of-00003",
+        "train/train-00002-of-00003",
+    ]
+    assert [j.count for j in jobs] == [3, 9, 8, 8]
+    assert jobs[1].prefix == f"s3://b/out/train/train-00000-of-00003.{jobs[1].key[:12]}"
+    assert [e.index for j in jobs for e in j.entries()] == list(range(28))
+    assert jobs[1].entries()[0] == splits[1].entries[0]
+    assert len({j.key for j in jobs}) == 4
+    again = make_jobs(
+        splits, source="/src", output="/x", records_per_shard=10, key_params=kp, fingerprints={}
+    )
+    assert [j.key for j in again] == [j.key for j in jobs]  # output folder is not in the key
+
+
+def test_cache_key_covers_byte_parameters_not_workers():
+    from flows.build import key_parameters, pack_options
+    from tasks.pack import pack_cache_key
+    from tasks.plan import make_jobs
+
+    def key(p, workers=1):
+        kp = key_parameters(pack_options(p, workers))
+        jobs = make_jobs(
+            [_split("", "all", 5)],
+            source="/src",
+            output="/out",
+            records_per_shard=10,
+            key_params=kp,
+            fingerprints={},
+        )
+        return pack_cache_key(None, {"job": jobs[0]})
+
+    base = key(params())
+    assert base.startswith("pack-") and key(params(), workers=8) == base
+    assert key(params(num_workers=3)) == base and key(params(records_per_shard=7)) == base
+    for change in (
+        {"resize": 128},
+        {"quality": 90},
+        {"encoding": ".png", "quality": 3},
+        {"color": 0},
+        {"center_crop": True},
+        {"pack_label": True},
+        {"inter_method": 2},
+        {"max_pixels": 1000},
+        {"reducing_gap": None},
+    ):
+        assert key(params(**change)) != base, change
+    lw = params(lst="/l.lst", label_width=2)
+    assert key(lw) != key(params(lst="/l.lst"))
+
+
+def test_records_per_shard_is_raised_to_cap_the_shard_count():
+    from tasks.plan import effective_records_per_shard
+
+    assert effective_records_per_shard([100, 10], 50, 256) == 50
+    rps = effective_records_per_shard([100_000, 30, 0], 10, 20)
+    from recordio_core.plan import num_shards_for
+
+    assert sum(num_shards_for(n, records_per_shard=rps) for n in [100_000, 30, 0]) <= 20
+
+
+def test_retry_condition_only_retries_transient_errors():
+    from tasks.common import is_transient
+
+    assert is_transient(OSError("reset")) and is_transient(ConnectionError("x"))
+    assert is_transient(TimeoutError()) and is_transient(RuntimeError("unknown"))
+    assert not is_transient(ValueError("bad list")) and not is_transient(None)
+
+
+def test_unreadable_images_are_transient_rejects():
+    from recordio_core.pack import Reject, ShardResult
+    from tasks.pack import transient_rejects
+
+    r = ShardResult(
+        rec="a.rec",
+        idx="a.idx",
+        lst="a.lst",
+        records=0,
+        bytes=0,
+        sha256="0" * 64,
+        idx_sha256="",
+        lst_sha256="",
+        rejects=(
+            Reject(1, "x.jpg", "cannot read file: connection reset"),
+            Reject(2, "y.jpg", "file not found (missing or removed after listing)"),
+            Reject(3, "z.jpg", "cannot identify image file"),
+        ),
+    )
+    assert [x.index for x in transient_rejects(r)] == [1]
+
+
+# --------------------------------------------------------------------------- commit & lock
+def test_commit_lock_is_exclusive_and_recovers_stale_locks(tmp_path):
+    from tasks.commit import LOCK_NAME, LockBusy, commit_lock
+
+    out = str(tmp_path)
+    with commit_lock(out, "run-a"):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["owner"] == "run-a"
+        with (
+            pytest.raises(LockBusy, match="held by run run-a"),
+            commit_lock(out, "run-b", wait_seconds=0.3),
+        ):
+            pass
+    assert not (tmp_path / LOCK_NAME).exists()
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"owner": "dead", "time": time.time() - 3600}))
+    with commit_lock(out, "run-c"):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["owner"] == "run-c"
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_commit_lock_on_s3(s3_server):
+    from tasks.commit import LockBusy, commit_lock
+
+    bucket = s3_server.make_bucket()
+    out = f"s3://{bucket}/ds"
+    so = s3_server.storage_options
+    with (
+        commit_lock(out, "one", so),
+        pytest.raises(LockBusy),
+        commit_lock(out, "two", so, wait_seconds=0.3),
+    ):
+        pass
+    with commit_lock(out, "three", so):
+        pass
+    assert not s3_server.fs().exists(f"{bucket}/ds/.recflow.lock")
+
+
+def _fake_result(out, split, name, payload: bytes):
+    import hashlib
+
+    from recordio_core.pack import ShardResult
+
+    prefix = f"{out}/{split}/{name}"
+    (tmp := __import__("pathlib").Path(f"{out}/{split}")).mkdir(parents=True, exist_ok=True)
+    for ext, data in ((".rec", payload), (".idx", b"0\t0\n"), (".lst", b"0\t0.000000\ta.jpg\n")):
+        (tmp / f"{name}{ext}").write_bytes(data)
+    return ShardResult(
+        rec=prefix + ".rec",
+        idx=prefix + ".idx",
+        lst=prefix + ".lst",
+        records=1,
+        bytes=len(payload),
+        sha256=hashlib.sha256(payload).hexdigest(),
+        idx_sha256="",
+        lst_sha256="",
+        rejects=(),
+    )
+
+
+def test_commit_writes_manifest_last_and_prunes_the_previous_dataset(tmp_path):
+    from recordio_core.manifest import RejectEntry
+    from tasks.commit import build_manifest, commit_dataset
+
+    out = str(tmp_path / "ds")
+    old = _fake_result(out, "all", "all-00000-of-00001.aaaa", b"old")
+    m1 = build_manifest(
+        output=out,
+        parameters={"resize": 0},
+        class_map={"c": 0},
+        split_names=["all"],
+        results=[("all", old)],
+        rejects=[RejectEntry("bad.jpg", "empty file", 3)],
+    )
+    url = commit_dataset.fn(m1, output=out, owner="r1")
+    assert read_manifest(url).splits["all"].shards[0].rec == "all/all-00000-of-00001.aaaa.rec"
+    assert (tmp_path / "ds/rejects.jsonl").read_text().count("bad.jpg") == 1
+    assert json.loads((tmp_path / "ds/class_map.json").read_text()) == {"c": 0}
+    new = _fake_result(out, "all", "all-00000-of-00001.bbbb", b"new")
+    m2 = build_manifest(
+        output=out,
+        parameters={"resize": 64},
+        class_map={"c": 0},
+        split_names=["all"],
+        results=[("all", new)],
+        rejects=[],
+    )
+    commit_dataset.fn(m2, output=out, owner="r2")
+    assert sorted(p.name for p in (tmp_path / "ds/all").iterdir()) == [
+        "all-00000-of-00001.bbbb.idx",
+        "all-00000-of-00001.bbbb.lst",
+        "all-00000-of-00001.bbbb.rec",
+    ]
+    assert read_manifest(out).parameters == {"resize": 64}
+    # a manifest is never written when a file it names is gone
+    (tmp_path / "ds/all/all-00000-of-00001.bbbb.idx").unlink()
+    with pytest.raises(FileNotFoundError, match="disappeared before the commit"):
+        commit_dataset.fn(m2, output=out, owner="r3")
+
+
+# --------------------------------------------------------------------------- reports
+def test_summary_markdown_and_table():
+    from recordio_core.manifest import Manifest, RejectEntry, SplitEntry
+    from tasks.report import (
+        ShardOutcome,
+        artifact_key,
+        build_summary,
+        shard_table,
+        summary_markdown,
+    )
+
+    outcomes = [
+        ShardOutcome("train", "train-00000-of-00001", "t.rec", 4, 400, "f" * 64, 1, False),
+        ShardOutcome("val", "val-00000-of-00001", "v.rec", 1, 100, "e" * 64, 0, True),
+    ]
+    outcomes[0].labels.update({"0": 3, "1": 1})
+    outcomes[1].labels.update({"1": 1})
+    manifest = Manifest(
+        parameters={},
+        class_map={"cats": 0, "dogs": 1},
+        splits={"train": SplitEntry(()), "val": SplitEntry(())},
+        rejects=(RejectEntry("dogs/x.jpg", "empty file", 9),),
+    )
+    summary = build_summary(
+        output="s3://b/ds",
+        manifest_url="s3://b/ds/manifest.json",
+        manifest=manifest,
+        outcomes=outcomes,
+        seconds=2.0,
+        listed=6,
+    )
+    assert summary["shards_packed"] == 1 and summary["shards_cached"] == 1
+    assert summary["splits"]["train"]["labels"] == {"0": 3, "1": 1}
+    md = summary_markdown(summary, manifest.class_map, list(manifest.rejects))
+    assert "| cats | 0 | 3 | 0 |" in md and "| dogs | 1 | 1 | 1 |" in md
+    assert "`dogs/x.jpg`: empty file" in md
+    table = shard_table(outcomes)
+    assert table[1]["status"] == "reused" and table[0]["sha256"] == "f" * 16
+    key = artifact_key("dataset", "s3://My_Bucket/data sets/")
+    assert key == "dataset-s3-my-bucket-data-sets"
+
+
+# --------------------------------------------------------------------------- command line
+def test_build_options_mirror_the_parameters(capsys):
+    from flows.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    text = capsys.readouterr().out
+    for name in BuildParameters.model_fields:
+        if name not in ("source", "output"):
+            assert "--" + name.replace("_", "-") in text, name
+    assert "--no-recursive" in text and "--dask-address" in text
+
+
+def test_build_refuses_bad_options_before_starting_prefect(tmp_path, capsys):
+    from flows.cli import main
+
+    rc = main(
+        ["build", str(tmp_path), str(tmp_path / "o"), "--train-ratio", "0.9", "--test-ratio", "0.2"]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "train_ratio + test_ratio must be <= 1" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_build_keeps_credentials_out_of_the_parameters(monkeypatch):
+    import fsspec.config
+
+    from flows.cli import build_parser
+    from flows.cmd_build import parameters_from_args
+
+    monkeypatch.setattr(fsspec.config, "conf", {})
+    args = build_parser().parse_args(
+        [
+            "build",
+            "s3://b/src",
+            "s3://b/out",
+            "--resize",
+            "64",
+            "--no-recursive",
+            "--storage-options",
+            '{"endpoint_url": "http://h:1", "key": "AK", "secret": "SEKRIT"}',
+        ]
+    )
+    values = parameters_from_args(args)
+    assert values["storage_options"] == {"endpoint_url": "http://h:1"}
+    assert values["resize"] == 64 and values["recursive"] is False
+    assert "SEKRIT" not in json.dumps(values)
+    assert fsspec.config.conf["s3"] == {"key": "AK", "secret": "SEKRIT"}
+    BuildParameters(**values)
+
+
+def test_serve_param_parsing():
+    from flows.cmd_serve import parse_params
+
+    assert parse_params(["resize=128", "encoding=.png", "pass_through=true"]) == {
+        "resize": 128,
+        "encoding": ".png",
+        "pass_through": True,
+    }
+    with pytest.raises(ValueError, match="build-dataset parameter"):
+        parse_params(["size=3"])
+
+
+def test_image_tree_helper_is_deterministic(tmp_path):
+    a = image_tree(tmp_path / "a", classes=2, per_class=3)
+    b = image_tree(tmp_path / "b", classes=2, per_class=3)
+    assert a == b and len(a) == 6
