@@ -1,22 +1,24 @@
 # Two set-up commands keep working on a fresh machine: `make demo` and `make test`.
+# constraints*.txt pin the versions known to work together (a newer FastAPI breaks
+# Prefect 3.8's server, for one); refresh them with `make constraints` after an upgrade.
 PYTHON ?= python3
 VENV := .venv
 MXVENV := .venv-mxnet
 PY := $(VENV)/bin/python
 MXPY := $(MXVENV)/bin/python
 
-.PHONY: demo test lint venv mxnet-venv bench clean
+.PHONY: demo test lint venv mxnet-venv bench constraints clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
-$(MXVENV)/.installed:
+$(MXVENV)/.installed: constraints-mxnet.txt
 	$(PYTHON) -m venv $(MXVENV)
 	$(MXPY) -m pip install -q --upgrade pip
-	$(MXPY) -m pip install -q mxnet==1.9.1 numpy==1.23.5 opencv-python-headless==4.8.1.78
+	$(MXPY) -m pip install -q -c constraints-mxnet.txt mxnet==1.9.1 numpy==1.23.5 opencv-python-headless==4.8.1.78
 	touch $@
 
 venv: $(VENV)/.installed
@@ -39,6 +41,10 @@ bench: $(VENV)/.installed $(MXVENV)/.installed
 	for b in benchmarks/bench_*.py; do \
 		echo "== $$b"; RECFLOW_MXNET_PYTHON=$(abspath $(MXPY)) $(PY) $$b || exit 1; \
 	done
+
+constraints: $(VENV)/.installed $(MXVENV)/.installed
+	$(PY) -m pip freeze --exclude-editable | grep -v '^recordio-flow' > constraints.txt
+	$(MXPY) -m pip freeze > constraints-mxnet.txt
 
 clean:
 	rm -rf $(VENV) $(MXVENV) build *.egg-info demo-output
