@@ -270,7 +270,8 @@ def pack_shard(
             else None
         )
         frec = _HashingWriter(stack.enter_context(atomic_write(rec_url, storage_options)))
-        for entry, data, reason in _results(entries, reader, opts):
+        results = stack.enter_context(contextlib.closing(_results(entries, reader, opts)))
+        for entry, data, reason in results:
             if data is None:
                 rejects.append(Reject(entry.index, entry.path, reason))
             else:

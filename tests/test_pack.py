@@ -338,7 +338,7 @@ def test_pack_to_s3_and_validate_there(tmp_path, s3_server, s3_bucket):
         entries[:4],
         s3_server.url(s3_bucket, "src"),
         str(tmp_path / "local"),
-        RESIZE,
+        PackOptions(RESIZE.image, num_workers=3),  # s3fs from several threads
         source_options=so,
     )
     assert again.sha256 == result.sha256  # same images, same bytes, wherever they live
