@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from recordio_core.image import resize_size
+
 Layout = Literal["NCHW", "NHWC"]
 DType = Literal["float32", "uint8"]
 
@@ -33,16 +35,6 @@ _AFFINE_FILTERS[2] = Image.Resampling.BICUBIC
 _RESIZE_FILTERS = {3: Image.Resampling.BOX, 4: Image.Resampling.LANCZOS}
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 _IR_HEADER = struct.Struct("<IfQQ")
-
-
-def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
-    """MXNet's `resize`: the shorter side becomes `resize`, the longer `long * resize // short`
-    (integer floor); returns `(width, height)`. `resize <= 0` leaves the size unchanged."""
-    if resize <= 0:
-        return width, height
-    if height > width:
-        return resize, resize * height // width
-    return resize * width // height, resize
 
 
 def fit_sizes(width: int, height: int, out_w: int, out_h: int) -> list[tuple[int, int]]:
@@ -168,7 +160,7 @@ def transform_image(im: Image.Image, spec: AugmentSpec, draws: tuple[float, ...]
     mirror, interpolation) or empty when `spec.needs_draws` is false."""
     _, out_h, out_w = spec.data_shape
     size = im.size
-    sizes = [] if spec.resize <= 0 else [resized_size(size[0], size[1], spec.resize)]
+    sizes = [] if spec.resize <= 0 else [resize_size(size[0], size[1], spec.resize)]
     sizes += fit_sizes(*(sizes[-1] if sizes else size), out_w, out_h)
     new_w, new_h = sizes[-1] if sizes else size
     y, x = new_h - out_h, new_w - out_w
