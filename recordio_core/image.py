@@ -403,7 +403,6 @@ def _resize_affine(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     if im.mode == "I;16":
         out = np.asarray(_resize_affine(im.convert("I"), size))
         return Image.fromarray(np.clip(out, 0, 65535).astype("<u2"))
-    coeffs = (w / ow, 0.0, 0.0, 0.0, h / oh, 0.0)
     # OpenCV clamps at the borders; extend the image by one edge pixel each side so the
     # bilinear taps outside the image see the edge pixel instead of the fill colour.
     padded = Image.new(im.mode, (w + 2, h + 2))
