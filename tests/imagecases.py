@@ -54,6 +54,16 @@ def cmyk_jpeg(w: int = 64, h: int = 48, seed: int = 0) -> bytes:
     return encode(Image.fromarray(photo(w, h, seed)).convert("CMYK"), "JPEG", quality=92)
 
 
+def ycck_jpeg(w: int = 64, h: int = 48, seed: int = 0) -> bytes:
+    """A JPEG whose Adobe marker says YCCK (transform 2): libjpeg converts YCCK to CMYK."""
+    data = bytearray(cmyk_jpeg(w, h, seed))
+    app14 = data.find(b"\xff\xee")
+    if app14 < 0 or data[app14 + 4 : app14 + 9] != b"Adobe":
+        raise RuntimeError("Pillow's CMYK JPEG has no Adobe marker to patch")
+    data[app14 + 15] = 2  # FF EE, length, "Adobe", version, flags0, flags1, transform
+    return bytes(data)
+
+
 def palette_png(w: int = 64, h: int = 48, seed: int = 0, transparency: bool = False) -> bytes:
     im = Image.fromarray(photo(w, h, seed)).convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
     return encode(im, "PNG", **({"transparency": 0} if transparency else {}))
@@ -127,6 +137,7 @@ GOOD: dict[str, Callable[[], bytes]] = {
     "rgb_png": rgb_png,
     "gray_jpeg": gray_jpeg,
     "cmyk_jpeg": cmyk_jpeg,
+    "ycck_jpeg": ycck_jpeg,
     "palette_png": palette_png,
     "palette_alpha_png": lambda: palette_png(transparency=True),
     "rgba_png": rgba_png,
