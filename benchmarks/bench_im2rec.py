@@ -1,0 +1,238 @@
+"""Side-by-side: `recflow im2rec` vs MXNet's `python -m mxnet.tools.im2rec` on real photos.
+
+    .venv/bin/python benchmarks/bench_im2rec.py                  # 2,000 images, 3 rounds
+    .venv/bin/python benchmarks/bench_im2rec.py --n 500 --rounds 1 --modes resize
+
+Builds (once, cached in --workdir) a corpus of crops of real photos at ImageNet-like sizes
+(see benchmarks/corpus.py; `apt-get install -y mate-backgrounds` for the photos), writes one
+`.lst`, then packs that same `.lst` with both tools, alternating which goes first, each as a
+fresh command (start-up included, as a user runs it), with the same options:
+
+- `resize`: `--resize 256 --quality 95 --num-thread N`
+- `pass-through`: `--pass-through --num-thread N`
+
+and prints wall time, img/s and the ratio (ours / MXNet's img/s) per round and the median.
+Absolute numbers swing a lot on a shared machine; the ratio within a round is what counts.
+The MXNet interpreter is $RECFLOW_MXNET_PYTHON or .venv-mxnet/bin/python (`make mxnet-venv`).
+`--profile` runs our packer once in-process under cProfile instead and prints the top entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+
+from corpus import build_corpus, source_images, write_lst  # noqa: E402
+
+MODES = {
+    "resize": ["--resize", "256", "--quality", "95"],
+    "pass-through": ["--pass-through"],
+}
+
+
+def mxnet_python() -> str:
+    configured = os.environ.get("RECFLOW_MXNET_PYTHON", "").strip()
+    path = Path(configured) if configured else REPO / ".venv-mxnet" / "bin" / "python"
+    if not path.is_absolute():
+        path = REPO / path
+    return str(path)
+
+
+def ensure_corpus(workdir: Path, n: int, seed: int) -> Path:
+    root = workdir / f"corpus-{n}-{seed}"
+    lst = root.with_suffix(".lst")
+    if lst.exists():
+        return lst
+    photos, art = source_images()
+    print(
+        f"building {n} images from {len(photos)} photos and {len(art)} PNGs"
+        + ("" if photos else " (none found: synthetic images, not realistic)"),
+        flush=True,
+    )
+    t = time.perf_counter()
+    if root.exists():
+        shutil.rmtree(root)
+    entries, stats = build_corpus(root, n, seed=seed)
+    write_lst(lst, entries)
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    print(
+        f"corpus: {stats} {size / 1e6:.1f} MB in {time.perf_counter() - t:.1f}s -> {root}",
+        flush=True,
+    )
+    return lst
+
+
+def run_tool(tool: str, lst: Path, root: Path, out: Path, args: list[str]) -> tuple[float, float]:
+    """Pack `lst` into `out/data.rec` with one tool; return (wall, CPU) seconds."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copy(lst, out / "data.lst")
+    prefix = str(out / "data")
+    if tool == "mxnet":
+        cmd = [mxnet_python(), "-m", "mxnet.tools.im2rec", prefix, str(root), *args]
+    else:
+        cmd = [sys.executable, "-m", "flows.cli", "im2rec", prefix, str(root), *args]
+    log = out / "log.txt"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+    seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"{tool} failed ({proc.returncode}); see {log}:\n{log.read_text()[-3000:]}"
+        )
+    return seconds, cpu
+
+
+def count_records(idx: Path) -> int:
+    return sum(1 for line in idx.read_text().splitlines() if line.strip())
+
+
+def compare_pixels(ours: Path, theirs: Path) -> str:
+    """Keys, sizes and mean |pixel difference| between two packed shards (same .lst)."""
+    import numpy as np
+
+    from recordio_core.framing import iter_records, open_source
+    from recordio_core.image import decode_array
+    from recordio_core.recordio import unpack
+
+    def records(path: Path) -> dict[int, bytes]:
+        src = open_source(str(path))
+        try:
+            out = {}
+            for _, payload in iter_records(src):
+                header, img = unpack(payload)
+                out[header.id] = img
+            return out
+        finally:
+            src.close()
+
+    mine, base = records(ours), records(theirs)
+    if list(mine) != list(base):
+        return f"keys differ: {len(mine)} vs {len(base)} records"
+    means, worst, sizes = [], 0.0, 0
+    for key, img in mine.items():
+        a = decode_array(img, iscolor=-1).astype(np.int16)
+        b = decode_array(base[key], iscolor=-1).astype(np.int16)
+        if a.shape != b.shape:
+            sizes += 1
+            continue
+        mean = float(np.abs(a - b).mean())
+        means.append(mean)
+        worst = max(worst, mean)
+    if not means:
+        return f"{len(mine)} records, same keys, but every image size differs"
+    return (
+        f"{len(mine)} records, same keys; {sizes} size mismatches; decoded pixels "
+        f"mean |diff| {statistics.mean(means):.2f} (worst image {worst:.2f})"
+    )
+
+
+def profile(lst: Path, root: Path, workdir: Path, num_thread: int) -> None:
+    import cProfile
+    import pstats
+
+    from recordio_core.image import ImageOptions
+    from recordio_core.lst import read_lst
+    from recordio_core.pack import PackOptions, pack_shard
+
+    entries = read_lst(str(lst))
+    opts = PackOptions(ImageOptions(resize=256, quality=95), num_workers=num_thread)
+    out = workdir / "profile"
+    out.mkdir(exist_ok=True)
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    result = pack_shard(entries, str(root), str(out / "data"), opts)
+    prof.disable()
+    seconds = time.perf_counter() - t
+    print(f"{result.records} records in {seconds:.2f}s ({result.records / seconds:.0f} img/s)")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=2000, help="images in the corpus (default 2000)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per mode")
+    ap.add_argument("--num-thread", type=int, default=2)
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument(
+        "--workdir",
+        default=os.path.join(tempfile.gettempdir(), "recflow-bench"),
+        help="corpus cache and outputs (default: $TMPDIR/recflow-bench)",
+    )
+    ap.add_argument("--profile", action="store_true", help="cProfile our packer instead")
+    args = ap.parse_args(argv)
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lst = ensure_corpus(workdir, args.n, args.seed)
+    root = lst.with_suffix("")
+    if args.profile:
+        profile(lst, root, workdir, args.num_thread)
+        return 0
+    if not Path(mxnet_python()).is_file():
+        raise SystemExit(f"MXNet interpreter not found at {mxnet_python()} (make mxnet-venv)")
+
+    summary: dict[str, tuple[list[float], list[float]]] = {}
+    for mode in args.modes:
+        opts = [*MODES[mode], "--num-thread", str(args.num_thread)]
+        print(f"\n== {mode}: {' '.join(opts)}  ({args.n} images)", flush=True)
+        ratios: list[float] = []
+        cpu_ratios: list[float] = []
+        for rnd in range(args.rounds):
+            order = ["ours", "mxnet"] if rnd % 2 == 0 else ["mxnet", "ours"]
+            times, cpus = {}, {}
+            for tool in order:
+                times[tool], cpus[tool] = run_tool(tool, lst, root, workdir / f"out-{tool}", opts)
+            n_ours = count_records(workdir / "out-ours" / "data.idx")
+            n_mx = count_records(workdir / "out-mxnet" / "data.idx")
+            ratio = (n_ours / times["ours"]) / (n_mx / times["mxnet"])
+            cpu_ratio = cpus["mxnet"] / cpus["ours"]
+            ratios.append(ratio)
+            cpu_ratios.append(cpu_ratio)
+            print(
+                f"round {rnd + 1}: ours {times['ours']:.2f}s {n_ours / times['ours']:.0f} img/s"
+                f" (cpu {cpus['ours']:.1f}s) | im2rec.py {times['mxnet']:.2f}s"
+                f" {n_mx / times['mxnet']:.0f} img/s (cpu {cpus['mxnet']:.1f}s)"
+                f" | ratio {ratio:.2f}x, cpu {cpu_ratio:.2f}x  (records {n_ours} vs {n_mx})",
+                flush=True,
+            )
+        summary[mode] = (ratios, cpu_ratios)
+        if mode == "resize":
+            print(
+                "pixels vs im2rec.py:",
+                compare_pixels(
+                    workdir / "out-ours" / "data.rec", workdir / "out-mxnet" / "data.rec"
+                ),
+            )
+    print("\n== summary: ours / im2rec.py in img/s (wall) and in CPU seconds, median of rounds")
+    for mode, (ratios, cpu_ratios) in summary.items():
+        print(
+            f"{mode:13s} wall {statistics.median(ratios):.2f}x"
+            f" (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+            f"  cpu {statistics.median(cpu_ratios):.2f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
