@@ -32,6 +32,7 @@ from flows.params import (
     DEFAULT_RECORDS_PER_SHARD,
     DEFAULT_REDUCING_GAP,
     MAX_SHARDS,
+    AllowOutsideRoot,
     BuildParameters,
     CenterCrop,
     Chunks,
@@ -158,6 +159,7 @@ def build_dataset(
     source: Source,
     output: Output,
     lst: Lst = None,
+    allow_outside_root: AllowOutsideRoot = False,
     recursive: Recursive = True,
     exts: Exts = tuple(DEFAULT_EXTS),  # type: ignore[assignment]
     split_method: SplitMethod = "stable",
@@ -232,6 +234,7 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
     listing = list_source(
         p.source,
         lst=p.lst,
+        allow_outside_root=p.allow_outside_root,
         recursive=p.recursive,
         exts=list(p.exts),
         label_width=p.label_width,

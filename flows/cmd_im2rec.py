@@ -13,6 +13,8 @@ Same arguments and files as MXNet's im2rec.py:
 Differences, all on the side of saying more:
 
 - a malformed `.lst` line is an error naming the file and line (im2rec.py skips it);
+- a list path outside `root` (`..`, an absolute path, a URL) is such an error too, unless
+  `--allow-outside-root` (ours) says it is meant;
 - an image that cannot be read or decoded is a *reject* listed in the final summary (im2rec.py
   crashes with one thread and silently skips with several); with `--pass-through` a file that
   is not an image is a reject too, unless `--verify none` (ours) asks for im2rec.py's
@@ -133,6 +135,12 @@ def register(subparsers: Any) -> None:
         default="header",
         help="(recflow) with --pass-through: 'none' stores any bytes like im2rec.py (e.g. "
         "non-image files), 'header' rejects files that are not images, 'decode' also decodes.",
+    )
+    rgroup.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="(recflow) accept list paths outside root ('..', absolute paths, URLs); refused "
+        "by default.",
     )
     rgroup.add_argument(
         "--pack-label",
@@ -269,7 +277,7 @@ def pack_lists(args: argparse.Namespace, prefix: str, root: str, checked: _Check
         verify=args.verify,
     )
     # Read (and so check) every list before packing any of them.
-    parsed = [(url, read_lst(url)) for url in lists]
+    parsed = [(url, read_lst(url, allow_outside_root=args.allow_outside_root)) for url in lists]
     total_rejects = 0
     for url, entries in parsed:
         label_width = max((len(e.labels) for e in entries), default=1)

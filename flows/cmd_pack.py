@@ -20,6 +20,7 @@ defaults are im2rec.cc's:
     num_thread=1     (recflow) worker threads; the output keeps the list order
     verify=header    (recflow) with unchanged=1: none stores any bytes (like im2rec.cc),
                      header rejects files that are not images, decode also decodes them
+    allow_outside_root=0  (recflow) 1: accept list paths outside ROOT ('..', absolute, URLs)
 
 Differences from im2rec.cc: unknown keys and bad values are errors (im2rec.cc ignores them);
 the list is read strictly (a malformed line is an error naming the file and line); a missing
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, int | str] = {
     "inter_method": 1,
     "num_thread": 1,
     "verify": "header",
+    "allow_outside_root": 0,
 }
 INTER_METHODS = (0, 1, 2, 3, 4, 9, 10)
 
@@ -103,7 +105,7 @@ def _check(opts: dict[str, int | str]) -> dict[str, int | str]:
         if opts[key] not in (0, 1):
             raise ValueError(f"{key} must be 0 or 1, got {opts[key]}")
 
-    for key in ("pack_label", "center_crop", "unchanged"):
+    for key in ("pack_label", "center_crop", "unchanged", "allow_outside_root"):
         flag(key)
     if opts["color"] not in (-1, 0, 1):
         raise ValueError(f"color must be -1, 0 or 1, got {opts['color']}")
@@ -151,7 +153,9 @@ def output_paths(output: str, nsplit: int, part: int) -> tuple[str, str]:
     return rec, idx
 
 
-def read_part(list_url: str, label_width: int, nsplit: int, part: int) -> list:
+def read_part(
+    list_url: str, label_width: int, nsplit: int, part: int, *, allow_outside_root: bool = False
+) -> list:
     """The entries of `part` of `nsplit` of the list, read like im2rec.cc but strictly."""
     from recordio_core.errors import ListFileError
     from recordio_core.fsio import read_bytes
@@ -170,6 +174,7 @@ def read_part(list_url: str, label_width: int, nsplit: int, part: int) -> list:
         source=list_url,
         label_width=label_width,
         first_lineno=len(before.splitlines()) + 1,
+        allow_outside_root=allow_outside_root,
     )
 
 
@@ -200,7 +205,13 @@ def run(args: argparse.Namespace) -> int:
         pack_label=bool(opts["pack_label"]),
         num_workers=int(opts["num_thread"]),
     )
-    entries = read_part(args.list, int(opts["label_width"]), nsplit, part)
+    entries = read_part(
+        args.list,
+        int(opts["label_width"]),
+        nsplit,
+        part,
+        allow_outside_root=bool(opts["allow_outside_root"]),
+    )
     what = f"part {part} of {nsplit} of {args.list}" if nsplit > 1 else args.list
     print(f"packing {len(entries)} images from {what} into {rec_url}")
     result = pack_to(entries, args.root, rec_url, idx_url, pack_opts)

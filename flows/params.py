@@ -43,6 +43,13 @@ Lst = Annotated[
 Recursive = Annotated[
     bool, Field(description="Walk sub-folders; each folder holding images is a class.")
 ]
+AllowOutsideRoot = Annotated[
+    bool,
+    Field(
+        description="With lst: accept paths that point outside SOURCE ('..', absolute paths, "
+        "other URLs); refused by default.",
+    ),
+]
 Exts = Annotated[
     list[str],
     Field(min_length=1, description="File extensions that count as images."),
@@ -211,6 +218,7 @@ class BuildParameters(BaseModel):
     source: Source
     output: Output
     lst: Lst = None
+    allow_outside_root: AllowOutsideRoot = False
     recursive: Recursive = True
     exts: Exts = Field(default_factory=lambda: list(DEFAULT_EXTS))
     split_method: SplitMethod = "stable"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from recordio_core.errors import ListFileError
 from recordio_core.fsio import StorageOptions, get_fs, is_local, read_text, write_bytes_atomic
-from recordio_core.lst import LstEntry, parse_lst_line
+from recordio_core.lst import LstEntry, parse_lst_line, path_outside_root
 
 DEFAULT_EXTS: tuple[str, ...] = (".jpeg", ".jpg", ".png")
 
@@ -216,6 +216,7 @@ def parse_lst_cc(
     label_width: int = 1,
     first_lineno: int = 1,
     allow_duplicates: bool = False,
+    allow_outside_root: bool = True,
 ) -> list[LstEntry]:
     """Parse a list the way im2rec.cc reads it, but strictly.
 
@@ -224,7 +225,8 @@ def parse_lst_cc(
     and the rest of the line (stripped) is the path, so a path may contain spaces. Blank lines
     are skipped; a malformed line is a `ListFileError` (im2rec.cc skips or aborts).
     `first_lineno` numbers the first line of `text` (for a slice of a bigger file). A repeated
-    index is an error naming both lines unless `allow_duplicates`.
+    index is an error naming both lines unless `allow_duplicates`; a path outside the image
+    root (`recordio_core.lst.path_outside_root`) is one unless `allow_outside_root`.
     """
     if not isinstance(label_width, int) or label_width < 1:
         raise ValueError(f"label_width must be an integer >= 1, got {label_width!r}")
@@ -234,6 +236,14 @@ def parse_lst_cc(
         if not line.strip():
             continue
         entry = _parse_cc_line(line, source, lineno, label_width)
+        why = None if allow_outside_root else path_outside_root(entry.path)
+        if why:
+            raise ListFileError(
+                source,
+                lineno,
+                f"path {entry.path!r} {why}; such paths are refused unless explicitly allowed "
+                "(allow_outside_root)",
+            )
         if not allow_duplicates:
             first = seen.setdefault(entry.index, lineno)
             if first != lineno:

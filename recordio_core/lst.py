@@ -4,11 +4,17 @@ Reading is strict where im2rec.py was silent: a malformed line is a `ListFileErr
 file and line, raised before any packing starts. Like MXNet, fields are split on tabs and
 stripped of surrounding white space, CRLF line ends are accepted and blank lines are skipped.
 Writing uses im2rec.py's exact format (`%d`, labels as `%f`).
+
+Paths are relative to an image root. `path_outside_root` says when one is not (`..` that
+climbs out, an absolute path, a drive letter or a URL); the readers refuse such lines with
+`allow_outside_root=False`, which every tool that joins the paths to a root uses by default.
 """
 
 from __future__ import annotations
 
 import math
+import posixpath
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +43,24 @@ class LstEntry:
     def label(self) -> float:
         """The first label (what im2rec puts in the header without pack_label)."""
         return self.labels[0]
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//|[\\/])")  # s3://, file:/, C:\\ or C:/
+
+
+def path_outside_root(path: str) -> str | None:
+    """Why `path` (from a `.lst`, meant relative to the image root) points outside the root,
+    or None when it stays inside: a URL or drive letter, an absolute path, or `..` climbing
+    above the root (`a/../b` stays inside)."""
+    if _SCHEME.match(path):
+        return "is a URL or drive path, not a path relative to the image root"
+    norm = path.replace("\\", "/")
+    if norm.startswith("/"):
+        return "is an absolute path, not a path relative to the image root"
+    norm = posixpath.normpath(norm)
+    if norm == ".." or norm.startswith("../"):
+        return "climbs out of the image root with '..'"
+    return None
 
 
 def format_lst_line(entry: LstEntry) -> str:
@@ -88,6 +112,8 @@ def parse_lst_line(
     path = fields[-1]
     if not path:
         raise ListFileError(source, lineno, "the path (last column) is empty")
+    if "\0" in path:
+        raise ListFileError(source, lineno, f"the path contains a NUL character: {path!r}")
     if label_width is not None and len(labels) != label_width:
         raise ListFileError(
             source,
@@ -103,14 +129,25 @@ def parse_lst(
     source: str = "<lst>",
     label_width: int | None = None,
     allow_duplicates: bool = False,
+    allow_outside_root: bool = True,
 ) -> list[LstEntry]:
-    """Parse a whole `.lst` text. Duplicate indices are an error naming both lines."""
+    """Parse a whole `.lst` text. Duplicate indices are an error naming both lines; with
+    `allow_outside_root=False`, so is a path outside the image root (`path_outside_root`)."""
     entries: list[LstEntry] = []
     seen: dict[int, int] = {}
     for lineno, line in enumerate(split_lines(text), start=1):
         entry = parse_lst_line(line, source=source, lineno=lineno, label_width=label_width)
         if entry is None:
             continue
+        if not allow_outside_root:
+            why = path_outside_root(entry.path)
+            if why:
+                raise ListFileError(
+                    source,
+                    lineno,
+                    f"path {entry.path!r} {why}; such paths are refused unless explicitly "
+                    "allowed (allow_outside_root)",
+                )
         if not allow_duplicates:
             first = seen.setdefault(entry.index, lineno)
             if first != lineno:
@@ -127,13 +164,20 @@ def read_lst(
     *,
     label_width: int | None = None,
     allow_duplicates: bool = False,
+    allow_outside_root: bool = True,
 ) -> list[LstEntry]:
-    """Read and parse a `.lst` from any fsspec URL."""
+    """Read and parse a `.lst` from any fsspec URL (options as for `parse_lst`)."""
     try:
         text = read_text(url, storage_options)
     except UnicodeDecodeError as exc:
         raise ListFileError(url, 0, f"not UTF-8 text ({exc})") from None
-    return parse_lst(text, source=url, label_width=label_width, allow_duplicates=allow_duplicates)
+    return parse_lst(
+        text,
+        source=url,
+        label_width=label_width,
+        allow_duplicates=allow_duplicates,
+        allow_outside_root=allow_outside_root,
+    )
 
 
 def write_lst(

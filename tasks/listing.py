@@ -18,19 +18,26 @@ def list_source(
     source: str,
     *,
     lst: str | None = None,
+    allow_outside_root: bool = False,
     recursive: bool = True,
     exts: Sequence[str] = (".jpeg", ".jpg", ".png"),
     label_width: int = 1,
     storage_options: dict[str, Any] | None = None,
     lst_storage_options: dict[str, Any] | None = None,
 ) -> Listing:
-    """The entries and class map of `source`; with `lst`, that list's entries (no class map).
+    """The entries and class map of `source`; with `lst`, that list's entries (no class map),
+    whose paths must stay inside `source` unless `allow_outside_root`.
 
     Not cached: a listing is cheap next to packing and must see images added since last time.
     """
     logger = run_logger()
     if lst is not None:
-        entries = read_lst(lst, lst_storage_options, label_width=label_width)
+        entries = read_lst(
+            lst,
+            lst_storage_options,
+            label_width=label_width,
+            allow_outside_root=allow_outside_root,
+        )
         logger.info("read %d entries from %s", len(entries), lst)
         return Listing(entries=tuple(entries), class_map={})
     listing = list_images(
