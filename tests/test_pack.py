@@ -316,6 +316,7 @@ def test_images_in_flight_are_bounded(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- object storage
 
 
+@pytest.mark.slow
 def test_pack_to_s3_and_validate_there(tmp_path, s3_server, s3_bucket):
     root = tmp_path / "images"
     entries = make_tree(root, n=4, extra={"x/empty.jpg": b""})
