@@ -213,7 +213,9 @@ def split_secrets(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 class BuildParameters(BaseModel):
     """Every parameter of `build-dataset`, checked together."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: an error must never echo a value back (a storage option refused for
+    # holding a credential would otherwise print the credential).
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     source: Source
     output: Output
