@@ -17,12 +17,14 @@ first). An `.idx` therefore only ever sits beside the `.rec` and `.lst` it descr
 exception or a kill before the commit leaves the destination as it was.
 
 An image that cannot be read or used is a `Reject` (index, path, reason) in the result: never
-an exception, never a silent gap.
+an exception, never a silent gap. A *transient* read error (connection dropped, timeout, I/O
+error) is different: it is raised, so the shard fails whole and a retry packs it completely.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from collections import deque
@@ -121,6 +123,31 @@ def record_payload(entry: LstEntry, image_bytes: bytes, opts: PackOptions) -> by
 # --------------------------------------------------------------------------- reading
 
 
+# Errors that will not go away on a retry: the image is a reject. Anything else raised while
+# reading (a dropped connection, a timeout, an I/O error) fails the shard so that the caller's
+# retry packs it completely: a flaky source never turns good images into rejects.
+_PERMANENT_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.EINVAL,
+    }
+)
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return False
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, ValueError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS
+
+
 def _read_reason(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return "file not found (missing or removed after listing)"
@@ -154,8 +181,10 @@ def _process(reader: _Reader, entry: LstEntry, image: ImageOptions) -> tuple[byt
     """(encoded image, "") or (None, reject reason). Never raises for a bad image."""
     try:
         data = reader.read(entry)
-    except (OSError, ValueError) as exc:
-        return None, _read_reason(exc)
+    except Exception as exc:
+        if _is_permanent(exc):
+            return None, _read_reason(exc)
+        raise  # transient (network, I/O): fail the shard, let the caller retry it
     try:
         return transform_image(data, image), ""
     except ImageError as exc:

@@ -184,6 +184,30 @@ def test_bad_images_are_rejects_never_gaps_or_crashes(tmp_path, monkeypatch):
     assert validate_shard(result.rec, result.idx, result.lst, decode=True).ok
 
 
+@pytest.mark.parametrize(
+    "exc",
+    [ConnectionError("endpoint went away"), TimeoutError("read timed out"), OSError(5, "EIO")],
+)
+def test_a_transient_read_error_fails_the_shard_instead_of_rejecting(tmp_path, monkeypatch, exc):
+    root = tmp_path / "images"
+    entries = make_tree(root, n=6)
+    real_read = packmod._Reader.read
+
+    def read(self, entry):
+        if entry.index == entries[3].index:
+            raise exc
+        return real_read(self, entry)
+
+    monkeypatch.setattr(packmod._Reader, "read", read)
+    (tmp_path / "out").mkdir()
+    for workers in (1, 2):
+        with pytest.raises(type(exc)):
+            pack_shard(
+                entries, str(root), str(tmp_path / "out" / "s"), PackOptions(num_workers=workers)
+            )
+        assert os.listdir(tmp_path / "out") == []
+
+
 def test_pass_through_stores_the_file_bytes(tmp_path):
     root = tmp_path / "images"
     entries = make_tree(root, n=3, extra={"z/empty.jpg": b"", "z/text.jpg": b"plain text"})
