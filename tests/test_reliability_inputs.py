@@ -1,0 +1,336 @@
+"""Reliability: bad inputs. Every bad image is a recorded reject or kept, never a crash and
+never a silent gap (listed == packed + rejected), through the flow and through `recflow
+im2rec`; invalid parameters are refused before any work with a message saying what is
+allowed; hostile `.rec`/`.idx` files give the reader and validator a clear error in bounded
+memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import tracemalloc
+from pathlib import Path
+
+import imagecases as ic
+import pytest
+from badfiles import DENIED_MARK, accounted, check_outcomes, write_catalogue
+from pipeline_fixtures import (
+    image_tree,
+    prefect_harness,  # noqa: F401  (the shared server fixture)
+)
+
+from recordio_core.idx import read_idx
+from recordio_core.lst import read_lst
+from recordio_core.manifest import read_manifest
+
+SPECIAL = {
+    "bad/vanish.jpg": "not found",  # removed between listing and packing
+    f"bad/{DENIED_MARK}.jpg": "permission denied",  # unreadable
+}
+
+
+def make_source(root: Path) -> tuple[dict, list[str]]:
+    """A class of good images, the catalogue, and the two special files; returns the
+    catalogue and every image path (the listing)."""
+    image_tree(root, classes=1, per_class=4)
+    cases = write_catalogue(root, "bad")
+    for rel in SPECIAL:
+        (root / rel).write_bytes(ic.rgb_jpeg(seed=5))
+    listed = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return cases, listed
+
+
+def check_everything_accounted(
+    cases: dict, listed: list[str], packed: list[str], rejects: dict[str, str]
+) -> None:
+    assert accounted(listed, packed, rejects) == []
+    assert check_outcomes(cases, packed, rejects) == []
+    for rel, word in SPECIAL.items():
+        assert word in rejects.get(rel, "").lower(), (rel, rejects.get(rel))
+    assert {f"class0/img{i:02d}.{'png' if i == 2 else 'jpg'}" for i in range(4)} <= set(packed)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_bad_images_through_the_flow(tmp_path, monkeypatch, capsys):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    import tasks.pack
+    from flows.build import build_dataset
+    from flows.cli import main
+    from tasks.report import artifact_key
+
+    root = tmp_path / "src"
+    cases, listed = make_source(root)
+    real_pack = tasks.pack.pack_shard
+
+    def pack_after_a_file_vanished(*args, **kwargs):
+        (root / "bad" / "vanish.jpg").unlink(missing_ok=True)
+        return real_pack(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.pack, "pack_shard", pack_after_a_file_vanished)
+    out = tmp_path / "out"
+    summary = build_dataset(
+        source=f"denied://{root}", output=str(out), resize=32, records_per_shard=12
+    )
+
+    m = read_manifest(str(out))
+    packed = [e.path for _, s in m.shards() for e in read_lst(str(out / s.lst))]
+    rejects = {r.path: r.reason for r in m.rejects}
+    assert len(rejects) == len(m.rejects)  # one reject per image
+    check_everything_accounted(cases, listed, packed, rejects)
+    assert summary["images_listed"] == len(listed) == summary["records"] + summary["rejects"]
+    # rejects.jsonl beside the manifest says the same
+    lines = (out / "rejects.jsonl").read_text().splitlines()
+    assert {json.loads(x)["path"]: json.loads(x)["reason"] for x in lines} == rejects
+    # and the run's summary artifact
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[artifact_key("dataset", str(out))])
+            )
+        )
+    assert f"**{len(rejects)}** rejects" in found[0].data
+    assert "bad/bomb_20000x20000.png" in found[0].data
+    # what was packed is a valid dataset
+    assert main(["validate", str(out)]) == 0, capsys.readouterr()
+
+
+def test_bad_images_through_recflow_im2rec(tmp_path, capsys):
+    from flows.cli import main
+
+    root = tmp_path / "src"
+    cases, listed = make_source(root)
+    prefix = str(tmp_path / "lists" / "data")
+    os.makedirs(tmp_path / "lists")
+    assert (
+        main(["im2rec", "--list", "--recursive", "--no-shuffle", prefix, f"denied://{root}"]) == 0
+    )
+    (root / "bad" / "vanish.jpg").unlink()  # gone between --list and packing
+    capsys.readouterr()
+    rc = main(["im2rec", prefix, f"denied://{root}", "--resize", "32", "--num-thread", "2"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    entries = read_lst(prefix + ".lst")
+    assert sorted(e.path for e in entries) == listed
+    keys = {k for k, _ in read_idx(prefix + ".idx")}
+    packed = [e.path for e in entries if e.index in keys]
+    rejects = dict(re.findall(r"^  rejected \d+ (.+?): (.+)$", text, flags=re.M))
+    check_everything_accounted(cases, listed, packed, rejects)
+    assert f"{len(keys)} records" in text and f"{len(rejects)} rejected" in text
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads chmod 000 files; denied:// covers it")
+def test_unreadable_permissions_on_the_real_filesystem(tmp_path):
+    from recordio_core.pack import PackOptions, pack_shard
+
+    root = tmp_path / "src"
+    image_tree(root, classes=1, per_class=2)
+    locked = root / "class0" / "img00.jpg"
+    locked.chmod(0)
+    try:
+        from recordio_core.listing import list_images
+
+        entries = list_images(str(root), recursive=True).entries
+        result = pack_shard(entries, str(root), str(tmp_path / "o"), PackOptions())
+    finally:
+        locked.chmod(0o644)
+    assert result.records == 1 and [r.reason for r in result.rejects] == ["permission denied"]
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_decompression_bomb_limit_is_honoured_and_configurable(tmp_path):
+    from flows.build import pack_options
+    from flows.params import BuildParameters
+    from recordio_core.image import ImageError, ImageOptions, transform_image
+
+    normal = ic.rgb_jpeg(64, 48)
+    assert transform_image(normal, ImageOptions())  # 3072 pixels: fine by default
+    with pytest.raises(ImageError, match="over the limit of 1000"):
+        transform_image(normal, ImageOptions(max_pixels=1000))
+    header = ic.png_header_only(10000, 10000)  # 1e8 pixels: over Pillow's default limit
+    with pytest.raises(ImageError, match="over the limit"):
+        transform_image(header, ImageOptions())
+    with pytest.raises(ImageError, match="truncated"):  # limit raised: decoding is attempted
+        transform_image(header, ImageOptions(max_pixels=150_000_000))
+    with pytest.raises(ImageError, match="bomb"):  # Pillow's own ceiling (2x its limit) stays
+        transform_image(ic.png_header_only(20000, 20000), ImageOptions(max_pixels=None))
+    # the flow parameter reaches the packer
+    p = BuildParameters(source="a", output="b", max_pixels=1000)
+    assert pack_options(p).image.max_pixels == 1000
+
+
+# --------------------------------------------------------------------------- parameters
+
+BAD_PARAMETERS = [
+    ({"resize": -1}, "greater than or equal to 0"),
+    ({"quality": 101}, "less than or equal to 100"),
+    ({"encoding": ".png", "quality": 50}, "PNG compression level 0-9"),
+    ({"encoding": ".gif"}, "'.jpg' or '.png'"),
+    ({"color": 2}, "-1, 0 or 1"),
+    ({"label_width": 0}, "greater than or equal to 1"),
+    ({"label_width": 2}, "needs a .lst"),
+    ({"train_ratio": 1.5}, "less than or equal to 1"),
+    ({"train_ratio": 0.8, "test_ratio": 0.3}, "train_ratio + test_ratio must be <= 1"),
+    ({"chunks": 3}, "needs split_method='im2rec'"),
+    ({"chunks": 0}, "greater than or equal to 1"),
+    ({"records_per_shard": 0}, "greater than or equal to 1"),
+    ({"num_workers": -1}, "greater than or equal to 0"),
+    ({"reject_policy": "ignore"}, "'skip' or 'fail'"),
+    ({"max_reject_fraction": 2.0}, "less than or equal to 1"),
+    ({"inter_method": 5}, "0, 1, 2, 3, 4, 9 or 10"),
+    ({"verify": "maybe"}, "'none', 'header' or 'decode'"),
+    ({"split_method": "random"}, "'stable' or 'im2rec'"),
+    ({"exts": ["jpg"]}, "look like '.jpg'"),
+    ({"exts": []}, "at least 1 item"),
+    ({"max_pixels": 0}, "greater than or equal to 1"),
+    ({"reducing_gap": 0.5}, "greater than or equal to 1"),
+    ({"pass_through": True, "resize": 32}, "cannot be combined with resize"),
+    ({"output": "/data/src/"}, "different folder than source"),
+    ({"resise": 32}, "Extra inputs are not permitted"),
+    ({"storage_options": {"endpoint_url": "http://h", "secret": "S3CR3T-XYZ"}}, "credentials"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_PARAMETERS)
+def test_invalid_parameters_are_refused_saying_what_is_allowed(change, message):
+    from pydantic import ValidationError
+
+    from flows.params import BuildParameters
+
+    with pytest.raises(ValidationError) as info:
+        BuildParameters(**{"source": "/data/src", "output": "/data/out", **change})
+    text = str(info.value)
+    assert message in text
+    field = next(iter(change))
+    assert field in text or "train_ratio" in text or "output" in text
+    assert "S3CR3T-XYZ" not in text  # an error never echoes a value back
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_invalid_parameters_stop_the_flow_before_any_work(tmp_path):
+    from flows.build import build_dataset
+
+    src = tmp_path / "src"
+    image_tree(src, classes=1, per_class=2)
+    for change, message in BAD_PARAMETERS[:1] + BAD_PARAMETERS[-1:]:
+        out = tmp_path / "out"
+        state = build_dataset(source=str(src), output=str(out), **change, return_state=True)
+        assert state.is_failed()
+        text = str(state.result(raise_on_failure=False))
+        assert message in text and "S3CR3T-XYZ" not in text
+        assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["build", "SRC", "OUT", "--resize", "-3"], "greater than or equal to 0"),
+        (["build", "SRC", "OUT", "--train-ratio", "0.9", "--test-ratio", "0.2"], "<= 1"),
+        (["build", "SRC", "OUT", "--encoding", ".png", "--quality", "90"], "0-9"),
+        (["im2rec", "P", "SRC", "--resize", "-1"], "--resize must be >= 0"),
+        (["im2rec", "P", "SRC", "--quality", "101"], "JPEG quality 0-100"),
+        (["im2rec", "P", "SRC", "--num-thread", "0"], "--num-thread must be >= 1"),
+        (["im2rec", "P", "SRC", "--list", "--exts", "jpg"], "must start with '.'"),
+        (["im2rec", "P", "SRC", "--list", "--train-ratio", "1.2"], "must be in [0, 1]"),
+        (["pack", "L.lst", "SRC", "OUT.rec", "resise=3"], "unknown option 'resise'"),
+        (["pack", "L.lst", "SRC", "OUT.rec", "quality=x"], "quality must be an integer"),
+        (["pack", "L.lst", "SRC", "OUT.rec", "part=2", "nsplit=2"], "part must be in [0, nsplit"),
+        (["pack", "L.lst", "SRC", "OUT.rec", "allow_outside_root=2"], "must be 0 or 1"),
+    ],
+)
+def test_invalid_command_line_options_are_refused_before_any_work(tmp_path, argv, message, capsys):
+    from flows.cli import main
+
+    names = {"SRC": "src", "OUT": "out", "P": "p", "L.lst": "l.lst", "OUT.rec": "out.rec"}
+    argv = [str(tmp_path / names[a]) if a in names else a for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing was read, nothing written
+
+
+# --------------------------------------------------------------------------- hostile .rec/.idx
+
+
+def _hostile_files(tmp_path: Path) -> dict[str, tuple[bytes, bytes]]:
+    from recordio_core.framing import MAGIC, frame_record
+    from recordio_core.recordio import IRHeader, pack
+
+    good = frame_record(pack(IRHeader(0, 1.0, 0, 0), ic.rgb_jpeg()))
+    rng = __import__("numpy").random.default_rng(0)
+    return {
+        # a part header claiming 512 MiB in a 64-byte file
+        "huge_length": (struct.pack("<II", MAGIC, (1 << 29) - 1) + b"\0" * 56, b"0\t0\n"),
+        # a multi-part record whose second part claims 256 MiB
+        "multipart": (
+            struct.pack("<II", MAGIC, (1 << 29) | 8)
+            + b"x" * 8
+            + struct.pack("<II", MAGIC, (2 << 29) | (1 << 28))
+            + b"y" * 16,
+            b"0\t0\n",
+        ),
+        "random_bytes": (rng.integers(0, 256, 1 << 20, dtype="uint8").tobytes(), b"0\t0\n"),
+        # an image header declaring 2**31 labels
+        "label_count": (frame_record(struct.pack("<IfQQ", 2**31, 0.0, 0, 0) + b"abc"), b"0\t0\n"),
+        # a record holding a decompression bomb's header
+        "bomb_record": (
+            frame_record(pack(IRHeader(0, 1.0, 0, 0), ic.png_header_only(20000, 20000))),
+            b"0\t0\n",
+        ),
+        "idx_past_end": (good, b"0\t0\n1\t4000000000000\n"),
+        "idx_huge_number": (good, b"0\t0\n1\t" + b"9" * 5000 + b"\n"),
+        "idx_negative": (good, b"0\t-4\n"),
+        "idx_binary": (good, rng.integers(0, 256, 4096, dtype="uint8").tobytes()),
+        "idx_one_column": (good, b"0\n"),
+        "empty_rec": (b"", b"0\t0\n"),
+    }
+
+
+def test_hostile_rec_and_idx_give_clear_errors_in_bounded_memory(tmp_path):
+    from recordio_core.errors import IndexFileError, RecordIOError
+    from recordio_core.reader import ImageRecordIter
+    from recordio_core.recordio import MXIndexedRecordIO, MXRecordIO
+    from recordio_core.validate import validate_shard
+
+    for name, (rec_bytes, idx_bytes) in _hostile_files(tmp_path).items():
+        rec, idx = tmp_path / f"{name}.rec", tmp_path / f"{name}.idx"
+        rec.write_bytes(rec_bytes)
+        idx.write_bytes(idx_bytes)
+        tracemalloc.start()
+        try:
+            report = validate_shard(str(rec), str(idx), decode=True)
+            assert not report.ok and report.problems, name
+            assert str(rec) in " ".join(report.problems) or str(idx) in " ".join(report.problems)
+            with pytest.raises((RecordIOError, IndexFileError)) as info:
+                reader = ImageRecordIter(
+                    str(rec), path_imgidx=str(idx), data_shape=(3, 8, 8), batch_size=1
+                )
+                next(iter(reader))
+            assert f"{name}." in str(info.value), (name, info.value)
+            try:
+                r = MXIndexedRecordIO(str(idx), str(rec), "r")
+                r.read_idx(r.keys[0])
+                r.close()
+            except (RecordIOError, IndexFileError) as exc:
+                assert f"{name}." in str(exc)
+            if name.startswith(("huge", "multi", "random")):
+                with pytest.raises(RecordIOError, match="offset 0"):
+                    MXRecordIO(str(rec), "r").read()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < len(rec_bytes) + len(idx_bytes) + (8 << 20), (name, peak)
+
+
+def test_recflow_validate_on_a_hostile_shard_exits_nonzero(tmp_path, capsys):
+    from flows.cli import main
+
+    rec_bytes, idx_bytes = _hostile_files(tmp_path)["huge_length"]
+    (tmp_path / "h.rec").write_bytes(rec_bytes)
+    (tmp_path / "h.idx").write_bytes(idx_bytes)
+    assert main(["validate", str(tmp_path / "h")]) == 1
+    assert "declares 536870911 bytes" in capsys.readouterr().out
