@@ -36,7 +36,7 @@ from recordio_core.framing import (
     open_source,
     read_record_at,
 )
-from recordio_core.fsio import StorageOptions
+from recordio_core.fsio import StorageOptions, get_fs
 from recordio_core.idx import read_idx
 from recordio_core.image import ImageError, verify_image
 from recordio_core.lst import LstEntry, read_lst
@@ -172,8 +172,24 @@ def validate_shard(
         src.close()
 
 
-def _read_index(idx: str, so: StorageOptions, problems: _Problems) -> list[tuple[int, int]] | None:
+_MAX_IDX_LINE = 42  # "<20-digit key>\t<20-digit offset>\n"
+
+
+def _read_index(
+    idx: str, so: StorageOptions, rec_size: int, problems: _Problems
+) -> list[tuple[int, int]] | None:
     try:
+        fs, path = get_fs(idx, so)
+        size = fs.size(path)
+        # Every record takes at least 8 bytes of the .rec: a bigger index cannot be right,
+        # and is not read into memory (hostile or corrupt input).
+        limit = (rec_size // 8 + 1) * _MAX_IDX_LINE
+        if size is not None and size > limit:
+            problems.add(
+                f"{idx}: {size} bytes is more than an index of a {rec_size}-byte .rec can "
+                f"hold ({limit} bytes at most); not read"
+            )
+            return None
         return read_idx(idx, so)
     except FileNotFoundError:
         problems.add(f"{idx}: file not found")
@@ -218,7 +234,7 @@ def _validate(
             f"{rec}: sha256 {sha} is not the expected {expected_sha256} "
             "(the file changed after it was written)"
         )
-    pairs = _read_index(idx, storage_options, problems)
+    pairs = _read_index(idx, storage_options, size, problems)
     entries = _read_list(lst, storage_options, label_width, problems) if lst else None
 
     # The .idx on its own: duplicate keys or offsets.

@@ -169,6 +169,11 @@ def test_arguments_are_checked(shard):
         validate_shard(shard.rec, shard.idx, label_width=0)
 
 
+def test_an_impossibly_large_idx_is_not_read(shard):
+    Path(shard.idx).write_bytes(b"0\t0\n" * (shard.bytes * 3))
+    assert "not read" in problems_text(check(shard))
+
+
 def test_problem_lists_are_capped(shard):
     Path(shard.idx).write_text("".join(f"{k}\t{10**9 + 4 * k}\n" for k in range(300)))
     report = check(shard, expected_sha256=None)
