@@ -12,8 +12,12 @@ How concurrent runs are kept apart (the design, in short):
    it, the commit checks that every file the new manifest names exists, writes the class map,
    `rejects.jsonl` and then the manifest, and deletes the shard files that only the previous
    manifest named. Commits are therefore serialized: a live manifest never names a deleted or
-   half-written file. A lock older than `LOCK_STALE_SECONDS` (a commit takes seconds) is taken
-   to be left by a killed run and removed.
+   half-written file. A lock older than `LOCK_STALE_SECONDS` (a commit takes seconds), or one
+   whose holder was a process on this host that no longer exists, is taken to be left by a
+   killed run and removed.
+3. A run killed while packing leaves its half-written shard files under hidden temporary names
+   (`.NAME.tmp-XXXXXXXXXXXX`, never a visible `.rec`). A commit removes those nobody has
+   written to for `TEMP_STALE_SECONDS`; a live writer's temporary file is always fresher.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,6 +59,8 @@ LOCK_NAME = ".recflow.lock"
 LOCK_STALE_SECONDS = 600.0
 LOCK_WAIT_SECONDS = 120.0
 LOCK_POLL_SECONDS = 0.5
+TEMP_STALE_SECONDS = 600.0  # a temporary file untouched this long belongs to a dead writer
+_TEMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{12}$")  # recordio_core.fsio.atomic_write's names
 
 
 class LockBusy(TimeoutError):
@@ -89,6 +96,20 @@ def _read_lock(url: str, storage_options: Mapping[str, Any] | None) -> dict[str,
     return doc if isinstance(doc, dict) else {}
 
 
+def _holder_gone(held: Mapping[str, Any]) -> bool:
+    """True when the lock names a process on this host that no longer exists (a killed run)."""
+    pid = held.get("pid")
+    if held.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but belongs to someone else
+        return False
+    return False
+
+
 @contextlib.contextmanager
 def commit_lock(
     output: str,
@@ -113,7 +134,7 @@ def commit_lock(
             if held is None:
                 continue  # released between our attempt and the read
             age = time.time() - float(held.get("time", 0) or 0)
-            if age > stale_seconds:
+            if age > stale_seconds or _holder_gone(held):
                 fs, path = get_fs(url, storage_options)
                 if _read_lock(url, storage_options) == held:
                     with contextlib.suppress(FileNotFoundError):
@@ -186,6 +207,40 @@ def _previous_manifest(output: str, storage_options: Mapping[str, Any] | None, l
         return None
 
 
+def remove_stale_temporaries(
+    output: str,
+    folders: Sequence[str],
+    storage_options: Mapping[str, Any] | None,
+    *,
+    older_than: float = TEMP_STALE_SECONDS,
+) -> int:
+    """Remove the temporary files of atomic writes (`.NAME.tmp-XXXXXXXXXXXX`) in OUTPUT and in
+    its `folders` that were last written more than `older_than` seconds ago; return how many.
+    Object stores hold none (their uploads appear whole or not at all)."""
+    fs, root = get_fs(output, storage_options)
+    root = root.rstrip("/")
+    now = time.time()
+    removed = 0
+    for folder in sorted({f.strip("/") for f in folders} | {""}):
+        try:
+            infos = fs.ls(f"{root}/{folder}" if folder else root, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for info in infos:
+            name = str(info.get("name", "")).rstrip("/").rpartition("/")[2]
+            mtime = info.get("mtime")
+            if (
+                info.get("type") == "file"
+                and _TEMP_NAME.match(name)
+                and isinstance(mtime, int | float)
+                and now - mtime > older_than
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm_file(info["name"])
+                    removed += 1
+    return removed
+
+
 @task(name="write-manifest", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def commit_dataset(
     manifest: Manifest,
@@ -217,5 +272,9 @@ def commit_dataset(
                     fs.rm_file(f"{root.rstrip('/')}/{rel}")
             if stale:
                 logger.info("removed %d files of the previous dataset", len(stale))
+        folders = {rel.rpartition("/")[0] for rel in manifest.files()}
+        left = remove_stale_temporaries(output, sorted(folders), storage_options)
+        if left:
+            logger.info("removed %d temporary files left by interrupted runs", left)
     logger.info("wrote %s", url)
     return url
