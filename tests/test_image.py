@@ -210,6 +210,18 @@ def test_exif_rotation_happens_before_crop_and_resize():
     assert crop.size == (20, 20)
 
 
+def test_exif_rotation_with_dct_scaled_decoding():
+    data = exif_jpeg(6, 1200, 800)  # upright 800x1200: decoded at 1/2, rotated, resized
+    for crop, size in ((False, (100, 150)), (True, (100, 100))):
+        fast = decode(transform_image(data, ImageOptions(resize=100, center_crop=crop)))
+        full = decode(
+            transform_image(data, ImageOptions(resize=100, center_crop=crop, reducing_gap=None))
+        )
+        assert fast.size == full.size == size
+        diff = np.abs(np.asarray(fast).astype(int) - np.asarray(full).astype(int))
+        assert diff.mean() < 8  # noisy synthetic photo: aliasing differs, the picture not
+
+
 def test_one_pixel_and_extreme_aspect_ratios():
     one = decode(
         transform_image(solid_jpeg(1, 1), ImageOptions(resize=16, encoding=".png", quality=1))
