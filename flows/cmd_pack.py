@@ -7,8 +7,8 @@ defaults are im2rec.cc's:
     resize=-1        shorter edge to this size; <= 0 keeps the size
     label_width=1    labels per list line
     pack_label=0     1: store all `label_width` labels after the header (needs label_width > 1;
-                     the header's label field holds 0 as with im2rec.py, where im2rec.cc
-                     keeps the first label there; readers take the labels after the header)
+                     as im2rec.cc does, the header's own label field keeps the first label,
+                     where im2rec.py writes 0; readers take the labels after the header)
     nsplit=1 part=0  pack only part `part` of `nsplit` byte-equal parts of the list (dmlc's
                      line-aligned byte split); the output becomes OUTPUT.partNNN
     center_crop=0    1: crop the center square first (as in im2rec.cc, only when resizing)
@@ -204,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         label_width=int(opts["label_width"]),
         pack_label=bool(opts["pack_label"]),
         num_workers=int(opts["num_thread"]),
+        header_label="first",  # im2rec.cc keeps the first label in the header
     )
     entries = read_part(
         args.list,

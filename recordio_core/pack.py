@@ -27,11 +27,12 @@ import contextlib
 import errno
 import hashlib
 import os
+import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from recordio_core.framing import frame_record
 from recordio_core.fsio import StorageOptions, atomic_write, get_fs, is_local, join_url
@@ -52,6 +53,9 @@ class PackOptions:
     - `pack_label`: store all of an entry's labels after the header (flag = their count),
       exactly as im2rec.py does when a line has more than one label; otherwise the header
       holds the first label.
+    - `header_label`: with `pack_label`, what the header's own `label` field holds: "zero"
+      as im2rec.py (and `mxnet.recordio.pack`) writes it, or "first" (the first label) as
+      im2rec.cc writes it. Readers use the labels after the header either way.
     - `num_workers`: threads decoding/encoding inside the shard (>= 1); output order and
       bytes do not depend on it.
     """
@@ -60,6 +64,7 @@ class PackOptions:
     label_width: int = 1
     pack_label: bool = False
     num_workers: int = 1
+    header_label: Literal["zero", "first"] = "zero"
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, ImageOptions):
@@ -74,6 +79,11 @@ class PackOptions:
             raise ValueError(f"num_workers must be an int >= 1, got {self.num_workers!r}")
         if not 1 <= self.num_workers <= 256:
             raise ValueError(f"num_workers must be between 1 and 256, got {self.num_workers}")
+        if self.header_label not in ("zero", "first"):
+            raise ValueError(
+                f"header_label must be 'zero' (im2rec.py) or 'first' (im2rec.cc), "
+                f"got {self.header_label!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -114,10 +124,14 @@ def record_payload(entry: LstEntry, image_bytes: bytes, opts: PackOptions) -> by
     first label as a float32, or, with `pack_label` and more than one label, all labels as a
     float32 array after the header (flag = their count, header label 0)."""
     if opts.pack_label and len(entry.labels) > 1:
-        label: Any = list(entry.labels)
-    else:
-        label = float(entry.labels[0])
-    return pack(IRHeader(0, label, entry.index, 0), image_bytes)
+        payload = pack(IRHeader(0, list(entry.labels), entry.index, 0), image_bytes)
+        if opts.header_label == "first":
+            payload = payload[:4] + _F32.pack(entry.labels[0]) + payload[8:]
+        return payload
+    return pack(IRHeader(0, float(entry.labels[0]), entry.index, 0), image_bytes)
+
+
+_F32 = struct.Struct("<f")  # the header's label field, bytes 4..8
 
 
 # --------------------------------------------------------------------------- reading

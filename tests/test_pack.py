@@ -84,6 +84,25 @@ def test_record_payload_headers_are_im2recs():
 
 
 @pytest.mark.mxnet
+@pytest.mark.parametrize(
+    ("header_label", "label_field"),
+    [("zero", 0.0), ("first", 3.0)],  # im2rec.py writes 0 there; im2rec.cc the first label
+)
+def test_pack_label_header_field(header_label, label_field):
+    entry = LstEntry(index=9, labels=(3.0, 4.0, 5.0), path="a.jpg")
+    opts = PackOptions(label_width=3, pack_label=True, header_label=header_label)
+    payload = record_payload(entry, b"IMG", opts)
+    flag, label, index, id2 = struct.unpack_from("<IfQQ", payload)
+    assert (flag, label, index, id2) == (3, label_field, 9, 0)
+    assert struct.unpack_from("<3f", payload, 24) == (3.0, 4.0, 5.0)
+    assert payload.endswith(b"IMG")
+
+
+def test_header_label_is_validated():
+    with pytest.raises(ValueError, match="header_label must be 'zero'"):
+        PackOptions(header_label="last")  # type: ignore[arg-type]
+
+
 def test_record_payload_equals_mxnet_pack(mxnet_python):
     from oracle import run_mxnet_json
 
