@@ -11,8 +11,11 @@ faults no ordinary file can (tests run as root, where `chmod 000` does not stop 
 - `denied://` (`DeniedFileSystem`): the local filesystem, except that opening a file whose
   name contains `DENIED_MARK` raises `PermissionError`, as reading a `chmod 000` file does for
   an ordinary user.
-- `slow://` (`SlowFileSystem`): the local filesystem, reading each file after sleeping
-  `$RECFLOW_TEST_SLOW_READ` seconds (0 by default), so a subprocess can be killed mid-shard.
+- `failread://` (`FailingReadFileSystem`): reading a file whose name contains one of
+  `FailingReadFileSystem.failing` raises `ConnectionResetError`, for as long as it is listed.
+- `sleepy://` (`SleepyFileSystem`): the local filesystem, reading each file after sleeping
+  `$RECFLOW_TEST_SLEEPY_READ` seconds (0 by default), so a subprocess can be killed
+  mid-shard.
 - `accounted(listed, packed, rejected)`: the count check every test makes: each listed path
   is packed or rejected, exactly once.
 """
@@ -33,7 +36,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.registry import register_implementation
 
 DENIED_MARK = "denied"
-SLOW_ENV = "RECFLOW_TEST_SLOW_READ"
+SLOW_ENV = "RECFLOW_TEST_SLEEPY_READ"
 
 
 @dataclass(frozen=True)
@@ -181,10 +184,10 @@ class DeniedFileSystem(_LocalWrapper):
         return super()._open(path, mode, **kwargs)
 
 
-class SlowFileSystem(_LocalWrapper):
-    """`slow:///path`: every file read starts after `$RECFLOW_TEST_SLOW_READ` seconds."""
+class SleepyFileSystem(_LocalWrapper):
+    """`sleepy:///path`: every file read starts after `$RECFLOW_TEST_SLEEPY_READ` seconds."""
 
-    protocol = ("slow",)
+    protocol = ("sleepy",)
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if "r" in mode:
@@ -192,5 +195,19 @@ class SlowFileSystem(_LocalWrapper):
         return super()._open(path, mode, **kwargs)
 
 
+class FailingReadFileSystem(_LocalWrapper):
+    """`failread:///path`: while a file's name contains one of `failing`, reading it fails
+    like a dropped connection (a fault that outlasts every retry)."""
+
+    protocol = ("failread",)
+    failing: set[str] = set()
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if "r" in mode and any(mark in os.path.basename(path) for mark in self.failing):
+            raise ConnectionResetError(104, "injected: connection reset by peer", path)
+        return super()._open(path, mode, **kwargs)
+
+
 register_implementation("denied", DeniedFileSystem, clobber=True)
-register_implementation("slow", SlowFileSystem, clobber=True)
+register_implementation("failread", FailingReadFileSystem, clobber=True)
+register_implementation("sleepy", SleepyFileSystem, clobber=True)
