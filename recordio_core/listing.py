@@ -27,7 +27,6 @@ separated `index label [label ...] path`, where the path is the rest of the line
 from __future__ import annotations
 
 import json
-import math
 import os
 import posixpath
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 
 from recordio_core.errors import ListFileError
 from recordio_core.fsio import StorageOptions, get_fs, is_local, read_text, write_bytes_atomic
-from recordio_core.lst import LstEntry, parse_lst_line, path_outside_root
+from recordio_core.lst import LstEntry, checked_entries, entry_from_fields, parse_lst_line
 
 DEFAULT_EXTS: tuple[str, ...] = (".jpeg", ".jpg", ".png")
 
@@ -230,28 +229,17 @@ def parse_lst_cc(
     """
     if not isinstance(label_width, int) or label_width < 1:
         raise ValueError(f"label_width must be an integer >= 1, got {label_width!r}")
-    entries: list[LstEntry] = []
-    seen: dict[int, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=first_lineno):
-        if not line.strip():
-            continue
-        entry = _parse_cc_line(line, source, lineno, label_width)
-        why = None if allow_outside_root else path_outside_root(entry.path)
-        if why:
-            raise ListFileError(
-                source,
-                lineno,
-                f"path {entry.path!r} {why}; such paths are refused unless explicitly allowed "
-                "(allow_outside_root)",
-            )
-        if not allow_duplicates:
-            first = seen.setdefault(entry.index, lineno)
-            if first != lineno:
-                raise ListFileError(
-                    source, lineno, f"duplicate index {entry.index} (first seen on line {first})"
-                )
-        entries.append(entry)
-    return entries
+    numbered = (
+        (lineno, _parse_cc_line(line, source, lineno, label_width))
+        for lineno, line in enumerate(text.splitlines(), start=first_lineno)
+        if line.strip()
+    )
+    return checked_entries(
+        numbered,
+        source=source,
+        allow_duplicates=allow_duplicates,
+        allow_outside_root=allow_outside_root,
+    )
 
 
 def _parse_cc_line(line: str, source: str, lineno: int, label_width: int) -> LstEntry:
@@ -268,25 +256,10 @@ def _parse_cc_line(line: str, source: str, lineno: int, label_width: int) -> Lst
             f"expected 'index label{' label' * (label_width - 1)} path' "
             f"(label_width={label_width}), found {len(fields)} field(s): {line!r}",
         )
-    try:
-        index = int(fields[0])
-    except ValueError:
-        raise ListFileError(source, lineno, f"index {fields[0]!r} is not an integer") from None
-    if index < 0 or index >= 1 << 64:
-        raise ListFileError(source, lineno, f"index {index} is outside [0, 2**64)")
-    labels: list[float] = []
-    for col, raw in enumerate(fields[1:-1], start=2):
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ListFileError(
-                source,
-                lineno,
-                f"label in field {col} ({raw!r}) is not a number "
-                f"(is label_width={label_width} right?)",
-            ) from None
-        if math.isnan(value) or math.isinf(value):
-            raise ListFileError(source, lineno, f"label in field {col} ({raw!r}) is not finite")
-        labels.append(value)
-    path = fields[-1].strip()
-    return LstEntry(index=index, labels=tuple(labels), path=path)
+    return entry_from_fields(
+        [*fields[:-1], fields[-1].strip()],
+        source=source,
+        lineno=lineno,
+        unit="field",
+        hint=f" (is label_width={label_width} right?)",
+    )

@@ -92,6 +92,22 @@ def parse_lst_line(
             f"expected 'index<TAB>label[<TAB>label...]<TAB>path' (at least 3 tab-separated "
             f"columns), found {len(fields)}: {text!r}",
         )
+    entry = entry_from_fields(fields, source=source, lineno=lineno)
+    if label_width is not None and len(entry.labels) != label_width:
+        raise ListFileError(
+            source,
+            lineno,
+            f"label_width={label_width} but the line has {len(entry.labels)} label column(s)",
+        )
+    return entry
+
+
+def entry_from_fields(
+    fields: Sequence[str], *, source: str, lineno: int, unit: str = "column", hint: str = ""
+) -> LstEntry:
+    """Build an entry from `[index, label..., path]` (already split and stripped), raising
+    `ListFileError` naming source, line and the bad `unit` ("column"/"field"); `hint` is
+    appended to a non-numeric label's message."""
     try:
         index = int(fields[0])
     except ValueError:
@@ -104,41 +120,31 @@ def parse_lst_line(
             value = float(raw)
         except ValueError:
             raise ListFileError(
-                source, lineno, f"label in column {col} ({raw!r}) is not a number"
+                source, lineno, f"label in {unit} {col} ({raw!r}) is not a number{hint}"
             ) from None
         if math.isnan(value) or math.isinf(value):
-            raise ListFileError(source, lineno, f"label in column {col} ({raw!r}) is not finite")
+            raise ListFileError(source, lineno, f"label in {unit} {col} ({raw!r}) is not finite")
         labels.append(value)
     path = fields[-1]
     if not path:
-        raise ListFileError(source, lineno, "the path (last column) is empty")
+        raise ListFileError(source, lineno, f"the path (last {unit}) is empty")
     if "\0" in path:
         raise ListFileError(source, lineno, f"the path contains a NUL character: {path!r}")
-    if label_width is not None and len(labels) != label_width:
-        raise ListFileError(
-            source,
-            lineno,
-            f"label_width={label_width} but the line has {len(labels)} label column(s)",
-        )
     return LstEntry(index=index, labels=tuple(labels), path=path)
 
 
-def parse_lst(
-    text: str,
+def checked_entries(
+    numbered: Iterable[tuple[int, LstEntry]],
     *,
-    source: str = "<lst>",
-    label_width: int | None = None,
+    source: str,
     allow_duplicates: bool = False,
     allow_outside_root: bool = True,
 ) -> list[LstEntry]:
-    """Parse a whole `.lst` text. Duplicate indices are an error naming both lines; with
-    `allow_outside_root=False`, so is a path outside the image root (`path_outside_root`)."""
+    """The entries of `(lineno, entry)` pairs, refusing a repeated index (naming both lines)
+    unless `allow_duplicates`, and a path outside the image root unless `allow_outside_root`."""
     entries: list[LstEntry] = []
     seen: dict[int, int] = {}
-    for lineno, line in enumerate(split_lines(text), start=1):
-        entry = parse_lst_line(line, source=source, lineno=lineno, label_width=label_width)
-        if entry is None:
-            continue
+    for lineno, entry in numbered:
         if not allow_outside_root:
             why = path_outside_root(entry.path)
             if why:
@@ -156,6 +162,28 @@ def parse_lst(
                 )
         entries.append(entry)
     return entries
+
+
+def parse_lst(
+    text: str,
+    *,
+    source: str = "<lst>",
+    label_width: int | None = None,
+    allow_duplicates: bool = False,
+    allow_outside_root: bool = True,
+) -> list[LstEntry]:
+    """Parse a whole `.lst` text. Duplicate indices are an error naming both lines; with
+    `allow_outside_root=False`, so is a path outside the image root (`path_outside_root`)."""
+    numbered = (
+        (lineno, parse_lst_line(line, source=source, lineno=lineno, label_width=label_width))
+        for lineno, line in enumerate(split_lines(text), start=1)
+    )
+    return checked_entries(
+        ((n, e) for n, e in numbered if e is not None),
+        source=source,
+        allow_duplicates=allow_duplicates,
+        allow_outside_root=allow_outside_root,
+    )
 
 
 def read_lst(
