@@ -10,7 +10,8 @@ this process's fsspec configuration instead; everything else (`endpoint_url`, ..
 the `storage_options` parameter. Credentials can equally come from the environment
 (`AWS_ACCESS_KEY_ID`, `FSSPEC_S3_ENDPOINT_URL`, ...) or AWS config files.
 
-Without `PREFECT_API_URL` the flow runs on Prefect's temporary local API (no server to start).
+Without `PREFECT_API_URL` the flow runs on a temporary local Prefect API that the command
+starts and stops itself (`flows/local_api.py`); with it, on that server.
 `--dask-address tcp://host:8786` runs the tasks on a Dask cluster (prefect-dask); the workers
 must reach a Prefect server, so `PREFECT_API_URL` must be set then.
 """
@@ -25,6 +26,7 @@ import types
 import typing
 from typing import Any
 
+from flows.local_api import configured_api_url, prefect_api
 from flows.params import BuildParameters, split_secrets
 
 _SPECIAL = {"source", "output", "storage_options", "source_storage_options"}
@@ -132,20 +134,21 @@ def parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     values = parameters_from_args(args)
     params = BuildParameters(**values)  # a ValueError here names the bad parameter
+    if params.dask_address and not configured_api_url():
+        raise ValueError(
+            "--dask-address needs a Prefect server the Dask workers can reach: start one "
+            "(`prefect server start`) and set PREFECT_API_URL here and on the workers"
+        )
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with prefect_api() as api:  # starts a temporary API while Prefect imports, if needed
+        from flows.build import build_dataset
+        from flows.runner import run_flow_quietly
 
-    from flows.build import build_dataset
-    from flows.runner import run_flow_quietly
-
-    if params.dask_address:
-        from prefect.settings import PREFECT_API_URL
-
-        if not PREFECT_API_URL.value():
-            raise ValueError(
-                "--dask-address needs a Prefect server the Dask workers can reach: start one "
-                "(`prefect server start`) and set PREFECT_API_URL here and on the workers"
-            )
-    ok, result = run_flow_quietly(build_dataset, params.model_dump(exclude_unset=True))
+        if api is not None:
+            api.wait_ready()
+        ok, result = run_flow_quietly(
+            build_dataset, params.model_dump(exclude_unset=True), heartbeats=api is None
+        )
     if not ok:
         print(f"recflow build: failed: {result}", file=sys.stderr)
         return 1

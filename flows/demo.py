@@ -1,8 +1,8 @@
 """`make demo`: generate a small image folder and build a dataset from it end to end.
 
 Writes three classes of generated images (36 JPEG/PNG files, the same bytes every time) to
-`./demo-output/source` unless that folder exists, runs the `build-dataset` flow on Prefect's
-temporary local API (or the server in `PREFECT_API_URL`, if set), and prints where the dataset
+`./demo-output/source` unless that folder exists, runs the `build-dataset` flow on a temporary
+local Prefect API (or the server in `PREFECT_API_URL`, if set), and prints where the dataset
 went. Run it again: every shard is reused from the first run.
 """
 
@@ -67,23 +67,29 @@ def main() -> int:
     else:
         n = make_demo_images(source)
         print(f"demo: generated {n} images in {len(CLASSES)} classes under {source}/")
-    print("demo: running the build-dataset flow (Prefect starts a temporary local API) ...")
+    print("demo: running the build-dataset flow on a temporary local Prefect API ...")
 
-    from flows.build import build_dataset
-    from flows.cmd_build import format_summary
-    from flows.runner import run_flow_quietly
+    from flows.local_api import prefect_api
 
-    ok, result = run_flow_quietly(
-        build_dataset,
-        {
-            "source": str(source),
-            "output": str(output),
-            "train_ratio": 0.8,
-            "test_ratio": 0.1,
-            "resize": 64,
-            "records_per_shard": 10,
-        },
-    )
+    with prefect_api() as api:
+        from flows.build import build_dataset
+        from flows.cmd_build import format_summary
+        from flows.runner import run_flow_quietly
+
+        if api is not None:
+            api.wait_ready()
+        ok, result = run_flow_quietly(
+            build_dataset,
+            {
+                "source": str(source),
+                "output": str(output),
+                "train_ratio": 0.8,
+                "test_ratio": 0.1,
+                "resize": 64,
+                "records_per_shard": 10,
+            },
+            heartbeats=api is None,
+        )
     if not ok:
         print(f"demo: the build failed: {result}", file=sys.stderr)
         return 1

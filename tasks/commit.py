@@ -59,6 +59,7 @@ LOCK_NAME = ".recflow.lock"
 LOCK_STALE_SECONDS = 600.0
 LOCK_WAIT_SECONDS = 120.0
 LOCK_POLL_SECONDS = 0.5
+DEBRIS_AGE_SECONDS = 600.0  # temporary files untouched this long were left by a killed run
 TEMP_STALE_SECONDS = 600.0  # a temporary file untouched this long belongs to a dead writer
 _TEMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{12}$")  # recordio_core.fsio.atomic_write's names
 
@@ -197,6 +198,42 @@ def missing_files(
     return [urls[u] for u in missing_urls(urls, storage_options)]
 
 
+def _modified(info: Mapping[str, Any]) -> float | None:
+    value = info.get("mtime", info.get("LastModified"))
+    if isinstance(value, int | float):
+        return float(value)
+    timestamp = getattr(value, "timestamp", None)
+    return float(timestamp()) if callable(timestamp) else None
+
+
+def remove_debris(
+    output: str,
+    folders: Sequence[str],
+    storage_options: Mapping[str, Any] | None,
+    older_than: float = DEBRIS_AGE_SECONDS,
+) -> list[str]:
+    """Delete the hidden temporary files (`.name.tmp-...`) a killed run left in `folders`,
+    once nothing has written to them for `older_than` seconds (a live run's are younger)."""
+    fs, root = get_fs(output, storage_options)
+    now = time.time()
+    removed = []
+    for folder in folders:
+        try:
+            infos = fs.ls(f"{root.rstrip('/')}/{folder}", detail=True)
+        except FileNotFoundError:
+            continue
+        for info in infos:
+            name = str(info["name"]).rstrip("/").rpartition("/")[2]
+            modified = _modified(info)
+            if not (name.startswith(".") and ".tmp-" in name) or modified is None:
+                continue
+            if now - modified > older_than:
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm_file(info["name"])
+                    removed.append(f"{folder}/{name}")
+    return removed
+
+
 def _previous_manifest(output: str, storage_options: Mapping[str, Any] | None, logger: Any):
     try:
         return read_manifest(manifest_url(output), storage_options)
@@ -272,6 +309,9 @@ def commit_dataset(
                     fs.rm_file(f"{root.rstrip('/')}/{rel}")
             if stale:
                 logger.info("removed %d files of the previous dataset", len(stale))
+        debris = remove_debris(output, sorted(manifest.splits), storage_options)
+        if debris:
+            logger.info("removed %d temporary files left by interrupted runs", len(debris))
         folders = {rel.rpartition("/")[0] for rel in manifest.files()}
         left = remove_stale_temporaries(output, sorted(folders), storage_options)
         if left:

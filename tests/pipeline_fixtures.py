@@ -52,13 +52,24 @@ def prefect_harness() -> str:
         from prefect.settings import (
             PREFECT_API_URL,
             PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+            PREFECT_LOCAL_STORAGE_PATH,
+            PREFECT_SERVER_ANALYTICS_ENABLED,
             temporary_settings,
         )
         from prefect.testing.utilities import prefect_test_harness
 
         stack = contextlib.ExitStack()
         stack.enter_context(prefect_test_harness(server_startup_timeout=90))
-        stack.enter_context(temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+        # also right when another module imported Prefect before this one set the environment
+        stack.enter_context(
+            temporary_settings(
+                updates={
+                    PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                    PREFECT_LOCAL_STORAGE_PATH: os.path.join(_HOME, "storage"),
+                    PREFECT_SERVER_ANALYTICS_ENABLED: False,
+                }
+            )
+        )
         _STATE["url"] = PREFECT_API_URL.value()
         _STATE["stack"] = stack
         atexit.register(stack.close)
@@ -163,3 +174,30 @@ class FlakyFileSystem(LocalFileSystem):
 
 
 register_implementation("flaky", FlakyFileSystem, clobber=True)
+
+
+class SlowFileSystem(LocalFileSystem):
+    """`slow:///path`: local files, each whole-file read delayed by `RECFLOW_TEST_SLOW_READ`
+    seconds (to stretch a build so a test can kill it half way)."""
+
+    protocol = ("slow",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_mkdir", True)
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> str:
+        path = str(path)
+        if path.startswith("slow://"):
+            path = path[len("slow://") :]
+        return LocalFileSystem._strip_protocol(path)
+
+    def cat_file(self, path: str, start: Any = None, end: Any = None, **kwargs: Any) -> bytes:
+        import time
+
+        time.sleep(float(os.environ.get("RECFLOW_TEST_SLOW_READ", "0")))
+        return super().cat_file(path, start=start, end=end, **kwargs)
+
+
+register_implementation("slow", SlowFileSystem, clobber=True)

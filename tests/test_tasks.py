@@ -408,3 +408,21 @@ def test_image_tree_helper_is_deterministic(tmp_path):
     a = image_tree(tmp_path / "a", classes=2, per_class=3)
     b = image_tree(tmp_path / "b", classes=2, per_class=3)
     assert a == b and len(a) == 6
+
+
+def test_debris_of_killed_runs_is_removed_only_when_old(tmp_path):
+    import os
+
+    from tasks.commit import remove_debris
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    old = folder / ".train-00000-of-00001.abc.rec.tmp-123"
+    young = folder / ".train-00001-of-00002.abc.rec.tmp-456"
+    keep = folder / "train-00000-of-00001.abc.rec"
+    for p in (old, young, keep):
+        p.write_bytes(b"x")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    os.utime(keep, (time.time() - 7200, time.time() - 7200))
+    assert remove_debris(str(tmp_path), ["train", "missing"], None) == [f"train/{old.name}"]
+    assert young.exists() and keep.exists() and not old.exists()

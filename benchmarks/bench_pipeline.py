@@ -1,0 +1,288 @@
+"""What the Prefect pipeline costs: `recflow build` vs calling the library's packing directly.
+
+    .venv/bin/python benchmarks/bench_pipeline.py                 # 2,000 and 8,000 images
+    .venv/bin/python benchmarks/bench_pipeline.py --sizes 500 2000 --resize 128
+
+For each corpus size N (images in 10 class folders, built once under --workdir, the same corpus
+as benchmarks/bench_im2rec.py when benchmarks/corpus.py is there) it times, in fresh processes:
+
+- `library`: `list_images` + the same shard plan + `pack_shard` per shard with the flow's
+  concurrency (shards on a thread pool, the same threads per shard) — packing only;
+- `library+validate`: the same plus `validate_shard` of every shard (the flow validates too);
+- `recflow build`: the whole command, Prefect's temporary API included (its start and stop).
+
+The difference flow - library is split into a fixed part F and a per-image part p from the
+two sizes (d(N) = F + p*N). Targets (issue 4): F <= 6 s, p*N <= 3 % of packing time. Peak RSS
+of each process (and of the temporary Prefect server) shows memory does not grow with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Peak memory: VmHWM from /proc (resource's ru_maxrss is inherited across exec on Linux, so a
+# child started by a big parent would report the parent's peak).
+_PEAK = r"""
+import os, threading, time
+def _hwm(pid="self"):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+def _children(root):
+    kids = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(name))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [root]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+_child_peak = {}
+def _sample():
+    me = os.getpid()
+    while True:
+        for pid in _children(me):
+            _child_peak[pid] = max(_child_peak.get(pid, 0), _hwm(pid))
+        time.sleep(0.1)
+threading.Thread(target=_sample, daemon=True).start()
+"""
+
+# Runs `recflow ...` (argv after the script name) in this process and prints its peak RSS and
+# the largest peak among its children (the temporary Prefect API server) to stderr as JSON.
+_WRAPPER = (
+    _PEAK
+    + r"""
+import json, runpy, sys
+sys.argv = ["recflow"] + sys.argv[1:]
+code = 0
+try:
+    runpy.run_module("flows.cli", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code or 0
+finally:
+    peak = {"rss_kb": _hwm(), "children_rss_kb": max(_child_peak.values(), default=0)}
+    print("BENCH " + json.dumps(peak), file=sys.stderr)
+sys.exit(code)
+"""
+)
+
+_LIBRARY = (
+    _PEAK
+    + r"""
+import json, sys, time
+from concurrent.futures import ThreadPoolExecutor
+t0 = time.perf_counter()
+from recordio_core.fsio import join_url
+from recordio_core.image import ImageOptions
+from recordio_core.listing import list_images
+from recordio_core.pack import PackOptions, pack_shard
+from recordio_core.plan import num_shards_for, plan_split
+from recordio_core.validate import validate_shard
+source, output = sys.argv[1], sys.argv[2]
+resize, rps, validate = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+entries = list_images(source, recursive=True).entries
+plans = plan_split("all", len(entries), num_shards_for(len(entries), records_per_shard=rps))
+# the flow's concurrency (flows/build.py): shards on a pool of max(2, CPUs) threads, CPUs
+# shared among the shards packed at once
+cpus = os.cpu_count() or 1
+SHARD_CONCURRENCY = max(2, cpus)
+workers = max(1, cpus // min(cpus, len(plans)))
+opts = PackOptions(image=ImageOptions(resize=resize), num_workers=workers)
+def one(plan):
+    r = pack_shard(entries[plan.start:plan.stop], source, join_url(output, plan.name), opts)
+    if validate:
+        rep = validate_shard(r.rec, r.idx, r.lst, expected_sha256=r.sha256)
+        if not rep.ok:
+            raise SystemExit(f"validation failed: {rep.problems}")
+    return r.records
+with ThreadPoolExecutor(SHARD_CONCURRENCY) as ex:
+    n = sum(ex.map(one, plans))
+t = time.perf_counter() - t0
+print("BENCH " + json.dumps({"seconds": t, "records": n, "shards": len(plans), "rss_kb": _hwm()}),
+      file=sys.stderr)
+"""
+)
+
+
+def _bench_line(stderr: str) -> dict:
+    for line in reversed(stderr.splitlines()):
+        if line.startswith("BENCH "):
+            return json.loads(line[6:])
+    raise RuntimeError(f"no BENCH line in:\n{stderr[-3000:]}")
+
+
+def make_corpus(root: Path, n: int) -> None:
+    if (root / ".complete").exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        from corpus import build_corpus  # benchmarks/corpus.py: crops of real photos
+
+        build_corpus(root, n, seed=0, n_classes=10)
+    except ImportError:
+        import numpy as np
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            w, h = int(rng.integers(400, 500)), int(rng.integers(333, 375))
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            arr = 128 + 80 * np.sin(xx / rng.uniform(5, 60))[..., None] * np.ones(3)
+            arr = arr + rng.normal(0, 12, (h, w, 3))
+            folder = root / f"class_{i % 10:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(
+                folder / f"img_{i:05d}.jpg", quality=90
+            )
+    (root / ".complete").write_text("ok")
+
+
+def run_library(src: Path, out: Path, resize: int, rps: int, validate: bool, env: dict) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _LIBRARY,
+            str(src),
+            str(out),
+            str(resize),
+            str(rps),
+            str(int(validate)),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    res = _bench_line(proc.stderr)
+    res["wall"] = time.perf_counter() - start
+    return res
+
+
+def run_flow(src: Path, out: Path, resize: int, rps: int, env: dict) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    args = [str(src), str(out), "--resize", str(resize), "--records-per-shard", str(rps)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, "build", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-3000:])
+    res = _bench_line(proc.stderr)
+    res["wall"] = wall
+    text = proc.stdout + proc.stderr
+    res["error_lines"] = [ln for ln in text.splitlines() if "ERROR" in ln or "Traceback" in ln]
+    manifest = json.loads((out / "manifest.json").read_text())
+    res["records"] = sum(s["records"] for s in manifest["splits"].values())
+    res["shards"] = sum(len(s["shards"]) for s in manifest["splits"].values())
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs=2, default=[2000, 8000], metavar="N")
+    ap.add_argument("--resize", type=int, default=256)
+    ap.add_argument("--records-per-shard", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=1, help="repeat and keep the fastest")
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "recflow-bench-pipe"))
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("PREFECT_HOME", str(work / "prefect-home"))
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.pop("PREFECT_API_URL", None)  # the fixed cost measured is the temporary API's
+
+    n1, n2 = args.sizes
+    for n in (n1, n2):
+        t = time.perf_counter()
+        make_corpus(work / f"corpus-{n}", n)
+        print(f"corpus {n}: ready ({time.perf_counter() - t:.0f} s)", flush=True)
+    # one small warm-up build so the Prefect database exists (first use migrates it, ~10 s)
+    warm = work / "warm"
+    make_corpus(warm, 20)
+    run_flow(warm, work / "warm-out", 0, 100, env)
+
+    rows = {}
+    for n in (n1, n2):
+        src = work / f"corpus-{n}"
+        best: dict[str, dict] = {}
+        for _ in range(args.rounds):
+            rps = args.records_per_shard
+            for name, fn, fargs in (
+                ("library", run_library, (src, work / "out-lib", args.resize, rps, False, env)),
+                (
+                    "library+validate",
+                    run_library,
+                    (src, work / "out-lib", args.resize, rps, True, env),
+                ),
+                ("recflow build", run_flow, (src, work / "out-flow", args.resize, rps, env)),
+            ):
+                res = fn(*fargs)
+                if name not in best or res["wall"] < best[name]["wall"]:
+                    best[name] = res
+        rows[n] = best
+        print(f"\nN = {n} (resize {args.resize}, {best['recflow build']['shards']} shards)")
+        for name, res in best.items():
+            rss = res["rss_kb"] / 1024
+            extra = ""
+            if "children_rss_kb" in res:
+                extra = f", Prefect server {res['children_rss_kb'] / 1024:.0f} MiB"
+            print(
+                f"  {name:17s} {res['wall']:7.2f} s  {n / res['wall']:6.1f} img/s  "
+                f"peak RSS {rss:.0f} MiB{extra}"
+            )
+        if best["recflow build"]["error_lines"]:
+            print("  ERROR/Traceback lines printed by recflow build:")
+            for ln in best["recflow build"]["error_lines"][:10]:
+                print("   ", ln)
+
+    print("\nOverhead of recflow build, split as d(N) = F + p*N:")
+    for base in ("library", "library+validate"):
+        d1 = rows[n1]["recflow build"]["wall"] - rows[n1][base]["wall"]
+        d2 = rows[n2]["recflow build"]["wall"] - rows[n2][base]["wall"]
+        p = (d2 - d1) / (n2 - n1)
+        fixed = d1 - p * n1
+        per_image_pack = rows[n2][base]["wall"] / n2
+        print(
+            f"  vs {base:17s}: F = {fixed:5.2f} s (target <= 6), p = {p * 1000:6.3f} ms/image "
+            f"= {100 * p / per_image_pack:5.1f} % of packing time (target <= 3 %)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
