@@ -17,7 +17,7 @@ How concurrent runs are kept apart (the design, in short):
    killed run and removed.
 3. A run killed while packing leaves its half-written shard files under hidden temporary names
    (`.NAME.tmp-XXXXXXXXXXXX`, never a visible `.rec`). A commit removes those nobody has
-   written to for `TEMP_STALE_SECONDS`; a live writer's temporary file is always fresher.
+   written to for `DEBRIS_AGE_SECONDS`; a live writer's temporary file is always fresher.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -60,8 +59,6 @@ LOCK_STALE_SECONDS = 600.0
 LOCK_WAIT_SECONDS = 120.0
 LOCK_POLL_SECONDS = 0.5
 DEBRIS_AGE_SECONDS = 600.0  # temporary files untouched this long were left by a killed run
-TEMP_STALE_SECONDS = 600.0  # a temporary file untouched this long belongs to a dead writer
-_TEMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{12}$")  # recordio_core.fsio.atomic_write's names
 
 
 class LockBusy(TimeoutError):
@@ -244,40 +241,6 @@ def _previous_manifest(output: str, storage_options: Mapping[str, Any] | None, l
         return None
 
 
-def remove_stale_temporaries(
-    output: str,
-    folders: Sequence[str],
-    storage_options: Mapping[str, Any] | None,
-    *,
-    older_than: float = TEMP_STALE_SECONDS,
-) -> int:
-    """Remove the temporary files of atomic writes (`.NAME.tmp-XXXXXXXXXXXX`) in OUTPUT and in
-    its `folders` that were last written more than `older_than` seconds ago; return how many.
-    Object stores hold none (their uploads appear whole or not at all)."""
-    fs, root = get_fs(output, storage_options)
-    root = root.rstrip("/")
-    now = time.time()
-    removed = 0
-    for folder in sorted({f.strip("/") for f in folders} | {""}):
-        try:
-            infos = fs.ls(f"{root}/{folder}" if folder else root, detail=True)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for info in infos:
-            name = str(info.get("name", "")).rstrip("/").rpartition("/")[2]
-            mtime = info.get("mtime")
-            if (
-                info.get("type") == "file"
-                and _TEMP_NAME.match(name)
-                and isinstance(mtime, int | float)
-                and now - mtime > older_than
-            ):
-                with contextlib.suppress(FileNotFoundError):
-                    fs.rm_file(info["name"])
-                    removed += 1
-    return removed
-
-
 @task(name="write-manifest", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def commit_dataset(
     manifest: Manifest,
@@ -312,9 +275,5 @@ def commit_dataset(
         debris = remove_debris(output, sorted(manifest.splits), storage_options)
         if debris:
             logger.info("removed %d temporary files left by interrupted runs", len(debris))
-        folders = {rel.rpartition("/")[0] for rel in manifest.files()}
-        left = remove_stale_temporaries(output, sorted(folders), storage_options)
-        if left:
-            logger.info("removed %d temporary files left by interrupted runs", left)
     logger.info("wrote %s", url)
     return url

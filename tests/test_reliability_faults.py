@@ -281,13 +281,13 @@ def test_sigkill_mid_shard_then_rerun_resumes_with_identical_bytes(tmp_path):
     assert read_manifest(str(out)).records == 24
 
     # the killed run's temporary files stay hidden, and a later commit removes them once
-    # nobody has written to them for TEMP_STALE_SECONDS (a live writer's are always fresher)
-    from tasks.commit import TEMP_STALE_SECONDS, commit_dataset
+    # nobody has written to them for DEBRIS_AGE_SECONDS (a live writer's are always fresher)
+    from tasks.commit import DEBRIS_AGE_SECONDS, commit_dataset
 
     leftovers = sorted(out.rglob(".*.tmp-*"))
     assert leftovers == sorted(interrupted)
     before = local_dataset(out)
-    old = time.time() - TEMP_STALE_SECONDS - 60
+    old = time.time() - DEBRIS_AGE_SECONDS - 60
     for p in leftovers[1:]:
         os.utime(p, (old, old))
     commit_dataset.fn(read_manifest(str(out)), output=str(out), owner="cleanup")
