@@ -9,7 +9,9 @@ TARGET is one of:
 Each `.idx` entry is re-read (offset inside the file and at a record start, framing, header
 id = key), the whole `.rec` is walked (records missing from the `.idx`, garbage, truncation),
 labels are compared with the `.lst`, counts must agree, and with `--decode` every image must
-decode. Exit status: 0 all valid, 1 problems found, 2 bad arguments or unreadable manifest.
+decode (an image over `--max-pixels`, or over the build's `max_pixels` for a manifest, is a
+problem and is not decoded). Exit status: 0 all valid, 1 problems found, 2 bad arguments or
+unreadable manifest.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--sha256", help="expected sha256 of the .rec")
     parser.add_argument("--decode", action="store_true", help="also decode every image")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --decode on a shard prefix: images over N pixels are problems, not decoded "
+        "(default: Pillow's limit, 89478485; 0: no limit); a manifest uses its build's",
+    )
     parser.add_argument("--json", action="store_true", help="print the report(s) as JSON")
     parser.set_defaults(func=run)
 
@@ -54,6 +64,16 @@ def _is_manifest(target: str) -> bool:
     if target.endswith(".rec"):
         return False
     return exists(join_url(target, MANIFEST_NAME)) and not exists(target + ".rec")
+
+
+def _max_pixels(value: int | None) -> int | None:
+    from recordio_core.image import DEFAULT_MAX_PIXELS
+
+    if value is None:
+        return DEFAULT_MAX_PIXELS
+    if value < 0:
+        raise ValueError(f"--max-pixels must be >= 0 (0: no limit), got {value}")
+    return value or None
 
 
 def _shard_reports(args: argparse.Namespace) -> list[Any]:
@@ -73,6 +93,7 @@ def _shard_reports(args: argparse.Namespace) -> list[Any]:
             pack_label=args.pack_label,
             decode=args.decode,
             expected_sha256=args.sha256,
+            max_pixels=_max_pixels(args.max_pixels),
         )
     ]
 
@@ -80,8 +101,8 @@ def _shard_reports(args: argparse.Namespace) -> list[Any]:
 def _manifest_reports(args: argparse.Namespace) -> list[Any]:
     from recordio_core.validate import validate_manifest
 
-    for flag in ("idx", "lst", "sha256"):
-        if getattr(args, flag):
+    for flag in ("idx", "lst", "sha256", "max_pixels"):
+        if getattr(args, flag) is not None:
             raise ValueError(
                 f"--{flag.replace('_', '-')} applies to a shard prefix, not a manifest"
             )

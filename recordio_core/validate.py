@@ -38,7 +38,7 @@ from recordio_core.framing import (
 )
 from recordio_core.fsio import StorageOptions, get_fs
 from recordio_core.idx import read_idx
-from recordio_core.image import ImageError, verify_image
+from recordio_core.image import DEFAULT_MAX_PIXELS, ImageError, verify_image
 from recordio_core.lst import LstEntry, read_lst
 from recordio_core.recordio import unpack
 
@@ -133,11 +133,14 @@ def validate_shard(
     decode: bool = False,
     expected_sha256: str | None = None,
     storage_options: StorageOptions = None,
+    max_pixels: int | None = None,
 ) -> ValidationReport:
     """Check a shard's `.rec` against its `.idx` and (optional, `None` or "" to skip) `.lst`.
 
     `label_width`: label columns every `.lst` line must have (`None`: any). `pack_label`: the
-    records hold all labels (im2rec's `--pack-label`). Never raises for a bad shard; raises
+    records hold all labels (im2rec's `--pack-label`). With `decode`, an image over
+    `max_pixels` is a problem, not decoded, so a hostile record cannot make the validator
+    allocate gigabytes (`None`: only Pillow's own limit). Never raises for a bad shard; raises
     `ValueError` only for bad arguments.
     """
     if label_width is not None and (
@@ -167,6 +170,7 @@ def validate_shard(
             expected_sha256=expected_sha256,
             storage_options=storage_options,
             problems=problems,
+            max_pixels=max_pixels,
         )
     finally:
         src.close()
@@ -226,6 +230,7 @@ def _validate(
     expected_sha256: str | None,
     storage_options: StorageOptions,
     problems: _Problems,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> ValidationReport:
     size = src.size
     sha = _sha256(src)
@@ -282,7 +287,20 @@ def _validate(
             continue
         records += 1
         key = pending.pop(pos, None)
-        _check_record(payload, pos, key, rec, idx, lst, by_key, pack_label, decode, pairs, problems)
+        _check_record(
+            payload,
+            pos,
+            key,
+            rec,
+            idx,
+            lst,
+            by_key,
+            pack_label,
+            decode,
+            pairs,
+            problems,
+            max_pixels,
+        )
         pos = nxt
 
     # Index entries that did not land on a record start found by the walk.
@@ -337,6 +355,7 @@ def _check_record(
     decode: bool,
     pairs: list[tuple[int, int]] | None,
     problems: _Problems,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> None:
     try:
         header, image = unpack(payload)
@@ -358,7 +377,7 @@ def _check_record(
                 problems.add(f"{rec}: record {entry.index} at offset {pos} {why}")
     if decode:
         try:
-            verify_image(image, max_pixels=None)
+            verify_image(image, max_pixels=max_pixels)
         except ImageError as exc:
             problems.add(f"{rec}: record {header.id} at offset {pos}: image does not decode: {exc}")
 
@@ -370,7 +389,8 @@ def validate_manifest(
 
     Each shard is checked with `validate_shard` against the manifest's sha256 and the build's
     `label_width`/`pack_label`; the `.idx`/`.lst` sha256 and the record count the manifest
-    states are checked too. A manifest that cannot be read raises its `ManifestError`.
+    states are checked too; `decode` honours the build's `max_pixels`. A manifest that
+    cannot be read raises its `ManifestError`.
     """
     from recordio_core.fsio import join_url, read_bytes, url_dirname
     from recordio_core.manifest import MANIFEST_NAME, read_manifest
@@ -382,6 +402,9 @@ def validate_manifest(
     params = manifest.parameters
     label_width = params.get("label_width", 1)
     pack_label = bool(params.get("pack_label", False))
+    max_pixels = params.get("max_pixels", DEFAULT_MAX_PIXELS)
+    if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
+        max_pixels = DEFAULT_MAX_PIXELS
     reports = []
     for _split, shard in manifest.shards():
         rec, idx = join_url(base, shard.rec), join_url(base, shard.idx)
@@ -395,6 +418,7 @@ def validate_manifest(
             decode=decode,
             expected_sha256=shard.sha256 or None,
             storage_options=storage_options,
+            max_pixels=max_pixels,
         )
         extra = list(report.problems)
         for url_, want in ((idx, shard.idx_sha256), (lst, shard.lst_sha256)):

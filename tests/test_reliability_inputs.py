@@ -334,3 +334,27 @@ def test_recflow_validate_on_a_hostile_shard_exits_nonzero(tmp_path, capsys):
     (tmp_path / "h.idx").write_bytes(idx_bytes)
     assert main(["validate", str(tmp_path / "h")]) == 1
     assert "declares 536870911 bytes" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_validate_decode_refuses_a_bomb_record_instead_of_decoding_it(tmp_path, capsys):
+    """1e8 pixels: under Pillow's hard ceiling (2x its limit), so only our limit stops the
+    validator from allocating ~300 MB for it."""
+    from flows.cli import main
+    from recordio_core.framing import frame_record
+    from recordio_core.recordio import IRHeader, pack
+
+    record = frame_record(pack(IRHeader(0, 0.0, 0, 0), ic.png_header_only(10000, 10000)))
+    (tmp_path / "b.rec").write_bytes(record)
+    (tmp_path / "b.idx").write_text("0\t0\n")
+    prefix = str(tmp_path / "b")
+    tracemalloc.start()
+    try:
+        assert main(["validate", prefix, "--decode"]) == 1
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "over the limit of 89478485" in capsys.readouterr().out and peak < 16 << 20
+    assert main(["validate", prefix]) == 0  # framing and index are fine
+    assert main(["validate", prefix, "--decode", "--max-pixels", "-1"]) == 2
+    assert "--max-pixels must be >= 0" in capsys.readouterr().err
