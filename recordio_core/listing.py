@@ -89,8 +89,19 @@ def _path_problem(rel: str) -> str | None:
     return None
 
 
-def _walk_local(root: str, recursive: bool) -> Iterator[tuple[str, str]]:
-    """Yield `(folder relative to root, file name)` for regular files, in im2rec.py's order."""
+def _not_a_file(path: str) -> str | None:
+    """Why `path` (not a regular file) cannot be an image, or None for a folder."""
+    if os.path.isdir(path):
+        return None
+    if os.path.islink(path):
+        return "broken symbolic link (its target does not exist)"
+    return "not a regular file (a FIFO, socket or device)"
+
+
+def _walk_local(root: str, recursive: bool) -> Iterator[tuple[str, str, str | None]]:
+    """Yield `(folder relative to root, file name, None)` for regular files in im2rec.py's
+    order, and `(folder, name, why)` for names that are neither a file nor a folder (im2rec.py
+    drops those silently; a broken link to an image is an image gone missing)."""
     if not os.path.isdir(root):
         if os.path.exists(root):
             raise NotADirectoryError(f"image root {root!r} is not a folder")
@@ -101,12 +112,18 @@ def _walk_local(root: str, recursive: bool) -> Iterator[tuple[str, str]]:
             files.sort()
             rel_dir = os.path.relpath(path, root)
             for fname in files:
-                if os.path.isfile(os.path.join(path, fname)):
-                    yield rel_dir, fname
+                full = os.path.join(path, fname)
+                if os.path.isfile(full):
+                    yield rel_dir, fname, None
+                elif why := _not_a_file(full):
+                    yield rel_dir, fname, why
     else:
         for fname in sorted(os.listdir(root)):
-            if os.path.isfile(os.path.join(root, fname)):
-                yield ".", fname
+            full = os.path.join(root, fname)
+            if os.path.isfile(full):
+                yield ".", fname, None
+            elif why := _not_a_file(full):
+                yield ".", fname, why
 
 
 def _walk_key(rel: str) -> tuple[tuple[int, str], ...]:
@@ -115,7 +132,7 @@ def _walk_key(rel: str) -> tuple[tuple[int, str], ...]:
     return (*((1, d) for d in parts[:-1]), (0, parts[-1]))
 
 
-def _walk_fsspec(fs, root: str, recursive: bool) -> Iterator[tuple[str, str]]:
+def _walk_fsspec(fs, root: str, recursive: bool) -> Iterator[tuple[str, str, str | None]]:
     if not fs.isdir(root):
         if fs.exists(root):
             raise NotADirectoryError(f"image root {root!r} is not a folder")
@@ -136,7 +153,7 @@ def _walk_fsspec(fs, root: str, recursive: bool) -> Iterator[tuple[str, str]]:
             rels.append(rel)
     for rel in sorted(set(rels), key=_walk_key):
         folder, _, fname = rel.rpartition("/")
-        yield (folder or "."), fname
+        yield (folder or "."), fname, None
 
 
 def list_images(
@@ -153,11 +170,11 @@ def list_images(
     entries: list[LstEntry] = []
     class_map: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
-    for rel_dir, fname in walk:
+    for rel_dir, fname, not_a_file in walk:
         if posixpath.splitext(fname)[1].lower() not in wanted:
             continue
         rel = fname if rel_dir == "." else posixpath.join(rel_dir, fname)
-        problem = _path_problem(rel)
+        problem = not_a_file or _path_problem(rel)
         if problem is not None:
             skipped.append((rel.encode("utf-8", "backslashreplace").decode("utf-8"), problem))
             continue

@@ -123,6 +123,33 @@ def test_bad_images_through_recflow_im2rec(tmp_path, capsys):
     assert f"{len(keys)} records" in text and f"{len(rejects)} rejected" in text
 
 
+def test_broken_links_and_special_files_are_reported_not_dropped(tmp_path, capsys):
+    """im2rec.py silently skips names that are not regular files; a broken link to an image
+    is an image gone missing, so the listing reports it (and the flow records a reject)."""
+    from flows.cli import main
+    from recordio_core.listing import list_images
+
+    root = tmp_path / "src"
+    image_tree(root, classes=1, per_class=2)
+    (root / "class0" / "moved.jpg").symlink_to(tmp_path / "gone.jpg")
+    os.mkfifo(root / "class0" / "pipe.jpg")
+    (root / "class0" / "alias.jpg").symlink_to(root / "class0" / "img00.jpg")
+    (root / "class0" / "sub.jpg").mkdir()  # a folder named like an image: not an image
+    listing = list_images(str(root), recursive=True)
+    assert [e.path for e in listing.entries] == [
+        "class0/alias.jpg",
+        "class0/img00.jpg",
+        "class0/img01.jpg",
+    ]
+    assert dict(listing.skipped) == {
+        "class0/moved.jpg": "broken symbolic link (its target does not exist)",
+        "class0/pipe.jpg": "not a regular file (a FIFO, socket or device)",
+    }
+    assert main(["im2rec", "--list", "--recursive", str(tmp_path / "d"), str(root)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 'class0/moved.jpg': broken symbolic link" in err and "pipe.jpg" in err
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads chmod 000 files; denied:// covers it")
 def test_unreadable_permissions_on_the_real_filesystem(tmp_path):
     from recordio_core.pack import PackOptions, pack_shard
