@@ -194,9 +194,10 @@ def read_lst(
     allow_duplicates: bool = False,
     allow_outside_root: bool = True,
 ) -> list[LstEntry]:
-    """Read and parse a `.lst` from any fsspec URL (options as for `parse_lst`)."""
+    """Read and parse a `.lst` from any fsspec URL (options as for `parse_lst`). A UTF-8
+    byte order mark (Windows editors write one) is skipped."""
     try:
-        text = read_text(url, storage_options)
+        text = read_text(url, storage_options).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise ListFileError(url, 0, f"not UTF-8 text ({exc})") from None
     return parse_lst(

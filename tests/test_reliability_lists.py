@@ -75,13 +75,14 @@ def test_not_utf8_is_an_error_naming_the_file(tmp_path):
         read_lst(str(lst))
 
 
-def test_crlf_and_blank_lines_read_like_lf(tmp_path):
+def test_crlf_blank_lines_and_a_bom_read_like_lf(tmp_path):
     clean = GOOD_LINES + "2\t0.000000\tclass0/img02.png\n"
     variants = {
         "crlf": clean.replace("\n", "\r\n"),
         "cr": clean.replace("\n", "\r"),
         "blank": "\n" + clean.replace("\n", "\n\n   \n\t\n") + "\n\n",
         "crlf_blank": ("\r\n" + clean.replace("\n", "\r\n\r\n")),
+        "bom_crlf": "\ufeff" + clean.replace("\n", "\r\n"),  # as Windows Notepad saves it
     }
     want = read_lst(str(_write(tmp_path / "clean.lst", clean)))
     for name, text in variants.items():
