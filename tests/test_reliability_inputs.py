@@ -25,6 +25,9 @@ from recordio_core.idx import read_idx
 from recordio_core.lst import read_lst
 from recordio_core.manifest import read_manifest
 
+# the catalogue's 1e8-pixel header is over Pillow's warning limit (and refused by ours)
+pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+
 SPECIAL = {
     "bad/vanish.jpg": "not found",  # removed between listing and packing
     f"bad/{DENIED_MARK}.jpg": "permission denied",  # unreadable
@@ -168,7 +171,6 @@ def test_unreadable_permissions_on_the_real_filesystem(tmp_path):
     assert result.records == 1 and [r.reason for r in result.rejects] == ["permission denied"]
 
 
-@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_decompression_bomb_limit_is_honoured_and_configurable(tmp_path):
     from flows.build import pack_options
     from flows.params import BuildParameters
@@ -363,7 +365,6 @@ def test_recflow_validate_on_a_hostile_shard_exits_nonzero(tmp_path, capsys):
     assert "declares 536870911 bytes" in capsys.readouterr().out
 
 
-@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_validate_decode_refuses_a_bomb_record_instead_of_decoding_it(tmp_path, capsys):
     """1e8 pixels: under Pillow's hard ceiling (2x its limit), so only our limit stops the
     validator from allocating ~300 MB for it."""
