@@ -9,7 +9,8 @@ as benchmarks/bench_im2rec.py when benchmarks/corpus.py is there) it times, in f
 - `library`: `list_images` + the same shard plan + `pack_shard` per shard with the flow's
   concurrency (shards on a thread pool, the same threads per shard) — packing only;
 - `library+validate`: the same plus `validate_shard` of every shard (the flow validates too);
-- `recflow build`: the whole command, Prefect's temporary API included (its start and stop).
+- `recflow build`: the whole command, Prefect's temporary API included (its start and stop);
+  the time inside the flow run (listing to manifest) is printed too.
 
 The difference flow - library is split into a fixed part F and a per-image part p from the
 two sizes (d(N) = F + p*N). Targets (issue 4): F <= 6 s, p*N <= 3 % of packing time. Peak RSS
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -205,6 +207,8 @@ def run_flow(src: Path, out: Path, resize: int, rps: int, env: dict) -> dict:
     res["wall"] = wall
     text = proc.stdout + proc.stderr
     res["error_lines"] = [ln for ln in text.splitlines() if "ERROR" in ln or "Traceback" in ln]
+    found = re.search(r"rejects, ([0-9.]+) s", proc.stdout)
+    res["flow_seconds"] = float(found.group(1)) if found else float("nan")
     manifest = json.loads((out / "manifest.json").read_text())
     res["records"] = sum(s["records"] for s in manifest["splits"].values())
     res["shards"] = sum(len(s["shards"]) for s in manifest["splits"].values())
@@ -260,7 +264,10 @@ def main() -> int:
             rss = res["rss_kb"] / 1024
             extra = ""
             if "children_rss_kb" in res:
-                extra = f", Prefect server {res['children_rss_kb'] / 1024:.0f} MiB"
+                extra = (
+                    f", Prefect server {res['children_rss_kb'] / 1024:.0f} MiB; "
+                    f"{res['flow_seconds']:.2f} s inside the flow run"
+                )
             print(
                 f"  {name:17s} {res['wall']:7.2f} s  {n / res['wall']:6.1f} img/s  "
                 f"peak RSS {rss:.0f} MiB{extra}"

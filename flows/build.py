@@ -66,6 +66,7 @@ from flows.params import (
     TrainRatio,
     ValidateDecode,
     Verify,
+    parse_parameters,
 )
 from recordio_core.image import ImageOptions
 from recordio_core.manifest import RejectEntry
@@ -191,7 +192,7 @@ def build_dataset(
     dask_address: DaskAddress = None,
 ) -> dict[str, Any]:
     """Build the dataset; returns a summary (records, bytes, rejects, shards, time)."""
-    p = BuildParameters.model_validate(dict(locals()))
+    p = parse_parameters(locals())
     if p.dask_address:
         from prefect_dask import DaskTaskRunner
 
@@ -205,7 +206,7 @@ def build_dataset(
 @flow(name="build-dataset-dask", description="build-dataset's work, with tasks on Dask.")
 def build_dataset_on_dask(parameters: dict[str, Any]) -> dict[str, Any]:
     """Run by `build-dataset` as a subflow when `dask_address` is set."""
-    return run_build(BuildParameters.model_validate(parameters))
+    return run_build(parse_parameters(parameters))
 
 
 def submit_packs(jobs: list[ShardJob], kwargs: dict[str, Any]) -> list[PrefectFuture]:

@@ -27,7 +27,7 @@ import typing
 from typing import Any
 
 from flows.local_api import configured_api_url, prefect_api
-from flows.params import BuildParameters, split_secrets
+from flows.params import BuildParameters, parse_parameters, split_secrets
 
 _SPECIAL = {"source", "output", "storage_options", "source_storage_options"}
 
@@ -133,7 +133,7 @@ def parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     values = parameters_from_args(args)
-    params = BuildParameters(**values)  # a ValueError here names the bad parameter
+    params = parse_parameters(values)  # a ValueError here names the bad parameter
     if params.dask_address and not configured_api_url():
         raise ValueError(
             "--dask-address needs a Prefect server the Dask workers can reach: start one "

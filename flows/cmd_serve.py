@@ -75,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
     extra = parse_params(args.param)
     if args.storage_options:
         extra["storage_options"] = args.storage_options
-    if args.source and args.output:
-        from flows.params import BuildParameters
+    from flows.params import parse_parameters
 
-        BuildParameters(source=args.source, output=args.output, **extra)  # fail early
+    # fail early on bad defaults (placeholders stand in for SOURCE/OUTPUT when not given)
+    parse_parameters({"source": args.source or "/in", "output": args.output or "/out", **extra})
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect import serve
     from prefect.settings import PREFECT_API_URL

@@ -314,3 +314,18 @@ class BuildParameters(BaseModel):
 
 
 PARAMETER_NAMES: tuple[str, ...] = tuple(BuildParameters.model_fields)
+
+
+def parse_parameters(values: Mapping[str, Any]) -> BuildParameters:
+    """`BuildParameters` from a mapping; a `ValueError` with one short line per problem."""
+    from pydantic import ValidationError
+
+    try:
+        return BuildParameters.model_validate(dict(values))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}" if where else msg)
+        raise ValueError("invalid parameters: " + "; ".join(problems)) from None

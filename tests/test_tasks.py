@@ -426,3 +426,12 @@ def test_debris_of_killed_runs_is_removed_only_when_old(tmp_path):
     os.utime(keep, (time.time() - 7200, time.time() - 7200))
     assert remove_debris(str(tmp_path), ["train", "missing"], None) == [f"train/{old.name}"]
     assert young.exists() and keep.exists() and not old.exists()
+
+
+def test_serve_refuses_bad_defaults_before_starting(capsys):
+    from flows.cli import main
+
+    assert main(["serve", "--param", "resize=-2"]) == 2
+    assert "resize" in capsys.readouterr().err
+    assert main(["serve", "--storage-options", '{"secret": "x"}']) == 2
+    assert "credentials" in capsys.readouterr().err
