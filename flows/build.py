@@ -322,6 +322,12 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
                     + "; ".join(report.problems[:5])
                 )
 
+    for job, result in zip(jobs, results, strict=True):  # every image packed or rejected
+        if result.records + len(result.rejects) != job.count:
+            raise RuntimeError(
+                f"{job.label}: {job.count} images planned but {result.records} packed and "
+                f"{len(result.rejects)} rejected; run the build again"
+            )
     rejects = [RejectEntry(path=path, reason=reason) for path, reason in listing.skipped]
     rejects += [
         RejectEntry(path=r.path, reason=r.reason, index=r.index)

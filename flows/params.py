@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -257,6 +258,21 @@ class BuildParameters(BaseModel):
         for ext in value:
             if not ext.startswith(".") or len(ext) < 2 or "/" in ext:
                 raise ValueError(f"extensions look like '.jpg'; got {ext!r}")
+        return value
+
+    @field_validator("source", "output", "lst")
+    @classmethod
+    def _no_password_in_url(cls, value: str | None) -> str | None:
+        try:
+            password = urlsplit(value).password if value and "://" in value else None
+        except ValueError:
+            password = None
+        if password:
+            raise ValueError(
+                "URLs must not carry a password (user:password@host): parameters are stored by "
+                "Prefect and shown in its UI, and URLs appear in logs. Provide credentials "
+                "through the environment or fsspec config."
+            )
         return value
 
     @field_validator("storage_options", "source_storage_options")

@@ -221,6 +221,8 @@ BAD_PARAMETERS = [
     ({"output": "/data/src/"}, "different folder than source"),
     ({"resise": 32}, "Extra inputs are not permitted"),
     ({"storage_options": {"endpoint_url": "http://h", "secret": "S3CR3T-XYZ"}}, "credentials"),
+    ({"source": "ftp://bob:S3CR3T-XYZ@host/imgs"}, "must not carry a password"),
+    ({"output": "https://bob:S3CR3T-XYZ@host/out"}, "must not carry a password"),
 ]
 
 
@@ -246,13 +248,41 @@ def test_invalid_parameters_stop_the_flow_before_any_work(tmp_path):
 
     src = tmp_path / "src"
     image_tree(src, classes=1, per_class=2)
-    for change, message in BAD_PARAMETERS[:1] + BAD_PARAMETERS[-1:]:
+    secret = [case for case in BAD_PARAMETERS if "storage_options" in case[0]]
+    for change, message in BAD_PARAMETERS[:1] + secret:
         out = tmp_path / "out"
         state = build_dataset(source=str(src), output=str(out), **change, return_state=True)
         assert state.is_failed()
         text = str(state.result(raise_on_failure=False))
         assert message in text and "S3CR3T-XYZ" not in text
         assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_shard_result_that_loses_an_image_fails_the_run(tmp_path, monkeypatch):
+    """The flow's own count check: a pack result must account for every planned image."""
+    import dataclasses
+
+    import tasks.pack
+    from flows.build import build_dataset
+
+    src = tmp_path / "src"
+    image_tree(src, classes=1, per_class=3)
+    (src / "class0" / "empty.jpg").write_bytes(b"")
+    real_pack = tasks.pack.pack_shard
+
+    def pack_forgetting_rejects(*args, **kwargs):
+        return dataclasses.replace(real_pack(*args, **kwargs), rejects=())
+
+    monkeypatch.setattr(tasks.pack, "pack_shard", pack_forgetting_rejects)
+    out = tmp_path / "out"
+    state = build_dataset(source=str(src), output=str(out), return_state=True)
+    assert state.is_failed()
+    assert "4 images planned but 3 packed and 0 rejected" in str(
+        state.result(raise_on_failure=False)
+    )
+    assert not (out / "manifest.json").exists()
 
 
 @pytest.mark.parametrize(
