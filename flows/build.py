@@ -72,6 +72,7 @@ from recordio_core.image import ImageOptions
 from recordio_core.manifest import RejectEntry
 from recordio_core.pack import PackOptions, ShardResult
 from tasks.commit import build_manifest, commit_dataset
+from tasks.common import Carry
 from tasks.listing import list_source
 from tasks.pack import pack_shard_task
 from tasks.plan import ShardJob, plan_shards
@@ -232,7 +233,7 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
     src_so = p.source_options
     key_params = key_parameters(pack_options(p))
 
-    listing = list_source(
+    carried = list_source(
         p.source,
         lst=p.lst,
         allow_outside_root=p.allow_outside_root,
@@ -242,14 +243,15 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         storage_options=src_so,
         lst_storage_options=src_so,
     )
+    listing = carried.value
     if not listing.entries:
         raise ValueError(
             f"no images found under {p.source} with extensions {', '.join(p.exts)}"
             + ("" if p.recursive else " (recursive=False looks only at the folder itself)")
         )
     listed = len(listing.entries) + len(listing.skipped)
-    splits = split_entries(
-        listing.entries,
+    carried_splits = split_entries(
+        Carry(listing.entries),
         method=p.split_method,
         train_ratio=p.train_ratio,
         test_ratio=p.test_ratio,
@@ -258,8 +260,9 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         chunks=p.chunks,
         salt=p.split_salt,
     )
+    splits = carried_splits.value
     jobs: list[ShardJob] = plan_shards(
-        splits,
+        carried_splits,
         source=p.source,
         output=p.output,
         records_per_shard=p.records_per_shard,

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from recordio_core.listing import Listing, list_images
 from recordio_core.lst import read_lst
-from tasks.common import RETRY_OPTIONS, run_logger
+from tasks.common import RETRY_OPTIONS, Carry, run_logger
 
 
 @task(name="list-images", task_run_name="list {source}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
@@ -24,7 +24,7 @@ def list_source(
     label_width: int = 1,
     storage_options: dict[str, Any] | None = None,
     lst_storage_options: dict[str, Any] | None = None,
-) -> Listing:
+) -> Carry:
     """The entries and class map of `source`; with `lst`, that list's entries (no class map),
     whose paths must stay inside `source` unless `allow_outside_root`.
 
@@ -39,7 +39,7 @@ def list_source(
             allow_outside_root=allow_outside_root,
         )
         logger.info("read %d entries from %s", len(entries), lst)
-        return Listing(entries=tuple(entries), class_map={})
+        return Carry(Listing(entries=tuple(entries), class_map={}))
     listing = list_images(
         source, recursive=recursive, exts=tuple(exts), storage_options=storage_options
     )
@@ -50,4 +50,4 @@ def list_source(
         source,
         f" ({len(listing.skipped)} skipped)" if listing.skipped else "",
     )
-    return listing
+    return Carry(listing)

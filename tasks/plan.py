@@ -25,7 +25,7 @@ from recordio_core.lst import LstEntry
 from recordio_core.plan import num_shards_for, plan_split
 from recordio_core.shardkey import shard_key, source_fingerprints
 from recordio_core.split import SplitList
-from tasks.common import RETRY_OPTIONS, run_logger
+from tasks.common import RETRY_OPTIONS, Carry, run_logger
 from tasks.split import split_key
 from tasks.storage import missing_urls
 
@@ -125,7 +125,7 @@ def make_jobs(
 
 @task(name="plan-shards", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def plan_shards(
-    splits: Sequence[SplitList],
+    splits: Carry,
     *,
     source: str,
     output: str,
@@ -135,7 +135,9 @@ def plan_shards(
     source_options: dict[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> list[ShardJob]:
+    """Shard jobs for the carried `list[SplitList]`."""
     logger = run_logger()
+    splits = splits.value
     paths = [e.path for s in splits for e in s.entries]
     fingerprints = source_fingerprints(source, paths, source_options)
     rps = effective_records_per_shard(

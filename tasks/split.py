@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from recordio_core.lst import LstEntry
 from recordio_core.split import SplitList, im2rec_split, stable_split
-from tasks.common import RETRY_OPTIONS, run_logger
+from tasks.common import RETRY_OPTIONS, Carry, run_logger
 
 
 @task(name="split-entries", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def split_entries(
-    entries: Sequence[LstEntry],
+    entries: Carry,
     *,
     method: Literal["stable", "im2rec"] = "stable",
     train_ratio: float = 1.0,
@@ -24,7 +22,9 @@ def split_entries(
     seed: int = 100,
     chunks: int = 1,
     salt: str = "",
-) -> list[SplitList]:
+) -> Carry:
+    """`entries` (a carried sequence of `LstEntry`) cut into lists: a carried `list[SplitList]`."""
+    entries = entries.value
     if method == "im2rec":
         lists = im2rec_split(
             entries,
@@ -43,7 +43,7 @@ def split_entries(
         len(entries),
         ", ".join(f"{split_key(s)}={len(s.entries)}" for s in lists),
     )
-    return lists
+    return Carry(lists)
 
 
 def split_key(split: SplitList) -> str:

@@ -145,11 +145,21 @@ class _FailingWriter(io.RawIOBase):
 
 class FlakyFileSystem(LocalFileSystem):
     """`flaky:///path`: local files; the first write to a name containing one of `fail_names`
-    fails after its first chunk."""
+    fails after its first chunk, and the first whole-file read of a name containing one of
+    `fail_reads` fails like a dropped connection."""
 
     protocol = ("flaky",)
     fail_names: set[str] = set()
+    fail_reads: set[str] = set()
     failed: list[str] = []
+
+    def cat_file(self, path: str, start: Any = None, end: Any = None, **kwargs: Any) -> bytes:
+        for name in list(self.fail_reads):
+            if name in str(path):
+                self.fail_reads.discard(name)
+                self.failed.append(str(path))
+                raise ConnectionResetError(f"injected failure while reading {path}")
+        return super().cat_file(path, start=start, end=end, **kwargs)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("auto_mkdir", True)

@@ -172,6 +172,17 @@ def test_a_failing_write_is_retried(source, tmp_path):
     assert not [p for p in read_tree(flaky) if ".tmp-" in p]
 
 
+def test_a_failing_image_read_is_retried_not_rejected(source, tmp_path):
+    """A read error that may pass (not "file not found") retries the shard instead of
+    recording the image as a reject."""
+    FlakyFileSystem.fail_reads = {"class2/img03.jpg"}
+    FlakyFileSystem.failed = []
+    out = tmp_path / "out"
+    summary = build(source=f"flaky://{source}", output=str(out), records_per_shard=6)
+    assert FlakyFileSystem.failed and summary["records"] == 18
+    assert [r.path for r in read_manifest(str(out)).rejects] == ["class1/empty.jpg"]
+
+
 def test_bad_parameters_fail_before_any_work(source, tmp_path):
     out = tmp_path / "out"
     state = build_state(source=str(source), output=str(out), train_ratio=0.9, test_ratio=0.3)
