@@ -138,6 +138,8 @@ def atomic_write(
         f.close()
         return
     parent = posixpath.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)  # as the local branch does; a no-op on flat stores
     tmp = posixpath.join(parent, f".{posixpath.basename(path)}.tmp-{uuid.uuid4().hex[:12]}")
     try:
         with fs.open(tmp, mode) as f:

@@ -16,26 +16,12 @@ import time
 from typing import Any
 
 from prefect import task
-from prefect.runtime import task_run
 
-from recordio_core.pack import PackOptions, Reject, ShardResult, pack_shard
-from tasks.common import IO_RETRIES, RETRY_OPTIONS, run_logger
+from recordio_core.pack import PackOptions, ShardResult, pack_shard
+from tasks.common import RETRY_OPTIONS, run_logger
 from tasks.plan import ShardJob
 
 PROGRESS_LOG_SECONDS = 10.0  # how often a long shard logs its progress
-
-# Reject reasons (recordio_core.pack) that may be a passing I/O fault (a dropped connection, an
-# endpoint away for a moment), unlike "file not found" or an undecodable image. A shard with
-# such rejects is retried; on its last attempt the rejects are accepted and recorded.
-TRANSIENT_REJECT_PREFIXES = ("cannot read file:",)
-
-
-class TransientReadError(OSError):
-    """Images could not be read for a reason a retry may cure."""
-
-
-def transient_rejects(result: ShardResult) -> list[Reject]:
-    return [r for r in result.rejects if r.reason.startswith(TRANSIENT_REJECT_PREFIXES)]
 
 
 def pack_cache_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -92,12 +78,6 @@ def pack_shard_task(
         progress=_Progress(job, logger),
     )
     seconds = time.perf_counter() - start
-    flaky = transient_rejects(result)
-    if flaky and (task_run.run_count or 1) <= IO_RETRIES:
-        raise TransientReadError(
-            f"{job.label}: {len(flaky)} image(s) could not be read (e.g. {flaky[0].path}: "
-            f"{flaky[0].reason}); retrying the shard"
-        )
     logger.info(
         "%s/%s: %d records, %d bytes, %d rejects in %.1fs (%.0f img/s)",
         job.split,

@@ -123,3 +123,16 @@ def test_atomic_write_failure_on_new_file(tmp_path):
         raise Boom
     assert not exists(url)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_creates_parent_folders_on_other_filesystems():
+    import fsspec
+
+    from recordio_core.fsio import atomic_write
+
+    url = "memory://atomic-parents/a/b/c.bin"
+    with atomic_write(url) as f:
+        f.write(b"done")
+    fs = fsspec.filesystem("memory")
+    assert fs.cat_file("/atomic-parents/a/b/c.bin") == b"done"
+    assert [p for p in fs.ls("/atomic-parents/a/b") if ".tmp-" in p] == []

@@ -178,28 +178,6 @@ def test_retry_condition_only_retries_transient_errors():
     assert not is_transient(ValueError("bad list")) and not is_transient(None)
 
 
-def test_unreadable_images_are_transient_rejects():
-    from recordio_core.pack import Reject, ShardResult
-    from tasks.pack import transient_rejects
-
-    r = ShardResult(
-        rec="a.rec",
-        idx="a.idx",
-        lst="a.lst",
-        records=0,
-        bytes=0,
-        sha256="0" * 64,
-        idx_sha256="",
-        lst_sha256="",
-        rejects=(
-            Reject(1, "x.jpg", "cannot read file: connection reset"),
-            Reject(2, "y.jpg", "file not found (missing or removed after listing)"),
-            Reject(3, "z.jpg", "cannot identify image file"),
-        ),
-    )
-    assert [x.index for x in transient_rejects(r)] == [1]
-
-
 # --------------------------------------------------------------------------- commit & lock
 def test_commit_lock_is_exclusive_and_recovers_stale_locks(tmp_path):
     from tasks.commit import LOCK_NAME, LockBusy, commit_lock
