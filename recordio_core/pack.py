@@ -4,9 +4,12 @@
 (`recordio_core.image.transform_image`: decode, colour, crop, resize, encode, or pass-through)
 on `num_workers` threads, and writes the records **in entry order** whatever the worker count,
 so the bytes never depend on it. Pillow releases the GIL while it decodes, resizes and
-encodes, so threads keep both cores of a small machine busy without pickling image bytes
-between processes (measured: threads match or beat a process pool here, see
-benchmarks/bench_im2rec.py).
+encodes, but the Python glue around those calls (~0.5 ms per image) still serialises the
+threads: on 2 cores, 2 threads reach only ~85 % of 2x. `pack_shard(..., processes=True)` (local
+sources) runs the workers as forked processes instead, each reading, transforming and framing
+chunks of images; measured on 2,000 photos, `--resize 256`, 2 workers: 3.6 s against 4.1 s
+with threads, same bytes. Forking is for a process that owns itself (the `recflow im2rec`
+command line); the library default stays threads, safe inside servers and task runners.
 
 Streaming: at most `4 * num_workers` images are in flight, and records, `.idx` and `.lst` lines
 go straight to their files, so memory does not grow with the number of images.
@@ -26,11 +29,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import multiprocessing
 import os
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Literal
 
@@ -210,14 +214,18 @@ def _process(reader: _Reader, entry: LstEntry, image: ImageOptions) -> tuple[byt
 
 
 def _results(
-    entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions
+    entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions, processes: bool = False
 ) -> Iterator[tuple[LstEntry, bytes | None, str]]:
-    """Transformed images in entry order, with at most `window` in flight."""
+    """(entry, framed record or None, reason) in entry order, with at most `window` images in
+    flight. The framed record is `frame_record(record_payload(...))`, ready to write."""
+    if processes and opts.num_workers > 1 and reader.local:
+        yield from _results_processes(entries, reader, opts)
+        return
     image = opts.image
     if opts.num_workers == 1:
         for entry in entries:
             data, reason = _process(reader, entry, image)
-            yield entry, data, reason
+            yield entry, _framed(entry, data, opts), reason
         return
     window = _WINDOW_PER_WORKER * opts.num_workers
     pending: deque[tuple[LstEntry, Future]] = deque()
@@ -234,11 +242,72 @@ def _results(
             if nxt is not None:
                 pending.append((nxt, executor.submit(_process, reader, nxt, image)))
             data, reason = fut.result()
-            yield entry, data, reason
+            yield entry, _framed(entry, data, opts), reason
     finally:
-        for _, fut in pending:
-            fut.cancel()
-        executor.shutdown(wait=True, cancel_futures=True)
+        _shutdown(executor, pending)
+
+
+def _framed(entry: LstEntry, data: bytes | None, opts: PackOptions) -> bytes | None:
+    return None if data is None else frame_record(record_payload(entry, data, opts))
+
+
+def _shutdown(executor: Executor, pending: deque[tuple[Any, Future]]) -> None:
+    for _, fut in pending:
+        fut.cancel()
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+# Process workers: the entries, reader and options are inherited through fork (nothing is
+# pickled but the (start, stop) of each chunk and the framed records coming back).
+_CHUNK = 8  # images per task: amortises the inter-process round trip
+_worker_state: tuple[Sequence[LstEntry], _Reader, PackOptions] | None = None
+
+
+def _init_worker(entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions) -> None:
+    global _worker_state
+    _worker_state = (entries, reader, opts)
+
+
+def _process_chunk(start: int, stop: int) -> list[tuple[bytes | None, str]]:
+    assert _worker_state is not None
+    entries, reader, opts = _worker_state
+    out: list[tuple[bytes | None, str]] = []
+    for entry in entries[start:stop]:
+        data, reason = _process(reader, entry, opts.image)
+        out.append((_framed(entry, data, opts), reason))
+    return out
+
+
+def _results_processes(
+    entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions
+) -> Iterator[tuple[LstEntry, bytes | None, str]]:
+    """`_results` on forked worker processes (local sources only): no GIL shared between the
+    workers' Python glue, framing done in the workers."""
+    n = len(entries)
+    window = 2 * opts.num_workers  # chunks: one running and one queued per worker
+    starts = iter(range(0, n, _CHUNK))
+    pending: deque[tuple[int, Future]] = deque()
+    executor = ProcessPoolExecutor(
+        opts.num_workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(entries, reader, opts),
+    )
+    try:
+        for start in starts:
+            pending.append((start, executor.submit(_process_chunk, start, min(n, start + _CHUNK))))
+            if len(pending) >= window:
+                break
+        while pending:
+            start, fut = pending.popleft()
+            nxt = next(starts, None)
+            if nxt is not None:
+                pending.append((nxt, executor.submit(_process_chunk, nxt, min(n, nxt + _CHUNK))))
+            chunk = entries[start : start + _CHUNK]
+            for entry, (framed, reason) in zip(chunk, fut.result(), strict=True):
+                yield entry, framed, reason
+    finally:
+        _shutdown(executor, pending)
 
 
 # --------------------------------------------------------------------------- writing
@@ -279,6 +348,7 @@ def pack_shard(
     storage_options: StorageOptions = None,
     progress: ProgressCallback | None = None,
     write_lst: bool = True,
+    processes: bool = False,
 ) -> ShardResult:
     """Pack `entries` (images under `root`) into `out_prefix + ".rec"/".idx"` (and `".lst"`).
 
@@ -287,6 +357,10 @@ def pack_shard(
     - The `.lst` (with `write_lst`, the default) lists exactly the packed records, in order;
       pass `write_lst=False` to leave a user's own `.lst` alone (the im2rec drop-in).
     - `progress(n)` is called with the number of entries just finished (packed or rejected).
+    - `processes`: with `opts.num_workers > 1` and a local `root`, transform on forked worker
+      processes instead of threads (faster: the workers' Python glue does not share a GIL).
+      Only for a process that may fork safely (a command line, not a threaded server); the
+      output bytes are the same either way.
 
     Bad images become `Reject`s in the result. Errors writing the output (or a bad argument)
     raise, leaving no partial files at the destination.
@@ -313,13 +387,15 @@ def pack_shard(
             else None
         )
         frec = _HashingWriter(stack.enter_context(atomic_write(rec_url, storage_options)))
-        results = stack.enter_context(contextlib.closing(_results(entries, reader, opts)))
-        for entry, data, reason in results:
-            if data is None:
+        results = stack.enter_context(
+            contextlib.closing(_results(entries, reader, opts, processes))
+        )
+        for entry, framed, reason in results:
+            if framed is None:
                 rejects.append(Reject(entry.index, entry.path, reason))
             else:
                 offset = frec.size
-                frec.write(frame_record(record_payload(entry, data, opts)))
+                frec.write(framed)
                 fidx.write(f"{entry.index}\t{offset}\n".encode("ascii"))
                 if flst is not None:
                     flst.write(format_lst_line(entry).encode("utf-8"))

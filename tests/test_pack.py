@@ -320,16 +320,32 @@ def test_write_lst_false_leaves_a_users_lst_alone(tmp_path):
 # --------------------------------------------------------------------------- determinism, streaming
 
 
-def test_same_input_same_bytes_whatever_the_worker_count(tmp_path):
+def test_same_input_same_bytes_whatever_the_worker_count_threads_or_processes(tmp_path):
     root = tmp_path / "images"
     entries = make_tree(root, n=12, extra={"x/broken.jpg": b"\xff\xd8\xff garbage"})
     outputs = []
-    for i, workers in enumerate([1, 1, 2, 4]):
+    runs = [(1, False), (1, False), (2, False), (4, False), (2, True), (3, True)]
+    for i, (workers, processes) in enumerate(runs):
         opts = PackOptions(ImageOptions(resize=20), num_workers=workers)
-        result = pack_shard(entries, str(root), str(tmp_path / f"o{i}"), opts)
+        out = str(tmp_path / f"o{i}")
+        result = pack_shard(entries, str(root), out, opts, processes=processes)
         outputs.append((shard_files(tmp_path / f"o{i}"), result.rejects, result.sha256))
     assert all(o == outputs[0] for o in outputs[1:])
     assert len(outputs[0][1]) == 1
+
+
+def test_process_workers_raise_a_transient_read_error(tmp_path, monkeypatch):
+    root = tmp_path / "images"
+    entries = make_tree(root, n=20)
+
+    def flaky(self, entry):
+        raise ConnectionResetError("connection reset by peer")
+
+    monkeypatch.setattr(packmod._Reader, "read", flaky)  # inherited by the forked workers
+    opts = PackOptions(ImageOptions(resize=16), num_workers=2)
+    with pytest.raises(ConnectionResetError):
+        pack_shard(entries, str(root), str(tmp_path / "s"), opts, processes=True)
+    assert sorted(os.listdir(tmp_path)) == ["images"]
 
 
 def test_images_in_flight_are_bounded(tmp_path, monkeypatch):
