@@ -19,27 +19,17 @@ must reach a Prefect server, so `PREFECT_API_URL` must be set then.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import types
 import typing
 from typing import Any
 
+from flows.cliargs import json_object
 from flows.local_api import configured_api_url, prefect_api
 from flows.params import BuildParameters, parse_parameters, split_secrets
 
 _SPECIAL = {"source", "output", "storage_options", "source_storage_options"}
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"anon\": true}'")
-    return value
 
 
 def _base_type(annotation: Any) -> Any:
@@ -85,13 +75,13 @@ def register(subparsers: Any) -> None:
     _add_parameter_options(parser)
     parser.add_argument(
         "--storage-options",
-        type=_json_object,
+        type=json_object,
         metavar="JSON",
         help='fsspec options for OUTPUT (and SOURCE), e.g. \'{"endpoint_url": "http://..."}\'',
     )
     parser.add_argument(
         "--source-storage-options",
-        type=_json_object,
+        type=json_object,
         metavar="JSON",
         help="fsspec options for SOURCE when they differ from --storage-options",
     )

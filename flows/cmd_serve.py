@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from flows.cmd_build import _json_object
+from flows.cliargs import json_object
 
 
 def register(subparsers: Any) -> None:
@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--storage-options",
-        type=_json_object,
+        type=json_object,
         metavar="JSON",
         help="default fsspec options (no credentials: give those to the serving process's "
         "environment)",
