@@ -143,7 +143,23 @@ class _FailingWriter(io.RawIOBase):
         super().close()
 
 
-class FlakyFileSystem(LocalFileSystem):
+class _NamedLocalFileSystem(LocalFileSystem):
+    """Local files under the protocol name in `protocol` (folders made on write)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_mkdir", True)
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> str:
+        path = str(path)
+        prefix = f"{cls.protocol[0]}://"
+        if path.startswith(prefix):
+            path = path[len(prefix) :]
+        return LocalFileSystem._strip_protocol(path)
+
+
+class FlakyFileSystem(_NamedLocalFileSystem):
     """`flaky:///path`: local files; the first write to a name containing one of `fail_names`
     fails after its first chunk, and the first whole-file read of a name containing one of
     `fail_reads` fails like a dropped connection."""
@@ -161,17 +177,6 @@ class FlakyFileSystem(LocalFileSystem):
                 raise ConnectionResetError(f"injected failure while reading {path}")
         return super().cat_file(path, start=start, end=end, **kwargs)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("auto_mkdir", True)
-        super().__init__(*args, **kwargs)
-
-    @classmethod
-    def _strip_protocol(cls, path: Any) -> str:
-        path = str(path)
-        if path.startswith("flaky://"):
-            path = path[len("flaky://") :]
-        return LocalFileSystem._strip_protocol(path)
-
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         f = super()._open(path, mode, **kwargs)
         if "w" in mode:
@@ -186,22 +191,11 @@ class FlakyFileSystem(LocalFileSystem):
 register_implementation("flaky", FlakyFileSystem, clobber=True)
 
 
-class SlowFileSystem(LocalFileSystem):
+class SlowFileSystem(_NamedLocalFileSystem):
     """`slow:///path`: local files, each whole-file read delayed by `RECFLOW_TEST_SLOW_READ`
     seconds (to stretch a build so a test can kill it half way)."""
 
     protocol = ("slow",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("auto_mkdir", True)
-        super().__init__(*args, **kwargs)
-
-    @classmethod
-    def _strip_protocol(cls, path: Any) -> str:
-        path = str(path)
-        if path.startswith("slow://"):
-            path = path[len("slow://") :]
-        return LocalFileSystem._strip_protocol(path)
 
     def cat_file(self, path: str, start: Any = None, end: Any = None, **kwargs: Any) -> bytes:
         import time
