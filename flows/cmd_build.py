@@ -132,10 +132,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with prefect_api() as api:  # starts a temporary API while Prefect imports, if needed
         from flows.build import build_dataset
-        from flows.runner import run_flow_quietly
+        from flows.runner import run_flow_quietly, wait_for_api
 
-        if api is not None:
-            api.wait_ready()
+        wait_for_api(api)
         ok, result = run_flow_quietly(
             build_dataset, params.model_dump(exclude_unset=True), heartbeats=api is None
         )

@@ -74,10 +74,9 @@ def main() -> int:
     with prefect_api() as api:
         from flows.build import build_dataset
         from flows.cmd_build import format_summary
-        from flows.runner import run_flow_quietly
+        from flows.runner import run_flow_quietly, wait_for_api
 
-        if api is not None:
-            api.wait_ready()
+        wait_for_api(api)
         ok, result = run_flow_quietly(
             build_dataset,
             {

@@ -6,9 +6,10 @@ imports the whole server application into the client process (seconds) and only 
 the server subprocess (which imports it again) and waits for it. Starting that same server
 subprocess ourselves *before* importing Prefect lets both imports run at once and skips the
 client-side one, which cuts the command's fixed cost by several seconds. The command runs
-exactly what Prefect runs (`uvicorn prefect.server.api.server:create_app`, UI off, the same
-environment), points `PREFECT_API_URL` at it, and at the end drains Prefect's log and event
-queues before stopping it, so nothing is lost and no connection errors are printed.
+exactly the app Prefect runs (`prefect.server.api.server:create_app`, UI off, the same
+environment; `flows/api_server.py` says how it starts sooner), points `PREFECT_API_URL` at
+it, and at the end drains Prefect's log and event queues before stopping it, so nothing is
+lost and no connection errors are printed.
 
 When an API URL is configured (environment or the active Prefect profile), nothing is started.
 This module imports no Prefect at import time.
@@ -30,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_STARTUP_TIMEOUT = 90.0  # a first start creates the database: ~15 s on a busy 2-core box
-PORT_IN_USE_EXIT = 3  # uvicorn's exit code when it cannot bind
+PORT_IN_USE_EXIT = 3  # flows.api_server's (and uvicorn's) exit code when it cannot bind
 
 
 def configured_api_url() -> str | None:
@@ -71,20 +72,21 @@ class LocalAPI:
         return f"http://127.0.0.1:{self.port}/api"
 
     def start(self) -> None:
-        spec = importlib.util.find_spec("prefect")
-        if spec is None or spec.origin is None:
+        if importlib.util.find_spec("prefect") is None:
             raise RuntimeError("prefect is not installed")
-        app_dir = str(Path(spec.origin).resolve().parent.parent)
         self.port = _free_port()
         env = {
             **os.environ,
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
             "PREFECT__SERVER_FINAL": "1",
+            # `-m flows.api_server` must import this package whatever the current directory
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).resolve().parent.parent)]
+                + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            ),
         }
-        args = [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory"]
-        args += ["prefect.server.api.server:create_app", "--host", "127.0.0.1"]
-        args += ["--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
+        args = [sys.executable, "-m", "flows.api_server", str(self.port)]
         self.process = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)
         os.environ["PREFECT_API_URL"] = self.api_url
         os.environ.setdefault("PREFECT_UI_URL", "")  # no UI here: print no "View at" links

@@ -3,7 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 from typing import Any
+
+# What a flow call imports on first use (measured: ~0.3 s of a first run's critical path).
+# `warm_up()` imports them while the temporary API is still starting.
+_FIRST_RUN_MODULES = (
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.utilities.visualization",
+    "fastapi.encoders",
+    "anyio._backends._asyncio",
+    "PIL.JpegImagePlugin",
+    "PIL.PngImagePlugin",
+)
+
+
+def warm_up() -> None:
+    """Import what the first flow call would import lazily (call it while waiting for the
+    API: the client has an idle core then). Missing optional modules are skipped."""
+    for name in _FIRST_RUN_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def wait_for_api(api: Any) -> None:
+    """Wait for a temporary API from `flows.local_api.prefect_api()` (None: one is configured),
+    importing what the flow will need meanwhile."""
+    if api is not None:
+        warm_up()
+        api.wait_ready()
 
 
 def run_flow_quietly(

@@ -1,0 +1,119 @@
+"""The temporary Prefect API behind `recflow build` and `make demo` (no server configured):
+the migration shortcut of flows/api_server.py, and two real runs in a fresh PREFECT_HOME (the
+first creates the database, the second skips the migrations) that print no ERROR or traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pipeline_fixtures import image_tree
+
+from flows.api_server import (
+    database_is_current,
+    database_revisions,
+    migration_heads,
+    sqlite_database_path,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script(path: Path, revision: str, down: str) -> None:
+    path.write_text(f'"""m"""\nrevision = "{revision}"\ndown_revision = {down}\n')
+
+
+@pytest.mark.parametrize(
+    ("scripts", "heads"),
+    [
+        ([], set()),
+        ([("a", "None")], {"a"}),
+        ([("a", "None"), ("b", '"a"'), ("c", '"b"')], {"c"}),
+        ([("a", "None"), ("b", '"a"'), ("c", '"a"')], {"b", "c"}),  # two branches
+        ([("a", "None"), ("b", '"a"'), ("c", '"a"'), ("d", '("b", "c")')], {"d"}),  # merge
+        ([("a", "None"), ("b", "'a'")], {"b"}),  # single quotes
+    ],
+)
+def test_migration_heads(tmp_path, scripts, heads):
+    for i, (rev, down) in enumerate(scripts):
+        _script(tmp_path / f"{i:03d}_m.py", rev, down)
+    (tmp_path / "README").write_text("revision = 'zzz'\n")  # not a script
+    assert migration_heads(tmp_path) == heads
+
+
+def test_prefects_own_scripts_have_one_head():
+    import prefect.server.database
+
+    versions = Path(prefect.server.database.__file__).parent / "_migrations/versions/sqlite"
+    assert len(migration_heads(versions)) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite+aiosqlite:////tmp/x/prefect.db", Path("/tmp/x/prefect.db")),
+        ("sqlite+aiosqlite:///rel.db", Path("rel.db")),
+        ("sqlite+aiosqlite:///:memory:", None),
+        ("sqlite+aiosqlite:///file:x?mode=memory&uri=true", None),
+        ("postgresql+asyncpg://u:p@db/prefect", None),
+        ("", None),
+    ],
+)
+def test_sqlite_database_path(url, path):
+    assert sqlite_database_path(url) == path
+
+
+def test_database_is_current(tmp_path):
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    _script(versions / "1.py", "a", "None")
+    _script(versions / "2.py", "b", '"a"')
+    db = tmp_path / "prefect.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    assert not database_is_current(url, versions)  # no database yet: migrate
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE other (x)")
+    assert database_revisions(db) == set()
+    assert not database_is_current(url, versions)  # no alembic_version table
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32))")
+        conn.execute("INSERT INTO alembic_version VALUES ('a')")
+    assert not database_is_current(url, versions)  # behind
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'b'")
+    assert database_is_current(url, versions)
+    assert not database_is_current("postgresql+asyncpg://db/prefect", versions)
+    (db).write_bytes(b"not a database at all")
+    assert not database_is_current(url, versions)
+
+
+def test_recflow_build_on_the_temporary_api_twice(tmp_path):
+    image_tree(tmp_path / "src", classes=2, per_class=4)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREFECT_") or k == "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    }
+    env.update(PREFECT_HOME=str(tmp_path / "home"), DO_NOT_TRACK="1")
+    for run in (1, 2):
+        out = tmp_path / f"out{run}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "build", str(tmp_path / "src"), str(out)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == 0, text
+        assert "8 records" in proc.stdout
+        assert "ERROR" not in text and "Traceback" not in text, text
+        assert (out / "manifest.json").is_file()
+    db = tmp_path / "home" / "prefect.db"
+    assert len(database_revisions(db)) == 1
