@@ -19,9 +19,10 @@ center crop to a square, shorter-side resize with `cv2.resize`, `imencode`), don
   pixel is within 1 level (mean |diff| about 0.15; up to 2 on pure noise) and it is 2x faster
   than Pillow's own bilinear resize. Below a 1.7x shrink it is separable (rows, then
   columns); from 1.7x on it gathers the four corners of every output pixel at the output size
-  and blends those, which does less work than a row pass over the full input width. Enlarging uses `transform(AFFINE, BILINEAR)` (also within 1 level).
-  Other `inter_method`s (im2rec.cc's 0 nearest, 2 cubic, 3 area, 4 lanczos, 9 auto, 10
-  random) map to Pillow's nearest, bicubic, box and Lanczos filters (close, not identical).
+  and blends those, which does less work than a row pass over the full input width.
+  Enlarging uses `transform(AFFINE, BILINEAR)` (also within 1 level). Other `inter_method`s
+  (im2rec.cc's 0 nearest, 2 cubic, 3 area, 4 lanczos, 9 auto, 10 random) map to Pillow's
+  nearest, bicubic, box and Lanczos filters (close, not identical).
 - **Shrinking JPEGs a lot**: with `reducing_gap` set, a JPEG is decoded at 1/2, 1/4 or 1/8
   scale by libjpeg (DCT scaling, `Image.draft`) as long as the decoded image stays at least
   `reducing_gap` times the output size; the output size is still exactly MXNet's. This is
