@@ -37,32 +37,38 @@ def source_fingerprints(
 ) -> dict[str, str]:
     """`{relative path: fingerprint}` for images under `root`, from as few listings as possible.
 
-    One `find` (or `ls` when every path sits directly in `root`) covers the common case; a path
-    it did not cover is looked up alone; a vanished file gets the fingerprint `"missing"`.
+    The tree is listed one folder at a time (`walk`, or one `ls` when every path sits directly
+    in `root`), so memory holds one folder's listing details at a time, not the whole tree's
+    (about 1.2 KB per file otherwise). A path no listing covered is looked up alone; a vanished
+    file gets the fingerprint `"missing"`.
     """
     fs, root_path = get_fs(root, storage_options)
     root_path = root_path.rstrip("/")
-    wanted = {p: posixpath.join(root_path, p) for p in paths}
+    wanted = set(paths)
     if not wanted:
         return {}
-    nested = any("/" in p for p in wanted)
-    try:
-        listing = fs.find(root_path, detail=True) if nested else fs.ls(root_path, detail=True) or []
-    except FileNotFoundError:
-        listing = {}
-    if isinstance(listing, list):
-        listing = {item["name"]: item for item in listing}
-    by_name = {name.rstrip("/"): info for name, info in listing.items()}
+    prefix = root_path + "/"
     out: dict[str, str] = {}
-    for rel, full in wanted.items():
-        info = by_name.get(full)
-        if info is None:
-            try:
-                info = fs.info(full)
-            except FileNotFoundError:
-                out[rel] = MISSING
-                continue
-        out[rel] = _fingerprint(info)
+
+    def take(infos: Iterable[Mapping[str, Any]]) -> None:
+        for info in infos:
+            name = str(info.get("name", "")).rstrip("/")
+            if name.startswith(prefix) and name[len(prefix) :] in wanted:
+                out[name[len(prefix) :]] = _fingerprint(info)
+
+    try:
+        if any("/" in p for p in wanted):
+            for _folder, _dirs, files in fs.walk(root_path, detail=True):
+                take(files.values())
+        else:
+            take(fs.ls(root_path, detail=True) or [])
+    except FileNotFoundError:
+        pass
+    for rel in wanted - out.keys():
+        try:
+            out[rel] = _fingerprint(fs.info(posixpath.join(root_path, rel)))
+        except FileNotFoundError:
+            out[rel] = MISSING
     return out
 
 
