@@ -35,7 +35,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Peak memory: VmHWM from /proc (resource's ru_maxrss is inherited across exec on Linux, so a
-# child started by a big parent would report the parent's peak).
+# child started by a big parent would report the parent's peak), and the largest RssAnon seen
+# every 50 ms: the process's own heap, without the file pages it maps (libraries, and each
+# .rec that validation reads through mmap, which the kernel can drop at any time).
 _PEAK = r"""
 import os, threading, time
 def _hwm(pid="self"):
@@ -63,13 +65,27 @@ def _children(root):
             out.append(k)
             todo.append(k)
     return out
+def _anon():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
 _child_peak = {}
+_anon_peak = [0]
 def _sample():
     me = os.getpid()
+    n = 0
     while True:
-        for pid in _children(me):
-            _child_peak[pid] = max(_child_peak.get(pid, 0), _hwm(pid))
-        time.sleep(0.1)
+        _anon_peak[0] = max(_anon_peak[0], _anon())
+        if n % 2 == 0:
+            for pid in _children(me):
+                _child_peak[pid] = max(_child_peak.get(pid, 0), _hwm(pid))
+        n += 1
+        time.sleep(0.05)
 threading.Thread(target=_sample, daemon=True).start()
 """
 
@@ -86,7 +102,8 @@ try:
 except SystemExit as exc:
     code = exc.code or 0
 finally:
-    peak = {"rss_kb": _hwm(), "children_rss_kb": max(_child_peak.values(), default=0)}
+    peak = {"rss_kb": _hwm(), "anon_kb": max(_anon_peak[0], _anon()),
+            "children_rss_kb": max(_child_peak.values(), default=0)}
     print("BENCH " + json.dumps(peak), file=sys.stderr)
 sys.exit(code)
 """
@@ -124,8 +141,8 @@ def one(plan):
 with ThreadPoolExecutor(SHARD_CONCURRENCY) as ex:
     n = sum(ex.map(one, plans))
 t = time.perf_counter() - t0
-print("BENCH " + json.dumps({"seconds": t, "records": n, "shards": len(plans), "rss_kb": _hwm()}),
-      file=sys.stderr)
+print("BENCH " + json.dumps({"seconds": t, "records": n, "shards": len(plans), "rss_kb": _hwm(),
+                            "anon_kb": max(_anon_peak[0], _anon())}), file=sys.stderr)
 """
 )
 
@@ -270,7 +287,7 @@ def main() -> int:
                 )
             print(
                 f"  {name:17s} {res['wall']:7.2f} s  {n / res['wall']:6.1f} img/s  "
-                f"peak RSS {rss:.0f} MiB{extra}"
+                f"peak RSS {rss:.0f} MiB (heap {res['anon_kb'] / 1024:.0f} MiB){extra}"
             )
         if best["recflow build"]["error_lines"]:
             print("  ERROR/Traceback lines printed by recflow build:")
