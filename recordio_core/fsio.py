@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
@@ -95,6 +96,78 @@ def exists(url: str, storage_options: StorageOptions = None) -> bool:
     return fs.exists(path)
 
 
+class _EarlyWriteback:
+    """A local file whose written data goes to disk while writing continues.
+
+    `atomic_write` syncs a file before renaming it (so a crash never leaves a complete-looking
+    name over missing data). Left to the kernel, a big shard's data would all reach the disk
+    during that final fsync, with nothing else to do meanwhile (0.2 s for 160 MB here). Every
+    `STEP` bytes a helper thread syncs what is written so far, overlapping the disk with the
+    work that produces the next bytes; the final fsync then finds little left. Small files
+    never start the thread. Everything else is the file's own.
+    """
+
+    STEP = 32 << 20
+
+    def __init__(self, f: IO[Any]) -> None:
+        self._f = f
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._done = False
+        self._error: OSError | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    def __enter__(self) -> _EarlyWriteback:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+
+    def write(self, data: Any) -> int:
+        n = self._f.write(data)
+        self._pending += len(data)
+        if self._pending >= self.STEP:
+            self._pending = 0
+            self._f.flush()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._sync_loop, name="recflow-writeback", daemon=True
+                )
+                self._thread.start()
+            self._wake.set()
+        return n
+
+    def _sync_loop(self) -> None:
+        fd = self._f.fileno()
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._done:
+                return
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:  # reported by finish(); the final fsync fails the same way
+                self._error = exc
+                return
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._done = True
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+
+    def finish(self) -> None:
+        """Stop the helper and flush; the caller then fsyncs."""
+        self._stop()
+        self._f.flush()
+        if self._error is not None:
+            raise self._error
+
+
 @contextlib.contextmanager
 def atomic_write(
     url: str, storage_options: StorageOptions = None, mode: str = "wb"
@@ -112,10 +185,10 @@ def atomic_write(
         os.makedirs(directory or ".", exist_ok=True)
         tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
         try:
-            with open(tmp, mode) as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
+            with open(tmp, mode) as raw, _EarlyWriteback(raw) as f:
+                yield f  # type: ignore[misc]
+                f.finish()
+                os.fsync(raw.fileno())
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -31,7 +31,9 @@ import errno
 import hashlib
 import multiprocessing
 import os
+import queue
 import struct
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -314,17 +316,50 @@ def _results_processes(
 
 
 class _HashingWriter:
-    """Writes to a file object while hashing and counting the bytes."""
+    """Writes to a file object while hashing and counting the bytes.
 
-    def __init__(self, f: IO[bytes]) -> None:
+    With `background=True` the hashing runs on a helper thread (hashlib releases the GIL), so
+    hashing a shard's data overlaps with producing it; `hexdigest()` waits for it. The thread
+    starts at the first write, after `pack_shard` has forked any worker processes.
+    """
+
+    def __init__(self, f: IO[bytes], *, background: bool = False) -> None:
         self._f = f
-        self.sha = hashlib.sha256()
+        self._sha = hashlib.sha256()
         self.size = 0
+        self._background = background
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _hash_loop(sha: Any, todo: queue.SimpleQueue[bytes | None]) -> None:
+        while (data := todo.get()) is not None:
+            sha.update(data)
 
     def write(self, data: bytes) -> None:
         self._f.write(data)
-        self.sha.update(data)
+        if self._background:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._hash_loop, args=(self._sha, self._queue), daemon=True
+                )
+                self._thread.start()
+            self._queue.put(data)
+        else:
+            self._sha.update(data)
         self.size += len(data)
+
+    def close(self) -> None:
+        """Stop the helper thread, if any (idempotent)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._background = False
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._sha.hexdigest()
 
 
 def _remove_if_exists(url: str, storage_options: StorageOptions) -> None:
@@ -386,7 +421,10 @@ def pack_shard(
             if write_lst
             else None
         )
-        frec = _HashingWriter(stack.enter_context(atomic_write(rec_url, storage_options)))
+        frec = _HashingWriter(
+            stack.enter_context(atomic_write(rec_url, storage_options)), background=True
+        )
+        stack.callback(frec.close)
         results = stack.enter_context(
             contextlib.closing(_results(entries, reader, opts, processes))
         )
@@ -410,8 +448,8 @@ def pack_shard(
         lst=lst_url,
         records=records,
         bytes=frec.size,
-        sha256=frec.sha.hexdigest(),
-        idx_sha256=fidx.sha.hexdigest(),
-        lst_sha256=flst.sha.hexdigest() if flst is not None else "",
+        sha256=frec.hexdigest(),
+        idx_sha256=fidx.hexdigest(),
+        lst_sha256=flst.hexdigest() if flst is not None else "",
         rejects=tuple(rejects),
     )

@@ -4,6 +4,7 @@ the S3 cases live in test_s3_recordio.py)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,50 @@ def test_atomic_write_creates_parent_folders_on_other_filesystems():
     fs = fsspec.filesystem("memory")
     assert fs.cat_file("/atomic-parents/a/b/c.bin") == b"done"
     assert [p for p in fs.ls("/atomic-parents/a/b") if ".tmp-" in p] == []
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_atomic_write_syncs_big_files_while_writing(tmp_path, monkeypatch, fail):
+    """Past every STEP bytes a helper thread fdatasyncs what is written so far; the bytes are
+    the same, and the helper is gone when the block ends, whether it succeeds or fails."""
+    import threading
+
+    from recordio_core import fsio
+
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(fsio._EarlyWriteback, "STEP", 1000)
+    monkeypatch.setattr(fsio.os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    url = str(tmp_path / "big.bin")
+    chunks = [bytes([i]) * 300 for i in range(40)]
+    if fail:
+        with pytest.raises(Boom), atomic_write(url) as f:
+            for c in chunks:
+                f.write(c)
+            raise Boom
+        assert list(tmp_path.iterdir()) == []
+    else:
+        with atomic_write(url) as f:
+            for c in chunks:
+                f.write(c)
+        assert Path(url).read_bytes() == b"".join(chunks)
+    assert synced  # the helper ran
+    assert not [t for t in threading.enumerate() if t.name == "recflow-writeback"]
+
+
+def test_atomic_write_reports_a_failed_background_sync(tmp_path, monkeypatch):
+    from recordio_core import fsio
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(fsio._EarlyWriteback, "STEP", 10)
+    monkeypatch.setattr(fsio.os, "fdatasync", broken)
+    url = str(tmp_path / "x.bin")
+    with pytest.raises(OSError, match="Input/output"), atomic_write(url) as f:
+        for _ in range(10):
+            f.write(b"0123456789")
+        deadline = time.monotonic() + 10
+        while f._error is None and time.monotonic() < deadline:  # the helper has run
+            time.sleep(0.01)
+    assert list(tmp_path.iterdir()) == []
