@@ -153,16 +153,22 @@ def test_atomic_write_syncs_big_files_while_writing(tmp_path, monkeypatch, fail)
     monkeypatch.setattr(fsio.os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
     url = str(tmp_path / "big.bin")
     chunks = [bytes([i]) * 300 for i in range(40)]
+
+    def write_all(f):
+        for c in chunks:
+            f.write(c)
+        deadline = time.monotonic() + 10
+        while not synced and time.monotonic() < deadline:  # the helper runs on its own time
+            time.sleep(0.01)
+
     if fail:
         with pytest.raises(Boom), atomic_write(url) as f:
-            for c in chunks:
-                f.write(c)
+            write_all(f)
             raise Boom
         assert list(tmp_path.iterdir()) == []
     else:
         with atomic_write(url) as f:
-            for c in chunks:
-                f.write(c)
+            write_all(f)
         assert Path(url).read_bytes() == b"".join(chunks)
     assert synced  # the helper ran
     assert not [t for t in threading.enumerate() if t.name == "recflow-writeback"]
