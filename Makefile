@@ -12,7 +12,7 @@ MXPY := $(MXVENV)/bin/python
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,opencv]'
 	touch $@
 
 $(MXVENV)/.installed: constraints-mxnet.txt

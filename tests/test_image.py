@@ -384,8 +384,20 @@ print(json.dumps(out))
 """
 
 
+@pytest.fixture(params=["opencv", "pillow"])
+def resize_backend(request, monkeypatch):
+    """Run a test with OpenCV's resize (when installed) and with the Pillow-only form."""
+    import recordio_core.image as image_module
+
+    if request.param == "pillow":
+        monkeypatch.setattr(image_module, "_opencv", lambda: None)
+    elif image_module._opencv() is None:
+        pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
+    return request.param
+
+
 @pytest.mark.mxnet
-def test_pixels_match_opencv(mxnet_python, tmp_path: Path):
+def test_pixels_match_opencv(mxnet_python, tmp_path: Path, resize_backend):
     from oracle import run_mxnet_json
 
     files = {
@@ -469,12 +481,14 @@ def test_pixels_match_opencv(mxnet_python, tmp_path: Path):
     ],
 )
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
-def test_both_bilinear_forms_match_the_float_reference(size, out, mode):
+def test_both_bilinear_forms_match_the_float_reference(size, out, mode, monkeypatch):
     """The gather-and-blend shrink (separable below 1.7x, four corners above) stays close to
     Pillow's float affine bilinear, which matches OpenCV's INTER_LINEAR: two 8-bit blends round
     twice, so noise (the worst case) is off by up to 2 levels on a few pixels."""
+    import recordio_core.image as image_module
     from recordio_core.image import _resize_affine, _resize_linear
 
+    monkeypatch.setattr(image_module, "_opencv", lambda: None)
     rng = np.random.default_rng(sum(size) + sum(out))
     bands = len(mode)
     arr = rng.integers(0, 256, (size[1], size[0], bands), dtype=np.uint8)
@@ -484,3 +498,30 @@ def test_both_bilinear_forms_match_the_float_reference(size, out, mode):
     assert fast.shape == ref.shape
     diff = np.abs(fast - ref)
     assert diff.max() <= 2 and diff.mean() < 0.7, (diff.max(), diff.mean())
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA"])
+@pytest.mark.parametrize(("size", "out"), [((414, 335), (316, 256)), ((900, 600), (384, 256))])
+def test_opencv_resize_is_cv2_and_the_pillow_form_stays_close(size, out, mode, monkeypatch):
+    import recordio_core.image as image_module
+
+    cv2 = image_module._opencv()
+    if cv2 is None:
+        pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
+    rng = np.random.default_rng(7)
+    bands = len(mode)
+    smooth = rng.integers(0, 256, (size[1] // 8 + 1, size[0] // 8 + 1, bands), dtype=np.uint8)
+    arr = np.asarray(Image.fromarray(smooth[:, :, 0] if bands == 1 else smooth).resize(size))
+    im = Image.fromarray(arr, mode)
+    fast = np.asarray(image_module._resize_linear(im, out))
+    assert np.array_equal(fast, cv2.resize(arr, out, interpolation=cv2.INTER_LINEAR))
+    monkeypatch.setattr(image_module, "_opencv", lambda: None)
+    pillow = np.asarray(image_module._resize_linear(im, out)).astype(int)
+    assert np.abs(pillow - fast.astype(int)).max() <= 2
+
+
+def test_recflow_opencv_0_turns_opencv_off(monkeypatch):
+    import recordio_core.image as image_module
+
+    monkeypatch.setenv("RECFLOW_OPENCV", "0")
+    assert image_module._opencv.__wrapped__() is None
