@@ -45,6 +45,11 @@ Measured on the 2-core shared machine (2,000 images: 1,759 JPEG, 102 PNG, 78 gra
   Pillow's YCbCr decode/encode (slower), a libjpeg "draft" IDCT, decoding in one call, numpy
   blends (as fast as Pillow's masked paste once the arithmetic matches), malloc/arena tuning
   (no page faults in the steady state), reducing_gap 1.0 (-3 % wall, pixels further off).
+- 2026-11-25, quiet machine, `--rounds 3`, with the `opencv` extra (cv2.resize, im2rec.py's
+  own resize, single-threaded; Pillow still decodes and encodes): resize **2.08x** (rounds
+  2.07/2.08/2.10; ours 3.25-3.28 s, cpu 6.2 s; im2rec.py 6.84 s, cpu 12.3 s), pixels vs
+  im2rec.py mean |diff| 0.18 (was 0.82); pass-through 1.99x (1.82/1.99/2.03). With
+  RECFLOW_OPENCV=0 (Pillow-only resize) the numbers are the 1.78x above.
 """
 
 from __future__ import annotations

@@ -289,12 +289,14 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         progress=0.0, description=f"Packing {len(jobs)} shards into {p.output}"
     )
     packs = submit_packs(jobs, pack_kwargs)
-    checks = validate_shard_task.map(packs, shard=[j.label for j in jobs], **validate_kwargs)
     total_images = max(1, sum(j.count for j in jobs))
     done_images = 0
     index = {id(f): i for i, f in enumerate(packs)}
+    reports: list[Any] = [None] * len(jobs)
+    plain_validate_kwargs = {k: v.value for k, v in validate_kwargs.items()}
     for done_shards, fut in enumerate(as_completed(packs), start=1):
-        done_images += jobs[index[id(fut)]].count
+        i = index[id(fut)]
+        done_images += jobs[i].count
         elapsed = time.perf_counter() - start
         update_progress_artifact(progress_id, progress=100.0 * done_images / total_images)
         logger.info(
@@ -305,9 +307,12 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
             total_images,
             done_images / max(elapsed, 1e-9),
         )
+        # Validate each shard as soon as it is packed, here on the flow's own thread (idle
+        # otherwise): it overlaps the shards still packing on the task runner's threads,
+        # instead of queueing behind every pack task and running at the end.
+        reports[i] = validate_shard_task(fut, shard=jobs[i].label, **plain_validate_kwargs)
     results: list[ShardResult] = [f.result() for f in packs]
     cached = [f.state.name == "Cached" for f in packs]
-    reports = [f.result() for f in checks]
 
     bad = [i for i, r in enumerate(reports) if not r.ok]
     if bad:
