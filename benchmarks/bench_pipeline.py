@@ -266,9 +266,11 @@ def main() -> int:
     run_flow(warm, work / "warm-out", 0, 100, env)
 
     rows = {}
+    works: dict[int, dict[str, float]] = {}
     for n in (n1, n2):
         src = work / f"corpus-{n}"
         best: dict[str, dict] = {}
+        work_min: dict[str, float] = {}  # fastest in-process time per kind, over the rounds
         for _ in range(args.rounds):
             rps = args.records_per_shard
             for name, fn, fargs in (
@@ -283,7 +285,10 @@ def main() -> int:
                 res = fn(*fargs)
                 if name not in best or res["wall"] < best[name]["wall"]:
                     best[name] = res
+                inside = res["flow_seconds"] if "flow_seconds" in res else res["seconds"]
+                work_min[name] = min(inside, work_min.get(name, inside))
         rows[n] = best
+        works[n] = work_min
         print(f"\nN = {n} (resize {args.resize}, {best['recflow build']['shards']} shards)")
         for name, res in best.items():
             rss = res["rss_kb"] / 1024
@@ -311,6 +316,19 @@ def main() -> int:
         per_image_pack = rows[n2][base]["wall"] / n2
         print(
             f"  vs {base:17s}: F = {fixed:5.2f} s (target <= 6), p = {p * 1000:6.3f} ms/image "
+            f"= {100 * p / per_image_pack:5.1f} % of packing time (target <= 3 %)"
+        )
+    # The wall-time fit carries the noise of the temporary server's start (+-0.5 s here). The
+    # per-image part is seen more sharply inside the processes: the flow run (listing to
+    # manifest) against the library's own time (imports to last shard), fastest of the rounds.
+    print("Inside the processes (no interpreter or server start), d(N) = F + p*N:")
+    for base in ("library", "library+validate"):
+        d1 = works[n1]["recflow build"] - works[n1][base]
+        d2 = works[n2]["recflow build"] - works[n2][base]
+        p = (d2 - d1) / (n2 - n1)
+        per_image_pack = works[n2][base] / n2
+        print(
+            f"  vs {base:17s}: F = {d1 - p * n1:5.2f} s, p = {p * 1000:6.3f} ms/image "
             f"= {100 * p / per_image_pack:5.1f} % of packing time (target <= 3 %)"
         )
     return 0

@@ -152,5 +152,5 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  {summary['records']} records ({splits}) in {summary['shards']} shards "
         f"({summary['shards_packed']} packed, {summary['shards_cached']} reused), "
         f"{summary['bytes']} bytes, {summary['rejects']} rejects, "
-        f"{summary['seconds']:.1f} s"
+        f"{summary['seconds']:.2f} s"
     )
