@@ -102,18 +102,14 @@ threading.Thread(target=_sample, daemon=True).start()
 _WRAPPER = (
     _PEAK
     + r"""
-import json, runpy, sys
-sys.argv = ["recflow"] + sys.argv[1:]
-code = 0
-try:
-    runpy.run_module("flows.cli", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code or 0
-finally:
-    peak = {"rss_kb": _hwm(), "anon_kb": max(_anon_peak[0], _anon()),
-            "children_rss_kb": max(_child_peak.values(), default=0)}
-    print("BENCH " + json.dumps(peak), file=sys.stderr)
-sys.exit(code)
+import json, sys
+from flows import cli
+# what `recflow` (flows.cli:entry) does, with the peaks reported before its quick exit
+code = cli.main(sys.argv[1:])
+peak = {"rss_kb": _hwm(), "anon_kb": max(_anon_peak[0], _anon()),
+        "children_rss_kb": max(_child_peak.values(), default=0)}
+print("BENCH " + json.dumps(peak), file=sys.stderr)
+cli.exit_now(code)
 """
 )
 

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # subcommand name -> module; order is the order shown in --help
 COMMANDS: dict[str, str] = {
@@ -61,19 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `recflow` console script: `main()`, then a quick exit.
-
-    Once a command has returned, everything it wrote is committed and closed (and `recflow
-    build` has drained Prefect's log and event queues and stopped its temporary API). Tearing
-    down the interpreter after Prefect's imports then takes ~0.5 s of nothing: flush what
-    Python would flush (logging, stdout, stderr) and leave with the same exit code.
-    """
+    """The `recflow` console script: `main()`, then `exit_now` with its code."""
     try:
         code = main()
     except SystemExit as exc:  # argparse's --help/--version/usage errors
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
+    exit_now(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Leave at once, after flushing what Python would flush (logging, stdout, stderr).
+
+    Once a command has returned, everything it wrote is committed and closed (and `recflow
+    build` has drained Prefect's log and event queues and stopped its temporary API). Tearing
+    down the interpreter after Prefect's imports would take ~0.5 s of nothing.
+    """
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
