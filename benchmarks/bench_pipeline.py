@@ -17,12 +17,16 @@ two sizes (d(N) = F + p*N). Targets (issue 4): F <= 6 s, p*N <= 3 % of packing t
 of each process (and of the temporary Prefect server) shows memory does not grow with N; the
 heap figure (RssAnon) leaves out file pages, which VmHWM counts and the page cache moves.
 
-Measured on the 2-core shared machine, 2026-11-25, `--rounds 3` (fastest of three):
-N=2000: library 4.67 s, recflow build 9.67 s (4.50 s inside the flow run); N=8000: 15.13 s
-vs 20.23 s. F = 4.97 s, p = 0.015 ms/image = 0.8 % of packing time (vs library+validate:
-F = 4.92 s, p = 0.0 %). Heap: flow process 129 -> 140 MiB (the O(N) listing: ~300 bytes per
-entry, plus transient fingerprint listings), library 55 -> 64 MiB, Prefect server 214 -> 215
-MiB (peak RSS). Before the temporary API started through flows/api_server.py, F was 6.6-6.8 s.
+Measured on the 2-core shared machine, 2026-11-25, `--rounds 3` (fastest of three), with the
+`opencv` extra: N=2000: library 3.90 s, recflow build 8.95 s (4.06 s inside the flow run);
+N=8000: 13.21 s vs 18.32 s (13.51 s inside). Wall fit: F = 5.02 s, p = 0.7 % of packing time
+(vs library+validate: F = 4.87 s, p = 3.5 %); inside the processes: p = 1.0 % (3.8 %). Over
+seven runs today the wall-fit p ranged 0.7-6 %: the temporary server's start varies by
++-0.5 s, which is +-4 % of p at these sizes, hence the inside fit. Before the temporary API
+started through flows/api_server.py, F was 6.6-6.8 s. Heap (RssAnon): flow process 171 -> 191
+MiB, library 112 -> 121 MiB, Prefect server 216 -> 215 MiB (peak RSS); Python objects traced
+with tracemalloc at the end of the flow grow 23.3 -> 26.0 MiB (the listing, ~0.45 KB per
+image); the rest is the C allocator's high-water mark, which moves run to run.
 """
 
 from __future__ import annotations
