@@ -52,15 +52,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # .rec that validation reads through mmap, which the kernel can drop at any time).
 _PEAK = r"""
 import os, threading, time
-def _hwm(pid="self"):
+def _status_kb(field, pid="self"):
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         return 0
     return 0
+def _hwm(pid="self"):
+    return _status_kb("VmHWM", pid)
+def _anon():
+    return _status_kb("RssAnon")
 def _children(root):
     kids = {}
     for name in os.listdir("/proc"):
@@ -77,15 +81,6 @@ def _children(root):
             out.append(k)
             todo.append(k)
     return out
-def _anon():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1])
-    except OSError:
-        return 0
-    return 0
 _child_peak = {}
 _anon_peak = [0]
 def _sample():
