@@ -394,9 +394,10 @@ def _opencv() -> Any:
         return None
     try:
         import cv2
-    except ImportError:
+
+        cv2.setNumThreads(1)
+    except Exception:  # absent, or a build that cannot load here: Pillow does the work
         return None
-    cv2.setNumThreads(1)
     return cv2
 
 

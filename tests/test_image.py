@@ -525,3 +525,16 @@ def test_recflow_opencv_0_turns_opencv_off(monkeypatch):
 
     monkeypatch.setenv("RECFLOW_OPENCV", "0")
     assert image_module._opencv.__wrapped__() is None
+
+
+def test_a_missing_or_broken_opencv_falls_back_to_pillow(monkeypatch):
+    import sys
+    import types
+
+    import recordio_core.image as image_module
+
+    monkeypatch.delenv("RECFLOW_OPENCV", raising=False)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # not installed
+    assert image_module._opencv.__wrapped__() is None
+    monkeypatch.setitem(sys.modules, "cv2", types.ModuleType("cv2"))  # loads, but broken
+    assert image_module._opencv.__wrapped__() is None
