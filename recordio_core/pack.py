@@ -315,6 +315,9 @@ def _results_processes(
 # --------------------------------------------------------------------------- writing
 
 
+_HASH_QUEUE = 256  # records waiting to be hashed, at most
+
+
 class _HashingWriter:
     """Writes to a file object while hashing and counting the bytes.
 
@@ -328,11 +331,12 @@ class _HashingWriter:
         self._sha = hashlib.sha256()
         self.size = 0
         self._background = background
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # bounded: if hashing ever falls behind, writing waits instead of queueing the shard
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_HASH_QUEUE)
         self._thread: threading.Thread | None = None
 
     @staticmethod
-    def _hash_loop(sha: Any, todo: queue.SimpleQueue[bytes | None]) -> None:
+    def _hash_loop(sha: Any, todo: queue.Queue[bytes | None]) -> None:
         while (data := todo.get()) is not None:
             sha.update(data)
 
