@@ -401,7 +401,7 @@ def _opencv() -> Any:
     return cv2
 
 
-_OPENCV_MODES = ("L", "LA", "RGB", "RGBA")
+_LINEAR_MODES = ("L", "LA", "RGB", "RGBA")  # the 8-bit modes both fast forms take
 
 
 def _resize_linear(im: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -411,11 +411,13 @@ def _resize_linear(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     ow, oh = size
     if (ow, oh) == (w, h):
         return im
-    cv2 = _opencv() if im.mode in _OPENCV_MODES else None
+    if im.mode not in _LINEAR_MODES:
+        return _resize_affine(im, size)
+    cv2 = _opencv()
     if cv2 is not None:
         out = cv2.resize(np.asarray(im), size, interpolation=cv2.INTER_LINEAR)
         return Image.fromarray(out, im.mode)
-    weights = _linear_weights(w, h, ow, oh) if im.mode in ("L", "LA", "RGB", "RGBA") else None
+    weights = _linear_weights(w, h, ow, oh)
     if weights is None:
         return _resize_affine(im, size)
     xw, yw = weights
