@@ -169,6 +169,8 @@ class ImageOptions:
                 f"got {self.reducing_gap!r}"
             )
 
+        opencv_wanted()  # a bad RECFLOW_OPENCV fails here, not as a reject per image
+
     @property
     def is_png(self) -> bool:
         return self.encoding == ".png"
@@ -381,6 +383,18 @@ def _linear_weights(w: int, h: int, ow: int, oh: int) -> tuple[bytes, bytes] | N
 _CORNERS_FROM = 1.7
 
 
+def opencv_wanted() -> bool:
+    """`RECFLOW_OPENCV`: "1" (the default) resizes with OpenCV when it is installed, "0" with
+    Pillow only. Anything else is a ValueError (checked when ImageOptions are made)."""
+    raw = os.environ.get("RECFLOW_OPENCV", "1")
+    if raw not in ("0", "1"):
+        raise ValueError(
+            "RECFLOW_OPENCV must be 1 (resize with OpenCV when installed, the default) or 0 "
+            f"(Pillow only), got {raw!r}"
+        )
+    return raw == "1"
+
+
 @functools.cache
 def _opencv() -> Any:
     """OpenCV's module when it is installed (the `opencv` extra), else None.
@@ -390,7 +404,7 @@ def _opencv() -> Any:
     already keeps every core busy with one image per worker. Set `RECFLOW_OPENCV=0` to use
     Pillow only.
     """
-    if os.environ.get("RECFLOW_OPENCV", "1") == "0":
+    if not opencv_wanted():
         return None
     try:
         import cv2

@@ -538,3 +538,11 @@ def test_a_missing_or_broken_opencv_falls_back_to_pillow(monkeypatch):
     assert image_module._opencv.__wrapped__() is None
     monkeypatch.setitem(sys.modules, "cv2", types.ModuleType("cv2"))  # loads, but broken
     assert image_module._opencv.__wrapped__() is None
+
+
+def test_recflow_opencv_accepts_only_0_or_1(monkeypatch):
+    monkeypatch.setenv("RECFLOW_OPENCV", "yes")
+    with pytest.raises(ValueError, match="RECFLOW_OPENCV must be 1 .* or 0"):
+        ImageOptions(resize=64)
+    monkeypatch.setenv("RECFLOW_OPENCV", "0")
+    assert ImageOptions(resize=64).resize == 64
