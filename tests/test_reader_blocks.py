@@ -60,6 +60,22 @@ def test_block_epochs_cover_everything_once_and_are_seeded(data):
         assert ids(r, 0) != e0
 
 
+def test_block_mode_reads_blocks_in_the_epochs_order_through_a_bounded_buffer(data):
+    from recordio_core.shuffle import block_order
+
+    _, a, b, _ = data
+    everything = a.ids + b.ids  # index order
+    with reader([a.rec, b.rec], **BLOCK) as r:
+        for epoch in (0, 1):
+            got = ids(r, epoch)
+            order = block_order(len(r.blocks), BLOCK["seed"], epoch)
+            stream = [everything[i] for k in order for i in range(r.blocks[k].lo, r.blocks[k].hi)]
+            where = {rid: n for n, rid in enumerate(stream)}
+            # nothing comes out before it was read, or more than a buffer ahead of its turn
+            assert all(n >= where[rid] - BLOCK["shuffle_buffer"] for n, rid in enumerate(got))
+            assert got != stream
+
+
 @pytest.mark.parametrize("parts", [2, 3, 5])
 def test_block_parts_are_disjoint_and_complete(data, parts):
     _, a, b, _ = data
