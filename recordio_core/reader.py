@@ -442,6 +442,7 @@ class ImageRecordReader:
         versions = None
         if opts.cache_dir is not None:
             folder = opts.cache_dir.removeprefix("file://").removeprefix("local://")
+            folder = os.path.expanduser(folder)
             self.cache = BlockCache(folder, opts.cache_limit_bytes)
             versions = []
             for sh in self.shards:
