@@ -17,13 +17,15 @@ straight to moto, and prints side by side in one run:
     .venv/bin/python benchmarks/bench_s3_read.py --records 1800 --big 7200 --repeat 3 --global
 
 Both timed modes decode, resize (shorter side 128) and centre-crop 112x112 with the same
-threads; the best of `--repeat` epochs counts for each.
+threads; they alternate for `--repeat` rounds (so both see the same machine load) and the
+best epoch of each counts.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -120,15 +122,9 @@ def epoch(reader: ImageRecordReader, n_epoch: int) -> tuple[float, int]:
     return time.perf_counter() - t, n
 
 
-def timed(
-    url: str, proxy: LatencyProxy, latency: float, repeat: int, threads: int, **kw: Any
-) -> dict[str, Any]:
-    proxy.latency = latency
+def open_reader(url: str, proxy: LatencyProxy, threads: int, **kw: Any) -> ImageRecordReader:
     so = {"endpoint_url": proxy.url, "key": "testing", "secret": "testing"}
-    best: float | None = None
-    stats: dict[str, int] = {}
-    images = 0
-    with ImageRecordReader(
+    return ImageRecordReader(
         url,
         storage_options=so,
         data_shape=(3, 112, 112),
@@ -137,31 +133,41 @@ def timed(
         preprocess_threads=threads,
         round_batch=False,
         **kw,
-    ) as reader:
+    )
+
+
+def timed(
+    modes: list[tuple[float, dict[str, Any]]],
+    url: str,
+    proxy: LatencyProxy,
+    repeat: int,
+    threads: int,
+) -> list[dict[str, Any]]:
+    """Time an epoch of each `(latency, reader options)` in turn, `repeat` rounds (so all see
+    the same machine load); the best epoch of each counts, with its proxy counters."""
+    readers = [open_reader(url, proxy, threads, **kw) for _, kw in modes]
+    results: list[dict[str, Any]] = [{} for _ in modes]
+    try:
         for e in range(repeat):
-            proxy.reset_stats()
-            dt, images = epoch(reader, e)
-            if best is None or dt < best:
-                best, stats = dt, proxy.stats()
-        mode = reader.shuffle_mode if kw.get("shuffle") else "sequential"
-        blocks = len(reader.blocks) if reader.blocks is not None else None
-    return {"seconds": best, "images": images, "mode": mode, "blocks": blocks, **stats}
+            for (latency, _), reader, res in zip(modes, readers, results, strict=True):
+                proxy.latency = latency
+                proxy.reset_stats()
+                dt, images = epoch(reader, e)
+                if not res or dt < res["seconds"]:
+                    res.update(seconds=dt, images=images, **proxy.stats())
+        for (_, kw), reader, res in zip(modes, readers, results, strict=True):
+            res["mode"] = reader.shuffle_mode if kw.get("shuffle") else "sequential"
+            res["blocks"] = len(reader.blocks) if reader.blocks is not None else None
+    finally:
+        for reader in readers:
+            reader.close()
+    return results
 
 
 def peak_memory(url: str, proxy: LatencyProxy, threads: int) -> tuple[int, int]:
-    """Peak traced heap above the start of a shuffled epoch, and the records read."""
+    """Peak traced heap above the start of a shuffled epoch at 40 ms, and the records read."""
     proxy.latency = 0.040
-    so = {"endpoint_url": proxy.url, "key": "testing", "secret": "testing"}
-    with ImageRecordReader(
-        url,
-        storage_options=so,
-        data_shape=(3, 112, 112),
-        batch_size=64,
-        resize=128,
-        preprocess_threads=threads,
-        round_batch=False,
-        shuffle=True,
-    ) as reader:
+    with open_reader(url, proxy, threads, shuffle=True) as reader:
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         _, n = epoch(reader, 0)
@@ -174,12 +180,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--records", type=int, default=1800, help="records of the timed dataset")
     ap.add_argument("--big", type=int, default=5400, help="records of the larger dataset")
-    ap.add_argument("--repeat", type=int, default=2, help="timed epochs per mode (best counts)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed epochs per mode (best counts)")
     ap.add_argument("--threads", type=int, default=2, help="preprocess_threads")
     ap.add_argument("--latency", type=float, default=0.040, help="seconds before first byte")
     ap.add_argument("--global", dest="with_global", action="store_true",
                     help="also time the global permutation at the latency (slow)")  # fmt: skip
     args = ap.parse_args()
+    # the proxy drops pooled connections when it stops; asyncio would log each one
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
     server, host, port = start_moto()
     endpoint = f"http://{host}:{port}"
@@ -204,30 +212,19 @@ def main() -> int:
             small = f"s3://{bucket}/ds0/*.rec"
             big = f"s3://{bucket}/ds1/*.rec"
             with LatencyProxy(host, port, latency=0.0) as proxy:
-                rows = [
-                    ("sequential", 0.0, timed(small, proxy, 0.0, args.repeat, args.threads)),
-                    (
-                        "shuffled",
-                        args.latency,
-                        timed(small, proxy, args.latency, args.repeat, args.threads, shuffle=True),
-                    ),
-                ]
-                if args.with_global:
-                    rows.append(
-                        (
-                            "shuffled",
-                            args.latency,
-                            timed(
-                                small,
-                                proxy,
-                                args.latency,
-                                1,
-                                args.threads,
-                                shuffle=True,
-                                shuffle_mode="global",
-                            ),
-                        )
+                modes = [(0.0, {}), (args.latency, {"shuffle": True})]
+                names = ["sequential", "shuffled"]
+                rows = list(
+                    zip(
+                        names,
+                        [lat for lat, _ in modes],
+                        timed(modes, small, proxy, args.repeat, args.threads),
+                        strict=True,
                     )
+                )
+                if args.with_global:
+                    glob = (args.latency, {"shuffle": True, "shuffle_mode": "global"})
+                    rows += [("shuffled", args.latency, timed([glob], small, proxy, 1, 2)[0])]
                 mem = {n: peak_memory(url, proxy, args.threads) for n, url in
                        ((args.records, small), (args.big, big))}  # fmt: skip
     finally:
