@@ -385,9 +385,8 @@ class ImageRecordReader:
         self.shuffle_mode = self._resolve_mode()
         self._labels = self._load_labels(path_imglist, labels_from_lst)
         self._writer = ImageWriter(self.options.augment_spec())
-        self._sources: list[MmapSource | FileSource] = [
-            open_source(sh.rec, storage_options) for sh in self.shards
-        ]
+        # opened on first use: reads in blocks need none
+        self._sources: list[MmapSource | FileSource | None] = [None] * len(self.shards)
         self._refs: list[tuple[int, int]] | None = None
         self._extents: list[Extent] = []
         self.blocks: list[Block] | None = None
@@ -395,6 +394,9 @@ class ImageRecordReader:
         self.cache: BlockCache | None = None
         if self.indexed:
             self._plan_records()
+        else:  # byte-range parts need every file's size
+            for i in range(len(self.shards)):
+                self._source(i)
         self._pool: ThreadPoolExecutor | None = None
         self._epoch = 0
         self._current: Iterator[Batch] | None = None
@@ -421,18 +423,29 @@ class ImageRecordReader:
         shuffle in block mode, or any read of remote shards without the global shuffle)."""
         opts = self.options
         so = self.storage_options
-        offsets = [[off for _, off in shard_offsets(sh, so)] for sh in self.shards]
-        n = sum(len(o) for o in offsets)
-        start, stop = count_range(n, opts.num_parts, opts.part_index, opts.part_style)
         by_blocks = (self.shuffle_mode == "block") if opts.shuffle else self.remote
+
+        def meta(shard: Shard) -> tuple[list[int], dict[str, Any] | None]:
+            offsets = [off for _, off in shard_offsets(shard, so)]
+            if not by_blocks:
+                return offsets, None
+            fs, path = get_fs(shard.rec, so)
+            return offsets, fs.info(path)
+
+        # the shards' indexes are read concurrently: on an object store each costs a round trip
+        with ThreadPoolExecutor(min(16, len(self.shards)), "recordio-index") as pool:
+            metas = list(pool.map(meta, self.shards))
+        n = sum(len(offsets) for offsets, _ in metas)
+        start, stop = count_range(n, opts.num_parts, opts.part_index, opts.part_style)
         if not by_blocks:
-            refs = [(i, off) for i, offs in enumerate(offsets) for off in offs]
+            refs = [(i, off) for i, (offsets, _) in enumerate(metas) for off in offsets]
             self._refs = refs[start:stop]
             return
+        infos = [info or {} for _, info in metas]
         extents = [
             e
-            for i, offs in enumerate(offsets)
-            for e in record_extents(i, offs, self._sources[i].size)
+            for i, (offsets, _) in enumerate(metas)
+            for e in record_extents(i, offsets, int(infos[i]["size"]))
         ][start:stop]
         self._extents = extents
         self._refs = [(e.shard, e.offset) for e in extents]
@@ -444,10 +457,9 @@ class ImageRecordReader:
             folder = opts.cache_dir.removeprefix("file://").removeprefix("local://")
             folder = os.path.expanduser(folder)
             self.cache = BlockCache(folder, opts.cache_limit_bytes)
-            versions = []
-            for sh in self.shards:
-                fs, path = get_fs(sh.rec, so)
-                versions.append(object_version(fs.info(path), sh.sha256))
+            versions = [
+                object_version(info, sh.sha256) for sh, info in zip(self.shards, infos, strict=True)
+            ]
         self._fetcher = BlockFetcher(
             [sh.rec for sh in self.shards],
             prefetch=opts.prefetch_blocks,
@@ -471,6 +483,12 @@ class ImageRecordReader:
         else:
             return None
         return load_imglists(lists, width, self.storage_options)
+
+    def _source(self, shard: int) -> MmapSource | FileSource:
+        src = self._sources[shard]
+        if src is None:
+            src = self._sources[shard] = open_source(self.shards[shard].rec, self.storage_options)
+        return src
 
     def _where(self, item: _Item) -> str:
         return f"{display_name(self.shards[item.shard].rec)} record at offset {item.offset}"
@@ -504,7 +522,7 @@ class ImageRecordReader:
                 order = np.random.default_rng([opts.seed, epoch]).permutation(len(refs))
                 refs = [refs[i] for i in order]
             for shard, offset in refs:
-                payload, _ = read_record_at(self._sources[shard], offset)
+                payload, _ = read_record_at(self._source(shard), offset)
                 yield _Item(shard, offset, payload)
             return
         stream = self._scan_part()
@@ -551,7 +569,7 @@ class ImageRecordReader:
     def _scan_part(self) -> Iterator[_Item]:
         opts = self.options
         for shard, offset, payload in byte_part_records(
-            self._sources, opts.num_parts, opts.part_index
+            [self._source(i) for i in range(len(self.shards))], opts.num_parts, opts.part_index
         ):
             yield _Item(shard, offset, payload)
 
@@ -709,6 +727,8 @@ class ImageRecordReader:
         if self._fetcher is not None:
             self._fetcher.close()
         for src in self._sources:
+            if src is None:
+                continue
             src.close()
 
     def __enter__(self) -> ImageRecordReader:

@@ -254,3 +254,12 @@ def test_cache_stays_within_its_limit(remote, data, tmp_path):
         assert 0 < on_disk <= 9000
         assert r.cache is not None and r.cache.evictions > 0
         assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp files
+
+
+@pytest.mark.slow
+def test_opening_a_remote_reader_reads_the_indexes_concurrently(remote, data):
+    proxy, so, manifest = remote
+    proxy.reset_stats()
+    with reader(manifest, split="train", storage_options=so, shuffle=True) as r:
+        assert len(r.shards) == 2 and r.num_records == 70
+        assert proxy.stats()["max_in_flight"] >= 2  # one index per thread, not one after another
