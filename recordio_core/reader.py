@@ -25,10 +25,21 @@ Where we differ from MXNet, on purpose:
 - Partitions with an index are balanced by record count (sizes differ by at most one); MXNet's
   are `ceil(n / num_parts)` records each (`part_style="mxnet"` reproduces them). Without an
   index both cut the byte range identically.
-- `shuffle` with an index is a global permutation per epoch (`seed`, epoch number); without
-  one, records are shuffled within windows of `shuffle_chunk_size` MB (MXNet's chunk shuffle).
-  Random crops and mirrors are drawn per record from `seed`, so results do not depend on the
-  number of threads.
+- `shuffle` with an index has two modes (`shuffle_mode`; `"auto"` picks `"global"` for local
+  files and `"block"` when any shard is remote):
+  * `"global"`: a uniform permutation of all records per epoch (`seed`, epoch number); on an
+    object store that is one ranged GET per record.
+  * `"block"`: records are grouped into blocks (consecutive records of one shard, at most
+    `block_bytes` bytes and `shuffle_buffer // 4` records); each epoch permutes the blocks,
+    fetches them ahead with one ranged read each (`prefetch_blocks` in flight) and mixes
+    records in a buffer of `shuffle_buffer` records. Memory holds at most the buffer plus
+    `prefetch_blocks + 1` blocks. See `recordio_core.shuffle`.
+  Without an index, records are shuffled within windows of `shuffle_chunk_size` MB (MXNet's
+  chunk shuffle). Random crops and mirrors are drawn per record from `seed`, so results do not
+  depend on the number of threads.
+- Remote indexed shards are read in blocks also without `shuffle` (sequential order, fetched
+  ahead). `cache_dir` keeps fetched blocks on local disk (at most `cache_limit_bytes`, least
+  recently used out; see `recordio_core.blockcache`), so later epochs read nothing remote.
 - `batch.index` holds the records' header ids; `layout="NHWC"` is available.
 """
 
@@ -36,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -52,6 +64,8 @@ from recordio_core.augment import (
     ImageWriter,
     image_bytes,
 )
+from recordio_core.blockcache import BlockCache, object_version
+from recordio_core.blockfetch import BlockFetcher, block_records
 from recordio_core.errors import RecordIOError
 from recordio_core.framing import (
     FileSource,
@@ -60,13 +74,23 @@ from recordio_core.framing import (
     open_source,
     read_record_at,
 )
-from recordio_core.fsio import StorageOptions, read_text
+from recordio_core.fsio import StorageOptions, get_fs, is_local, read_text
 from recordio_core.partition import CountStyle, check_part, count_range, local_byte_ranges
+from recordio_core.shuffle import (
+    Block,
+    Extent,
+    block_order,
+    buffer_shuffle,
+    plan_blocks,
+    record_extents,
+)
 from recordio_core.sources import Shard, display_name, resolve_shards, shard_offsets
 from recordio_core.textio import split_lines
 
 Layout = Literal["NCHW", "NHWC"]
+ShuffleMode = Literal["auto", "global", "block"]
 MB = 1 << 20
+MAX_PREFETCH_BLOCKS = 64
 
 
 @dataclass(frozen=True)
@@ -100,6 +124,12 @@ class ReaderOptions:
     part_style: CountStyle = "balanced"
     dtype: DType = "float32"
     layout: Layout = "NCHW"
+    shuffle_mode: ShuffleMode = "auto"
+    shuffle_buffer: int = 1024
+    block_bytes: int = 8 * MB
+    prefetch_blocks: int = 4
+    cache_dir: str | None = None
+    cache_limit_bytes: int | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(self.data_shape) if isinstance(self.data_shape, Sequence) else ()
@@ -149,6 +179,40 @@ class ReaderOptions:
             )
         if self.layout not in ("NCHW", "NHWC"):
             raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
+        self._check_block_options()
+
+    def _check_block_options(self) -> None:
+        if self.shuffle_mode not in ("auto", "global", "block"):
+            raise ValueError(
+                "shuffle_mode must be 'auto' (global for local files, block for remote ones), "
+                f"'global' or 'block', got {self.shuffle_mode!r}"
+            )
+        _check_int("shuffle_buffer", self.shuffle_buffer, 1)
+        _check_int("block_bytes", self.block_bytes, 1)
+        _check_int("prefetch_blocks", self.prefetch_blocks, 1)
+        if self.prefetch_blocks > MAX_PREFETCH_BLOCKS:
+            raise ValueError(
+                f"prefetch_blocks must be at most {MAX_PREFETCH_BLOCKS}, got {self.prefetch_blocks}"
+            )
+        if self.cache_dir is not None:
+            if isinstance(self.cache_dir, os.PathLike):
+                object.__setattr__(self, "cache_dir", os.fspath(self.cache_dir))
+            if not isinstance(self.cache_dir, str) or not self.cache_dir:
+                raise ValueError(f"cache_dir must be a local folder path, got {self.cache_dir!r}")
+            scheme = self.cache_dir.partition("://")[0] if "://" in self.cache_dir else ""
+            if scheme and scheme not in ("file", "local"):
+                raise ValueError(
+                    f"cache_dir must be a local folder, got the {scheme}:// URL {self.cache_dir!r}"
+                )
+        if self.cache_limit_bytes is not None:
+            if self.cache_dir is None:
+                raise ValueError("cache_limit_bytes needs cache_dir (the folder it limits)")
+            _check_int("cache_limit_bytes", self.cache_limit_bytes, 1)
+            if self.cache_limit_bytes < self.block_bytes:
+                raise ValueError(
+                    f"cache_limit_bytes ({self.cache_limit_bytes}) must be at least block_bytes "
+                    f"({self.block_bytes}): the cache must hold one block"
+                )
 
     @property
     def mean(self) -> tuple[float, float, float, float]:
@@ -316,26 +380,93 @@ class ImageRecordReader:
             use_index=use_index,
             storage_options=storage_options,
         )
+        self.indexed = all(sh.idx is not None for sh in self.shards)
+        self.remote = any(not is_local(get_fs(sh.rec, storage_options)[0]) for sh in self.shards)
+        self.shuffle_mode = self._resolve_mode()
         self._labels = self._load_labels(path_imglist, labels_from_lst)
         self._writer = ImageWriter(self.options.augment_spec())
-        self._sources: list[MmapSource | FileSource] = [
-            open_source(sh.rec, storage_options) for sh in self.shards
-        ]
-        self.indexed = all(sh.idx is not None for sh in self.shards)
+        # opened on first use: reads in blocks need none
+        self._sources: list[MmapSource | FileSource | None] = [None] * len(self.shards)
         self._refs: list[tuple[int, int]] | None = None
+        self._extents: list[Extent] = []
+        self.blocks: list[Block] | None = None
+        self._fetcher: BlockFetcher | None = None
+        self.cache: BlockCache | None = None
         if self.indexed:
-            refs = [
-                (i, off)
-                for i, sh in enumerate(self.shards)
-                for _, off in shard_offsets(sh, storage_options)
-            ]
-            opts = self.options
-            start, stop = count_range(len(refs), opts.num_parts, opts.part_index, opts.part_style)
-            self._refs = refs[start:stop]
+            self._plan_records()
+        else:  # byte-range parts need every file's size
+            for i in range(len(self.shards)):
+                self._source(i)
         self._pool: ThreadPoolExecutor | None = None
         self._epoch = 0
         self._current: Iterator[Batch] | None = None
         self._closed = False
+
+    # -- record plan --------------------------------------------------------------------------
+    def _resolve_mode(self) -> str:
+        """The shuffle mode in use: 'global', 'block', or 'chunk' (no index: MXNet's)."""
+        opts = self.options
+        if not self.indexed:
+            if opts.shuffle and opts.shuffle_mode != "auto":
+                raise ValueError(
+                    f"shuffle_mode={opts.shuffle_mode!r} needs an .idx for every shard; without "
+                    "one use shuffle_mode='auto' (records shuffled within windows of "
+                    "shuffle_chunk_size MB, as MXNet does)"
+                )
+            return "chunk"
+        if opts.shuffle_mode == "auto":
+            return "block" if self.remote else "global"
+        return opts.shuffle_mode
+
+    def _plan_records(self) -> None:
+        """This part's records in index order; blocks when they are read in blocks (a
+        shuffle in block mode, or any read of remote shards without the global shuffle)."""
+        opts = self.options
+        so = self.storage_options
+        by_blocks = (self.shuffle_mode == "block") if opts.shuffle else self.remote
+
+        def meta(shard: Shard) -> tuple[list[int], dict[str, Any] | None]:
+            offsets = [off for _, off in shard_offsets(shard, so)]
+            if not by_blocks:
+                return offsets, None
+            fs, path = get_fs(shard.rec, so)
+            return offsets, fs.info(path)
+
+        # the shards' indexes are read concurrently: on an object store each costs a round trip
+        with ThreadPoolExecutor(min(16, len(self.shards)), "recordio-index") as pool:
+            metas = list(pool.map(meta, self.shards))
+        n = sum(len(offsets) for offsets, _ in metas)
+        start, stop = count_range(n, opts.num_parts, opts.part_index, opts.part_style)
+        if not by_blocks:
+            refs = [(i, off) for i, (offsets, _) in enumerate(metas) for off in offsets]
+            self._refs = refs[start:stop]
+            return
+        infos = [info or {} for _, info in metas]
+        extents = [
+            e
+            for i, (offsets, _) in enumerate(metas)
+            for e in record_extents(i, offsets, int(infos[i]["size"]))
+        ][start:stop]
+        self._extents = extents
+        self._refs = [(e.shard, e.offset) for e in extents]
+        # a shuffle buffer spans at least four blocks; a sequential read has no record limit
+        max_records = max(1, opts.shuffle_buffer // 4) if opts.shuffle else max(1, len(extents))
+        self.blocks = plan_blocks(extents, opts.block_bytes, max_records)
+        versions = None
+        if opts.cache_dir is not None:
+            folder = opts.cache_dir.removeprefix("file://").removeprefix("local://")
+            folder = os.path.expanduser(folder)
+            self.cache = BlockCache(folder, opts.cache_limit_bytes)
+            versions = [
+                object_version(info, sh.sha256) for sh, info in zip(self.shards, infos, strict=True)
+            ]
+        self._fetcher = BlockFetcher(
+            [sh.rec for sh in self.shards],
+            prefetch=opts.prefetch_blocks,
+            storage_options=so,
+            versions=versions,
+            cache=self.cache,
+        )
 
     # -- labels -------------------------------------------------------------------------------
     def _load_labels(
@@ -352,6 +483,12 @@ class ImageRecordReader:
         else:
             return None
         return load_imglists(lists, width, self.storage_options)
+
+    def _source(self, shard: int) -> MmapSource | FileSource:
+        src = self._sources[shard]
+        if src is None:
+            src = self._sources[shard] = open_source(self.shards[shard].rec, self.storage_options)
+        return src
 
     def _where(self, item: _Item) -> str:
         return f"{display_name(self.shards[item.shard].rec)} record at offset {item.offset}"
@@ -376,13 +513,16 @@ class ImageRecordReader:
 
     def _records(self, epoch: int) -> Iterator[_Item]:
         opts = self.options
+        if self.blocks is not None:
+            yield from self._block_records(epoch)
+            return
         if self._refs is not None:
             refs = self._refs
             if opts.shuffle:
                 order = np.random.default_rng([opts.seed, epoch]).permutation(len(refs))
                 refs = [refs[i] for i in order]
             for shard, offset in refs:
-                payload, _ = read_record_at(self._sources[shard], offset)
+                payload, _ = read_record_at(self._source(shard), offset)
                 yield _Item(shard, offset, payload)
             return
         stream = self._scan_part()
@@ -401,10 +541,35 @@ class ImageRecordReader:
                 window, held = [], 0
         yield from (window[i] for i in rng.permutation(len(window)))
 
+    def _block_records(self, epoch: int) -> Iterator[_Item]:
+        opts = self.options
+        blocks = self.blocks or []
+        fetcher = self._fetcher
+        if fetcher is None:
+            raise RuntimeError("block reads without a fetcher")
+        if opts.shuffle:
+            blocks = [blocks[i] for i in block_order(len(blocks), opts.seed, epoch)]
+        stream = fetcher.stream(blocks)
+        items = (
+            _Item(block.shard, offset, payload)
+            for block, data in stream
+            for offset, payload in block_records(
+                block, data, self._extents, self.shards[block.shard].rec
+            )
+        )
+        try:
+            if not opts.shuffle:
+                yield from items
+            else:
+                rng = np.random.default_rng([opts.seed, epoch, 2])
+                yield from buffer_shuffle(items, opts.shuffle_buffer, rng)
+        finally:
+            stream.close()  # cancel the blocks still being fetched
+
     def _scan_part(self) -> Iterator[_Item]:
         opts = self.options
         for shard, offset, payload in byte_part_records(
-            self._sources, opts.num_parts, opts.part_index
+            [self._source(i) for i in range(len(self.shards))], opts.num_parts, opts.part_index
         ):
             yield _Item(shard, offset, payload)
 
@@ -559,7 +724,11 @@ class ImageRecordReader:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._fetcher is not None:
+            self._fetcher.close()
         for src in self._sources:
+            if src is None:
+                continue
             src.close()
 
     def __enter__(self) -> ImageRecordReader:

@@ -25,13 +25,15 @@ _IR_HEADER_SIZE = 24
 
 @dataclass(frozen=True)
 class Shard:
-    """One `.rec` file and its optional `.idx` / `.lst` (URLs as given or resolved)."""
+    """One `.rec` file and its optional `.idx` / `.lst` (URLs as given or resolved); a
+    manifest also gives its record count, size and sha256."""
 
     rec: str
     idx: str | None = None
     lst: str | None = None
     records: int | None = None
     bytes: int | None = None
+    sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not self.rec:
@@ -70,6 +72,7 @@ def manifest_shards(
             lst=join_url(base, entry.lst),
             records=entry.records,
             bytes=entry.bytes,
+            sha256=entry.sha256,
         )
         for entry in splits[split].shards
     ]
@@ -157,7 +160,7 @@ def resolve_shards(
         if use_index and idx is None:
             raise ValueError(f"use_index=True but {sh.rec} has no .idx next to it")
         lst = sh.lst or _sibling(sh.rec, ".lst", storage_options)
-        out.append(Shard(sh.rec, idx, lst, sh.records, sh.bytes))
+        out.append(Shard(sh.rec, idx, lst, sh.records, sh.bytes, sh.sha256))
     return out
 
 

@@ -13,6 +13,10 @@ scanned once when the dataset is made). Labels follow `ImageRecordIter`'s rules
 (`label_width`, `path_imglist`, `labels_from_lst`). Files are opened lazily in each process, so
 the dataset pickles into DataLoader workers. `TorchRecordDataset` imports torch on first use;
 without a `transform` it returns a uint8 CHW tensor, and labels are float32 tensors.
+
+Access is by record: on an object store, `DataLoader(shuffle=True)` costs one ranged request
+per record. For remote shards, `recordio_core.reader.ImageRecordIter`'s block shuffle (and
+its local cache) reads a few large ranges per epoch instead.
 """
 
 from __future__ import annotations

@@ -386,6 +386,7 @@ def test_reads_from_s3_with_index_and_shuffle(shards, s3_server, s3_bucket):
         for path in (d.rec, d.idx, d.lst):
             fs.put(path, s3_server.url(s3_bucket, "ds", os.path.basename(path)))
     kw = dict(shuffle=True, seed=5, round_batch=False, label_width=4, labels_from_lst=True)
+    kw["shuffle_mode"] = "global"  # remote shards default to the block shuffle
     local = read_all([a.rec, b.rec], **kw)
     remote = read_all(
         s3_server.url(s3_bucket, "ds", "train-*.rec"),
