@@ -1,0 +1,321 @@
+"""Object storage at real latency: packing S3 -> S3 at 40 ms per request against 0 ms.
+
+    .venv/bin/python benchmarks/bench_s3.py                 # 1,000 images (and 500)
+    .venv/bin/python benchmarks/bench_s3.py --n 2000 --latency 0.040
+
+A moto server (its own process, `moto_server`) sits behind `tests/latency_proxy.py`'s
+`LatencyProxy` (in this process), which holds the first byte of every response for
+`--latency` seconds, as an object store does (20-60 ms). The script builds (once, cached in
+--workdir) the realistic corpus of `benchmarks/corpus.py`, uploads it to a bucket, and packs it
+S3 -> S3 with `pack_shard` (`--resize 128`, `--workers` threads, `--io-concurrency` requests in
+flight) in a fresh child process per measurement, so the packer's peak memory (its own `VmHWM`) is
+measured alone. Printed side by side in one table:
+
+- pack at `--latency` and at 0 ms (the target: <= 1.25x the 0 ms time), with the requests the
+  proxy counted, the most in flight at once, and the packer's peak RSS;
+- the same pack of half the images at `--latency`: peak memory must not grow with the size.
+
+Every measurement is a function returning a `Row`; `main` runs them and prints the table, so
+other measurements (reading the shards back, ...) slot in as more functions.
+The moto server is CPU-bound on a 2-core machine (about 240 GETs/s with nothing else
+running), so at 0 ms it and the packer share the CPUs; absolute numbers swing with the load of
+the machine, the ratio within one run is what counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # latency_proxy
+sys.path.insert(0, str(HERE))  # corpus
+
+from corpus import build_corpus, source_images, write_lst  # noqa: E402
+from latency_proxy import LatencyProxy  # noqa: E402
+
+KEY = SECRET = "testing"
+BUCKET = "bench-s3"
+
+
+@dataclass
+class Env:
+    """A moto server behind a latency proxy, with the corpus uploaded to `s3://BUCKET/src`."""
+
+    moto_url: str
+    proxy: LatencyProxy
+    lst: Path  # the corpus's .lst (local), paths relative to `source`
+    source: str
+    workdir: Path
+
+    def storage_options(self) -> dict[str, str]:
+        return {"endpoint_url": self.proxy.url, "key": KEY, "secret": SECRET}
+
+
+@dataclass
+class Row:
+    """One measurement, as printed."""
+
+    name: str
+    latency: float
+    images: int
+    seconds: float
+    requests: int
+    max_in_flight: int
+    peak_rss_mb: float
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A `moto_server` process on a free loopback port; yields its URL."""
+    port = _free_port()
+    exe = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def ensure_corpus(workdir: Path, n: int, seed: int) -> Path:
+    """The corpus's `.lst` (built once into `workdir`)."""
+    root = workdir / f"corpus-{n}-{seed}"
+    lst = root.with_suffix(".lst")
+    if lst.exists():
+        return lst
+    photos, _ = source_images()
+    print(f"building {n} images" + ("" if photos else " (synthetic: no photos found)"), flush=True)
+    if root.exists():
+        shutil.rmtree(root)
+    entries, _ = build_corpus(root, n, seed=seed)
+    write_lst(lst, entries)
+    return lst
+
+
+def upload_corpus(moto_url: str, lst: Path) -> str:
+    """Create the bucket and upload the corpus (straight to moto, no latency)."""
+    import boto3
+    import s3fs
+
+    boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
+    ).create_bucket(Bucket=BUCKET)
+    fs = s3fs.S3FileSystem(
+        endpoint_url=moto_url,
+        key=KEY,
+        secret=SECRET,
+        skip_instance_cache=True,
+        config_kwargs={"max_pool_connections": 32},
+    )
+    root = lst.with_suffix("")
+    fs.put(str(root) + "/", f"{BUCKET}/src/", recursive=True, batch_size=32)
+    return f"s3://{BUCKET}/src"
+
+
+# --------------------------------------------------------------------------- measurements
+
+# Runs in a fresh interpreter: packs the first `limit` entries of the .lst S3 -> S3 and prints
+# the time pack_shard took and what it wrote.
+_PACK_CHILD = r"""
+import json, sys, time
+from recordio_core.image import ImageOptions
+from recordio_core.lst import read_lst
+from recordio_core.pack import PackOptions, pack_shard
+
+a = json.loads(sys.argv[1])
+entries = read_lst(a["lst"])[: a["limit"]]
+opts = PackOptions(
+    ImageOptions(resize=a["resize"]), num_workers=a["workers"], io_concurrency=a["io"]
+)
+so = a["so"]
+t = time.perf_counter()
+r = pack_shard(entries, a["source"], a["out"], opts, source_options=so, storage_options=so,
+               processes=a["processes"])
+seconds = time.perf_counter() - t
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+print(json.dumps({"seconds": seconds, "records": r.records, "rejects": len(r.rejects),
+                  "sha256": r.sha256, "peak_rss_kb": int(hwm[0].split()[1]) if hwm else 0}))
+"""
+
+
+def run_child(code: str, arg: dict) -> dict:
+    """Run `code` with `arg` (JSON) in a fresh interpreter; its JSON output (last line).
+
+    Peak memory is measured by the child itself (`VmHWM`, its own high-water mark): a
+    `wait4`/`getrusage` max RSS would include this process's size at the fork."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(arg)],
+        stdout=subprocess.PIPE,
+        cwd=HERE.parent,
+        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+        check=True,
+    )
+    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+
+def measure_pack(
+    env: Env,
+    *,
+    latency: float,
+    limit: int,
+    resize: int = 128,
+    workers: int = 2,
+    io_concurrency: int = 64,
+    processes: bool = False,
+) -> Row:
+    """Pack the first `limit` images S3 -> S3 at `latency` seconds per request."""
+    env.proxy.latency = latency
+    env.proxy.reset_stats()
+    out = f"s3://{BUCKET}/out/{int(latency * 1000)}ms-{limit}-{time.monotonic_ns()}/train"
+    result = run_child(
+        _PACK_CHILD,
+        {
+            "lst": str(env.lst),
+            "limit": limit,
+            "resize": resize,
+            "workers": workers,
+            "io": io_concurrency,
+            "processes": processes,
+            "source": env.source,
+            "out": out,
+            "so": env.storage_options(),
+        },
+    )
+    stats = env.proxy.stats()
+    return Row(
+        name=f"pack s3->s3 resize {resize}" + (" (processes)" if processes else ""),
+        latency=latency,
+        images=result["records"] + result["rejects"],
+        seconds=result["seconds"],
+        requests=stats["requests"],
+        max_in_flight=stats["max_in_flight"],
+        peak_rss_mb=result["peak_rss_kb"] / 1024,
+        extra={"sha256": result["sha256"][:12]},
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+def print_table(rows: list[Row]) -> None:
+    head = (
+        f"{'measurement':34} {'latency':>8} {'images':>7} {'seconds':>8} {'img/s':>7} "
+        f"{'requests':>9} {'in flight':>9} {'peak RSS':>9}  notes"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        notes = " ".join(f"{k}={v}" for k, v in r.extra.items())
+        print(
+            f"{r.name:34} {r.latency * 1000:6.0f}ms {r.images:7d} {r.seconds:8.2f} "
+            f"{r.rate:7.1f} {r.requests:9d} {r.max_in_flight:9d} {r.peak_rss_mb:7.0f}MB  {notes}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1000, help="images in the corpus (default 1000)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--latency", type=float, default=0.040, help="seconds (default 0.040)")
+    ap.add_argument("--workers", type=int, default=2, help="transform threads (default 2)")
+    ap.add_argument("--io-concurrency", type=int, default=64)
+    ap.add_argument("--processes", action="store_true", help="forked transform workers")
+    ap.add_argument(
+        "--rounds", type=int, default=2, help="rounds, alternating which latency goes first"
+    )
+    ap.add_argument(
+        "--workdir",
+        default=os.path.join(tempfile.gettempdir(), "recflow-bench"),
+        help="corpus cache (default: $TMPDIR/recflow-bench)",
+    )
+    args = ap.parse_args(argv)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lst = ensure_corpus(workdir, args.n, args.seed)
+
+    with moto_server() as moto_url:
+        where = moto_url.rsplit(":", 1)
+        t = time.perf_counter()
+        source = upload_corpus(moto_url, lst)
+        print(f"uploaded {args.n} images in {time.perf_counter() - t:.1f}s", flush=True)
+        with LatencyProxy(where[0].removeprefix("http://"), int(where[1]), 0.0) as proxy:
+            env = Env(moto_url, proxy, lst, source, workdir)
+            pack: Callable[..., Row] = lambda **kw: measure_pack(  # noqa: E731
+                env,
+                workers=args.workers,
+                io_concurrency=args.io_concurrency,
+                processes=args.processes,
+                **kw,
+            )
+            rows: list[Row] = []
+            ratios: list[float] = []
+            for rnd in range(args.rounds):
+                order = [0.0, args.latency] if rnd % 2 == 0 else [args.latency, 0.0]
+                got = {lat: pack(latency=lat, limit=args.n) for lat in order}
+                rows += [got[0.0], got[args.latency]]
+                ratios.append(got[args.latency].seconds / got[0.0].seconds)
+            half = pack(latency=args.latency, limit=args.n // 2)
+            rows.append(half)
+    print()
+    print_table(rows)
+    full = [r for r in rows if r.images == args.n]
+    same = len({r.extra["sha256"] for r in full}) == 1
+    print(
+        f"\npack at {args.latency * 1000:.0f} ms / at 0 ms: "
+        f"{statistics.median(ratios):.2f}x median of {', '.join(f'{x:.2f}' for x in ratios)} "
+        f"(target <= 1.25x); same bytes at every latency: {same}"
+    )
+    print(
+        f"peak RSS, {half.images} -> {args.n} images: {half.peak_rss_mb:.0f} -> "
+        f"{max(r.peak_rss_mb for r in full):.0f} MB"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
