@@ -119,6 +119,26 @@ def test_io_options_are_checked(kwargs, match):
         PackOptions(**kwargs)
 
 
+def test_io_concurrency_is_a_flow_parameter_that_never_changes_the_content_key():
+    from flows.build import key_parameters, pack_options
+    from flows.cmd_build import register
+    from flows.params import parse_parameters
+
+    p = parse_parameters({"source": "s3://a/b", "output": "s3://a/c", "io_concurrency": 8})
+    assert pack_options(p).io_concurrency == 8
+    default = parse_parameters({"source": "s3://a/b", "output": "s3://a/c"})
+    assert pack_options(default).io_concurrency == 64
+    assert key_parameters(pack_options(p)) == key_parameters(pack_options(default))
+    with pytest.raises(ValueError, match="io_concurrency"):
+        parse_parameters({"source": "s3://a/b", "output": "s3://a/c", "io_concurrency": 0})
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    register(sub)
+    args = sub.choices["build"].parse_args(["s3://a/b", "s3://a/c", "--io-concurrency", "16"])
+    assert args.io_concurrency == 16
+
+
 def test_fetch_arguments_are_checked(s3_server):
     fs = s3_server.fs()
     for kwargs, match in (
