@@ -97,7 +97,9 @@ class S3PartWriter:
 
     async def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
         assert self._create is not None
-        upload_id = await asyncio.wrap_future(self._create)
+        # shielded: cancelling this part (abort) must not cancel the shared creation, whose
+        # UploadId the abort needs
+        upload_id = await asyncio.shield(asyncio.wrap_future(self._create))
         resp = await self.fs._call_s3(
             "upload_part",
             Bucket=self.bucket,
