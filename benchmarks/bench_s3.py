@@ -7,13 +7,19 @@ A moto server (its own process, `moto_server`) sits behind `tests/latency_proxy.
 `LatencyProxy` (in this process), which holds the first byte of every response for
 `--latency` seconds, as an object store does (20-60 ms). The script builds (once, cached in
 --workdir) the realistic corpus of `benchmarks/corpus.py`, uploads it to a bucket, and packs it
-S3 -> S3 with `pack_shard` (`--resize 128`, `--workers` threads, `--io-concurrency` requests in
-flight) in a fresh child process per measurement, so the packer's peak memory (its own `VmHWM`) is
-measured alone. Printed side by side in one table:
+S3 -> S3 with `pack_shard` (`--workers` threads, `--io-concurrency` requests in flight) in a
+fresh child process per measurement, so the packer's peak memory (its own `VmHWM`) is measured
+alone. Modes (`--modes`): `resize` (resize 128, the issue's case) and `pass-through` (the files'
+bytes, so the `.rec` is about the corpus's size and uploads as many parts). Printed side by
+side in one table, per mode:
 
-- pack at `--latency` and at 0 ms (the target: <= 1.25x the 0 ms time), with the requests the
-  proxy counted, the most in flight at once, and the packer's peak RSS;
-- the same pack of half the images at `--latency`: peak memory must not grow with the size.
+- pack at `--latency` and at 0 ms, `--rounds` times alternating which goes first (the target:
+  <= 1.25x the 0 ms time), with the requests the proxy counted (GETs and upload requests), the
+  most in flight at once, and the packer's peak RSS;
+- the same pack of half the images at `--latency`: peak memory must not grow with the size;
+- `upload_wait_s`: seconds the pack loop spent inside the S3 writer's `write()` (parts upload
+  in the background; writing waits only when 8 are in flight) + `commit()` (the last part,
+  CompleteMultipartUpload, and the small `.lst`/`.idx` PutObjects).
 
 Every measurement is a function returning a `Row`; `main` runs them and prints the table, so
 other measurements (reading the shards back, ...) slot in as more functions.
@@ -47,6 +53,9 @@ from corpus import build_corpus, source_images, write_lst  # noqa: E402
 from latency_proxy import LatencyProxy  # noqa: E402
 
 KEY = SECRET = "testing"
+# ImageOptions per mode: resize is the issue's case; pass-through writes ~the corpus's size, so
+# its .rec goes out as many 8 MiB parts
+MODES: dict[str, dict] = {"resize": {"resize": 128}, "pass-through": {"pass_through": True}}
 BUCKET = "bench-s3"
 
 
@@ -163,14 +172,29 @@ def upload_corpus(moto_url: str, lst: Path) -> str:
 # the time pack_shard took and what it wrote.
 _PACK_CHILD = r"""
 import json, sys, time
+from recordio_core import upload
 from recordio_core.image import ImageOptions
 from recordio_core.lst import read_lst
 from recordio_core.pack import PackOptions, pack_shard
 
+waited = {"write": 0.0, "commit": 0.0}  # seconds the pack loop spent in the S3 writer
+
+def timed(name, fn):
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            waited[name] += time.perf_counter() - t0
+    return wrapper
+
+upload.S3PartWriter.write = timed("write", upload.S3PartWriter.write)
+upload.S3PartWriter.commit = timed("commit", upload.S3PartWriter.commit)
+
 a = json.loads(sys.argv[1])
 entries = read_lst(a["lst"])[: a["limit"]]
 opts = PackOptions(
-    ImageOptions(resize=a["resize"]), num_workers=a["workers"], io_concurrency=a["io"]
+    ImageOptions(**a["image"]), num_workers=a["workers"], io_concurrency=a["io"]
 )
 so = a["so"]
 t = time.perf_counter()
@@ -179,7 +203,8 @@ r = pack_shard(entries, a["source"], a["out"], opts, source_options=so, storage_
 seconds = time.perf_counter() - t
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
 print(json.dumps({"seconds": seconds, "records": r.records, "rejects": len(r.rejects),
-                  "sha256": r.sha256, "peak_rss_kb": int(hwm[0].split()[1]) if hwm else 0}))
+                  "sha256": r.sha256, "peak_rss_kb": int(hwm[0].split()[1]) if hwm else 0,
+                  "bytes": r.bytes, **{f"{k}_wait": v for k, v in waited.items()}}))
 """
 
 
@@ -203,7 +228,7 @@ def measure_pack(
     *,
     latency: float,
     limit: int,
-    resize: int = 128,
+    mode: str = "resize",
     workers: int = 2,
     io_concurrency: int = 64,
     processes: bool = False,
@@ -217,7 +242,7 @@ def measure_pack(
         {
             "lst": str(env.lst),
             "limit": limit,
-            "resize": resize,
+            "image": MODES[mode],
             "workers": workers,
             "io": io_concurrency,
             "processes": processes,
@@ -228,14 +253,18 @@ def measure_pack(
     )
     stats = env.proxy.stats()
     return Row(
-        name=f"pack s3->s3 resize {resize}" + (" (processes)" if processes else ""),
+        name=f"pack s3->s3 {mode}" + (" (processes)" if processes else ""),
         latency=latency,
         images=result["records"] + result["rejects"],
         seconds=result["seconds"],
         requests=stats["requests"],
         max_in_flight=stats["max_in_flight"],
         peak_rss_mb=result["peak_rss_kb"] / 1024,
-        extra={"sha256": result["sha256"][:12]},
+        extra={
+            "sha256": result["sha256"][:12],
+            "out_MB": f"{result['bytes'] / 1e6:.1f}",
+            "upload_wait_s": f"{result['write_wait']:.2f}+{result['commit_wait']:.2f}",
+        },
     )
 
 
@@ -268,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--rounds", type=int, default=2, help="rounds, alternating which latency goes first"
     )
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     ap.add_argument(
         "--workdir",
         default=os.path.join(tempfile.gettempdir(), "recflow-bench"),
@@ -293,27 +323,28 @@ def main(argv: list[str] | None = None) -> int:
                 **kw,
             )
             rows: list[Row] = []
-            ratios: list[float] = []
-            for rnd in range(args.rounds):
-                order = [0.0, args.latency] if rnd % 2 == 0 else [args.latency, 0.0]
-                got = {lat: pack(latency=lat, limit=args.n) for lat in order}
-                rows += [got[0.0], got[args.latency]]
-                ratios.append(got[args.latency].seconds / got[0.0].seconds)
-            half = pack(latency=args.latency, limit=args.n // 2)
-            rows.append(half)
+            summary: list[str] = []
+            for mode in args.modes:
+                mode_rows, ratios = [], []
+                for rnd in range(args.rounds):
+                    order = [0.0, args.latency] if rnd % 2 == 0 else [args.latency, 0.0]
+                    got = {lat: pack(latency=lat, limit=args.n, mode=mode) for lat in order}
+                    mode_rows += [got[0.0], got[args.latency]]
+                    ratios.append(got[args.latency].seconds / got[0.0].seconds)
+                half = pack(latency=args.latency, limit=args.n // 2, mode=mode)
+                rows += [*mode_rows, half]
+                same = len({r.extra["sha256"] for r in mode_rows}) == 1
+                summary.append(
+                    f"{mode}: pack at {args.latency * 1000:.0f} ms / at 0 ms = "
+                    f"{statistics.median(ratios):.2f}x (median of "
+                    f"{', '.join(f'{x:.2f}' for x in ratios)}; target <= 1.25x); same bytes at "
+                    f"every latency: {same}; peak RSS {half.images} -> {args.n} images: "
+                    f"{half.peak_rss_mb:.0f} -> {max(r.peak_rss_mb for r in mode_rows):.0f} MB"
+                )
     print()
     print_table(rows)
-    full = [r for r in rows if r.images == args.n]
-    same = len({r.extra["sha256"] for r in full}) == 1
-    print(
-        f"\npack at {args.latency * 1000:.0f} ms / at 0 ms: "
-        f"{statistics.median(ratios):.2f}x median of {', '.join(f'{x:.2f}' for x in ratios)} "
-        f"(target <= 1.25x); same bytes at every latency: {same}"
-    )
-    print(
-        f"peak RSS, {half.images} -> {args.n} images: {half.peak_rss_mb:.0f} -> "
-        f"{max(r.peak_rss_mb for r in full):.0f} MB"
-    )
+    print()
+    print("\n".join(summary))
     return 0
 
 
