@@ -73,7 +73,8 @@ class S3PartWriter:
         self._buffer += data
         self._size += n
         while len(self._buffer) >= self.part_size:
-            part = bytes(self._buffer[: self.part_size])
+            with memoryview(self._buffer) as view:
+                part = bytes(view[: self.part_size])  # one copy, not a slice and then a copy
             del self._buffer[: self.part_size]
             self._submit(part)
         return n
