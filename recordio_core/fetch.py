@@ -17,8 +17,8 @@ about the main thread, so it runs inside a Dask worker or a Prefect task thread 
   nothing is held, so an image larger than the budget still goes through: at most
   `max(budget, largest object)` when sizes are known (from the listing). When a size is not
   known, the request reserves the largest size seen so far (the whole budget until a first
-  object has come back), so only an image larger than every one before it can go over, by
-  the difference.
+  object has come back), so the bound can only be passed by objects larger than all those
+  seen before them, each by its difference.
 - **Errors.** A transient error (dropped connection, timeout, throttling, I/O error) is retried
   for that object alone, `attempts` times in all with exponential backoff; still failing, it
   is raised (the caller fails the shard so its retry packs it whole). A permanent error (not
