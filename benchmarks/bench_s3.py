@@ -34,6 +34,8 @@ Measured 2026-12-02 on the shared 2-core machine (load 3-8 from other jobs), def
 - pass-through: 1.29x (rounds 1.32, 1.25; 28.3/32.5 s vs 21.4/26.0 s), 1,026 requests,
   64-65 in flight; the 68 MB `.rec` went out in 9 parts with the pack loop inside the writer
   0.35-0.50 s in `write()` and 1.3-1.9 s in `commit()`; peak RSS 186 -> 194-201 MB.
+- `--modes pass-through --rounds 3` a little later (load ~4): 1.04x (rounds 1.32, 0.82, 1.04;
+  17.8-25.2 s vs 19.0-21.6 s); peak RSS 174 MB (500) -> 168-188 MB (1,000).
 Both are bound by moto itself: GETs straight from it ran at 45-75 objects/s whatever the
 concurrency (`cat_ranges` and `fetch_ordered` alike), so the 40 ms are hidden behind its queue.
 Before this change the issue measured 3.3-3.6x for the same build.
