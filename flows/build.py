@@ -28,6 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.params import (
     DEFAULT_EXTS,
+    DEFAULT_IO_CONCURRENCY,
     DEFAULT_MAX_PIXELS,
     DEFAULT_RECORDS_PER_SHARD,
     DEFAULT_REDUCING_GAP,
@@ -41,6 +42,7 @@ from flows.params import (
     Encoding,
     Exts,
     InterMethod,
+    IoConcurrency,
     LabelWidth,
     Lst,
     MaxPixels,
@@ -124,13 +126,19 @@ def pack_options(p: BuildParameters, num_workers: int = 1) -> PackOptions:
         label_width=p.label_width,
         pack_label=p.pack_label,
         num_workers=num_workers,
+        io_concurrency=p.io_concurrency,
     )
 
 
+# PackOptions fields that change how fast a shard is packed, never its bytes.
+NOT_KEY_FIELDS = ("image", "num_workers", "io_concurrency", "io_budget")
+
+
 def key_parameters(opts: PackOptions) -> dict[str, Any]:
-    """Everything in the pack options that can change bytes: all of it but worker counts."""
+    """Everything in the pack options that can change bytes: all of it but worker counts and
+    I/O concurrency."""
     image = {f"image.{k}": v for k, v in vars(opts.image).items()}
-    rest = {k: v for k, v in vars(opts).items() if k not in ("image", "num_workers")}
+    rest = {k: v for k, v in vars(opts).items() if k not in NOT_KEY_FIELDS}
     return {**image, **rest}
 
 
@@ -185,6 +193,7 @@ def build_dataset(
     pack_label: PackLabel = False,
     records_per_shard: RecordsPerShard = DEFAULT_RECORDS_PER_SHARD,
     num_workers: NumWorkers = 0,
+    io_concurrency: IoConcurrency = DEFAULT_IO_CONCURRENCY,
     reject_policy: RejectPolicy = "skip",
     max_reject_fraction: MaxRejectFraction = 1.0,
     validate_decode: ValidateDecode = False,

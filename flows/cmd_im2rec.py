@@ -120,6 +120,13 @@ def register(subparsers: Any) -> None:
         help="worker threads for decoding/encoding; the output order is the list order.",
     )
     rgroup.add_argument(
+        "--io-concurrency",
+        type=int,
+        default=64,
+        help="(recflow) requests in flight when root is in an object store (s3://...): images "
+        "are fetched many at once, whatever --num-thread is. Ignored for local folders.",
+    )
+    rgroup.add_argument(
         "--color",
         type=int,
         default=1,
@@ -178,6 +185,8 @@ def check_args(args: argparse.Namespace) -> _Checked:
         raise ValueError(f"--resize must be >= 0 (0 keeps the size), got {args.resize}")
     if args.num_thread < 1:
         raise ValueError(f"--num-thread must be >= 1, got {args.num_thread}")
+    if not 1 <= args.io_concurrency <= 1024:
+        raise ValueError(f"--io-concurrency must be between 1 and 1024, got {args.io_concurrency}")
     if args.color not in (-1, 0, 1):
         raise ValueError(f"--color must be -1, 0 or 1, got {args.color}")
     if args.encoding not in (".jpg", ".png"):
@@ -286,6 +295,7 @@ def pack_lists(args: argparse.Namespace, prefix: str, root: str, checked: _Check
             label_width=label_width,
             pack_label=args.pack_label,
             num_workers=args.num_thread,
+            io_concurrency=args.io_concurrency,
         )
         print(f"Creating .rec file from {url} in {url_dir(url)}")
         result = pack_one(entries, root, url[: -len(".lst")], opts, label=posixpath.basename(url))

@@ -18,6 +18,7 @@ defaults are im2rec.cc's:
     unchanged=0      1: store the files' bytes untouched (ignores the image options)
     inter_method=1   0 nearest, 1 bilinear, 2 cubic, 3 area, 4 lanczos, 9 auto, 10 random
     num_thread=1     (recflow) worker threads; the output keeps the list order
+    io_concurrency=64  (recflow) requests in flight when ROOT is in an object store (s3://)
     verify=header    (recflow) with unchanged=1: none stores any bytes (like im2rec.cc),
                      header rejects files that are not images, decode also decodes them
     allow_outside_root=0  (recflow) 1: accept list paths outside ROOT ('..', absolute, URLs)
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, int | str] = {
     "unchanged": 0,
     "inter_method": 1,
     "num_thread": 1,
+    "io_concurrency": 64,
     "verify": "header",
     "allow_outside_root": 0,
 }
@@ -128,6 +130,8 @@ def _check(opts: dict[str, int | str]) -> dict[str, int | str]:
         )
     if int(opts["num_thread"]) < 1:
         raise ValueError(f"num_thread must be >= 1, got {opts['num_thread']}")
+    if not 1 <= int(opts["io_concurrency"]) <= 1024:
+        raise ValueError(f"io_concurrency must be between 1 and 1024, got {opts['io_concurrency']}")
     quality = int(opts["quality"])
     if opts["encoding"] == ".png":
         if quality > 9:  # im2rec.cc: "if (encoding == .png && quality > 9) quality = 3"
@@ -204,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         label_width=int(opts["label_width"]),
         pack_label=bool(opts["pack_label"]),
         num_workers=int(opts["num_thread"]),
+        io_concurrency=int(opts["io_concurrency"]),
         header_label="first",  # im2rec.cc keeps the first label in the header
     )
     entries = read_part(

@@ -128,6 +128,15 @@ RecordsPerShard = Annotated[
 NumWorkers = Annotated[
     int, Field(ge=0, le=256, description="Threads per shard task (0: one per CPU).")
 ]
+IoConcurrency = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=1024,
+        description="Requests in flight per shard task when reading images from an object "
+        "store (S3); the connection pool is raised to match. Local sources ignore it.",
+    ),
+]
 RejectPolicy = Annotated[
     Literal["skip", "fail"],
     Field(description="skip: leave bad images out and record them; fail: any reject fails."),
@@ -162,6 +171,7 @@ DEFAULT_EXTS = [".jpeg", ".jpg", ".png"]
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default limit (recordio_core.image)
 DEFAULT_REDUCING_GAP = 2.0
 DEFAULT_RECORDS_PER_SHARD = 2000
+DEFAULT_IO_CONCURRENCY = 64  # recordio_core.fetch.DEFAULT_IO_CONCURRENCY
 MAX_SHARDS = 256  # per run: keeps a run to a few hundred task runs (pack + validate per shard)
 
 # Storage-option keys that hold credentials (matched case-insensitively, at any depth).
@@ -245,6 +255,7 @@ class BuildParameters(BaseModel):
     pack_label: PackLabel = False
     records_per_shard: RecordsPerShard = DEFAULT_RECORDS_PER_SHARD
     num_workers: NumWorkers = 0
+    io_concurrency: IoConcurrency = DEFAULT_IO_CONCURRENCY
     reject_policy: RejectPolicy = "skip"
     max_reject_fraction: MaxRejectFraction = 1.0
     validate_decode: ValidateDecode = False

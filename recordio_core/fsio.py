@@ -176,8 +176,9 @@ def atomic_write(
 
     Local files are written to a hidden temporary name in the same folder and renamed with
     `os.replace`. Object stores (S3) make an object visible only when its upload completes, so
-    the final key is written directly; on an exception the upload is discarded. Other
-    filesystems write a temporary name and move it.
+    the final key is written directly; on an exception the upload is discarded. On S3 in binary
+    mode the parts upload concurrently while writing goes on (`recordio_core.upload`), and a
+    failure aborts the multipart upload. Other filesystems write a temporary name and move it.
     """
     fs, path = get_fs(url, storage_options)
     if is_local(fs):
@@ -196,6 +197,17 @@ def atomic_write(
             raise
         return
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if {"s3", "s3a"} & set(protocols) and "b" in mode and hasattr(fs, "_call_s3"):
+        from recordio_core.upload import S3PartWriter
+
+        writer = S3PartWriter(fs, path)
+        try:
+            yield writer  # type: ignore[misc]
+        except BaseException:
+            writer.abort()
+            raise
+        writer.commit()
+        return
     if {"s3", "s3a", "gs", "gcs", "az", "abfs"} & set(protocols):
         f = fs.open(path, mode)
         try:

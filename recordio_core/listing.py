@@ -13,7 +13,8 @@ case-insensitively, so `.JPG` in `exts` works too, which im2rec.py silently neve
 
 Local roots are walked with `os.walk`/`os.listdir` exactly as im2rec.py does (fsspec's local
 listing does not follow symlinks); other filesystems (`s3://...`, `memory://...`) are listed with
-one `fs.find` and put in the same walk order.
+`recordio_core.treelist` (on S3 the class folders are listed concurrently; elsewhere one
+`fs.find`) and put in the same walk order.
 
 Files whose relative path cannot be written to a `.lst` and read back (a tab, newline or
 carriage return in the name, white space at either end of the path, a name that is not valid
@@ -33,8 +34,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from recordio_core.errors import ListFileError
-from recordio_core.fsio import StorageOptions, get_fs, is_local, read_text, write_bytes_atomic
+from recordio_core.fsio import StorageOptions, is_local, read_text, write_bytes_atomic
 from recordio_core.lst import LstEntry, checked_entries, entry_from_fields, parse_lst_line
+from recordio_core.treelist import listing_filesystem, reduce_tree
 
 DEFAULT_EXTS: tuple[str, ...] = (".jpeg", ".jpg", ".png")
 
@@ -140,7 +142,11 @@ def _walk_fsspec(fs, root: str, recursive: bool) -> Iterator[tuple[str, str, str
     base = root.rstrip("/")
     prefix = base + "/" if base else ""
     if recursive:
-        names = fs.find(base, withdirs=False, detail=False)
+        names = [
+            name
+            for names in reduce_tree(fs, base, lambda infos: [str(i["name"]) for i in infos])
+            for name in names
+        ]
     else:
         names = [i["name"] for i in fs.ls(base, detail=True) if i.get("type") == "file"]
     rels = []
@@ -165,7 +171,7 @@ def list_images(
 ) -> Listing:
     """List the images under `root` with im2rec.py's entries, order, labels and indices."""
     wanted = normalize_exts(exts)
-    fs, path = get_fs(root, storage_options)
+    fs, path = listing_filesystem(root, storage_options)
     walk = _walk_local(path, recursive) if is_local(fs) else _walk_fsspec(fs, path, recursive)
     entries: list[LstEntry] = []
     class_map: dict[str, int] = {}

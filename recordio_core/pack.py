@@ -5,14 +5,22 @@
 on `num_workers` threads, and writes the records **in entry order** whatever the worker count,
 so the bytes never depend on it. Pillow releases the GIL while it decodes, resizes and
 encodes, but the Python glue around those calls (~0.5 ms per image) still serialises the
-threads: on 2 cores, 2 threads reach only ~85 % of 2x. `pack_shard(..., processes=True)` (local
-sources) runs the workers as forked processes instead, each reading, transforming and framing
-chunks of images; measured on 2,000 photos, `--resize 256`, 2 workers: 3.6 s against 4.1 s
-with threads, same bytes. Forking is for a process that owns itself (the `recflow im2rec`
-command line); the library default stays threads, safe inside servers and task runners.
+threads: on 2 cores, 2 threads reach only ~85 % of 2x. `pack_shard(..., processes=True)` runs
+the workers as forked processes instead, each reading (local sources; from an object store the
+parent fetches), transforming and framing chunks of images; measured on 2,000 photos,
+`--resize 256`, 2 workers: 3.6 s against 4.1 s with threads, same bytes. Forking is for a
+process that owns itself (the `recflow im2rec` command line); the library default stays
+threads, safe inside servers and task runners.
 
-Streaming: at most `4 * num_workers` images are in flight, and records, `.idx` and `.lst` lines
-go straight to their files, so memory does not grow with the number of images.
+Object stores (S3, ...): an I/O stage apart from the CPU stage. `recordio_core.fetch` keeps
+`opts.io_concurrency` requests in flight on the filesystem's own loop, one request per image,
+within a byte budget (`opts.io_budget`), and hands the bytes over in entry order to the
+transform workers (threads, or with `processes=True` forked processes that receive the bytes).
+A transient error is retried per image with backoff before it fails the shard.
+
+Streaming: at most `4 * num_workers` images are being transformed (plus, from an object store,
+the fetched images within the byte budget), and records, `.idx` and `.lst` lines go straight
+to their files, so memory does not grow with the number of images.
 
 Atomicity: the three files are written to temporary names and committed only after the last
 record, in the order `.rec`, `.lst`, `.idx` (an old `.idx` at the destination is removed
@@ -21,13 +29,13 @@ exception or a kill before the commit leaves the destination as it was.
 
 An image that cannot be read or used is a `Reject` (index, path, reason) in the result: never
 an exception, never a silent gap. A *transient* read error (connection dropped, timeout, I/O
-error) is different: it is raised, so the shard fails whole and a retry packs it completely.
+error) is different: it is raised (from an object store, after the per-image retries), so the
+shard fails whole and a retry packs it completely.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import multiprocessing
 import os
@@ -40,6 +48,16 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Literal
 
+from recordio_core.fetch import (
+    DEFAULT_IO_BUDGET,
+    DEFAULT_IO_CONCURRENCY,
+    FetchStats,
+    can_fetch_async,
+    fetch_filesystem,
+    fetch_ordered,
+    is_permanent,
+    read_reason,
+)
 from recordio_core.framing import frame_record
 from recordio_core.fsio import StorageOptions, atomic_write, get_fs, is_local, join_url
 from recordio_core.image import ImageError, ImageOptions, transform_image
@@ -64,6 +82,9 @@ class PackOptions:
       im2rec.cc writes it. Readers use the labels after the header either way.
     - `num_workers`: threads decoding/encoding inside the shard (>= 1); output order and
       bytes do not depend on it.
+    - `io_concurrency`: requests in flight when the images come from an object store (1-1024;
+      `recordio_core.fetch`); `io_budget`: bytes of fetched images held at once (>= 1; one
+      image always fits). Neither changes the output bytes; local sources ignore both.
     """
 
     image: ImageOptions = field(default_factory=ImageOptions)
@@ -71,6 +92,8 @@ class PackOptions:
     pack_label: bool = False
     num_workers: int = 1
     header_label: Literal["zero", "first"] = "zero"
+    io_concurrency: int = DEFAULT_IO_CONCURRENCY
+    io_budget: int = DEFAULT_IO_BUDGET
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, ImageOptions):
@@ -85,6 +108,16 @@ class PackOptions:
             raise ValueError(f"num_workers must be an int >= 1, got {self.num_workers!r}")
         if not 1 <= self.num_workers <= 256:
             raise ValueError(f"num_workers must be between 1 and 256, got {self.num_workers}")
+        if isinstance(self.io_concurrency, bool) or not isinstance(self.io_concurrency, int):
+            raise ValueError(f"io_concurrency must be an int >= 1, got {self.io_concurrency!r}")
+        if not 1 <= self.io_concurrency <= 1024:
+            raise ValueError(
+                f"io_concurrency must be between 1 and 1024, got {self.io_concurrency}"
+            )
+        if isinstance(self.io_budget, bool) or not isinstance(self.io_budget, int):
+            raise ValueError(f"io_budget must be an int (bytes) >= 1, got {self.io_budget!r}")
+        if self.io_budget < 1:
+            raise ValueError(f"io_budget must be >= 1 byte, got {self.io_budget}")
         if self.header_label not in ("zero", "first"):
             raise ValueError(
                 f"header_label must be 'zero' (im2rec.py) or 'first' (im2rec.cc), "
@@ -143,49 +176,31 @@ _F32 = struct.Struct("<f")  # the header's label field, bytes 4..8
 # --------------------------------------------------------------------------- reading
 
 
-# Errors that will not go away on a retry: the image is a reject. Anything else raised while
-# reading (a dropped connection, a timeout, an I/O error) fails the shard so that the caller's
-# retry packs it completely: a flaky source never turns good images into rejects.
-_PERMANENT_ERRNOS = frozenset(
-    {
-        errno.ENOENT,
-        errno.EACCES,
-        errno.EPERM,
-        errno.EISDIR,
-        errno.ENOTDIR,
-        errno.ENAMETOOLONG,
-        errno.ELOOP,
-        errno.EINVAL,
-    }
-)
-
-
-def _is_permanent(exc: BaseException) -> bool:
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return False
-    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, ValueError)):
-        return True
-    return isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS
-
-
-def _read_reason(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "file not found (missing or removed after listing)"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, IsADirectoryError):
-        return "is a directory, not a file"
-    text = str(exc).strip() or type(exc).__name__
-    return f"cannot read file: {text[:200]}"
+# Permanent read errors (missing, forbidden, a folder) make a reject; transient ones (a dropped
+# connection, a timeout, an I/O error) fail the shard so that the caller's retry packs it
+# completely: a flaky source never turns good images into rejects. (`recordio_core.fetch`.)
+_is_permanent = is_permanent
+_read_reason = read_reason
 
 
 class _Reader:
-    """Reads image bytes from the source root; one fsspec filesystem, shared by threads."""
+    """Reads image bytes from the source root; one fsspec filesystem, shared by threads.
 
-    def __init__(self, root: str, source_options: StorageOptions) -> None:
+    For an async filesystem (S3, GCS, HTTP...) `fetch_fs` is the instance to fetch with on its
+    loop (`recordio_core.fetch`; for S3 with a connection pool of `io_concurrency`), else None.
+    """
+
+    def __init__(self, root: str, source_options: StorageOptions, io_concurrency: int = 1) -> None:
         self.root = root
         self.fs, self.root_path = get_fs(root, source_options)
         self.local = is_local(self.fs)
+        self.fetch_fs = None
+        if not self.local and can_fetch_async(self.fs):
+            self.fetch_fs, self.root_path = fetch_filesystem(root, source_options, io_concurrency)
+        self.stats = FetchStats()
+
+    def path(self, entry: LstEntry) -> str:
+        return join_url(self.root_path, entry.path)
 
     def url(self, entry: LstEntry) -> str:
         return join_url(self.root, entry.path)
@@ -205,6 +220,11 @@ def _process(reader: _Reader, entry: LstEntry, image: ImageOptions) -> tuple[byt
         if _is_permanent(exc):
             return None, _read_reason(exc)
         raise  # transient (network, I/O): fail the shard, let the caller retry it
+    return _transform(data, image)
+
+
+def _transform(data: bytes, image: ImageOptions) -> tuple[bytes | None, str]:
+    """(encoded image, "") or (None, reject reason) for bytes already read."""
     try:
         return transform_image(data, image), ""
     except ImageError as exc:
@@ -216,10 +236,17 @@ def _process(reader: _Reader, entry: LstEntry, image: ImageOptions) -> tuple[byt
 
 
 def _results(
-    entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions, processes: bool = False
+    entries: Sequence[LstEntry],
+    reader: _Reader,
+    opts: PackOptions,
+    processes: bool = False,
+    sizes: Sequence[int | None] | None = None,
 ) -> Iterator[tuple[LstEntry, bytes | None, str]]:
     """(entry, framed record or None, reason) in entry order, with at most `window` images in
     flight. The framed record is `frame_record(record_payload(...))`, ready to write."""
+    if reader.fetch_fs is not None:
+        yield from _results_fetched(entries, reader, opts, processes, sizes)
+        return
     if processes and opts.num_workers > 1 and reader.local:
         yield from _results_processes(entries, reader, opts)
         return
@@ -283,8 +310,8 @@ def _process_chunk(start: int, stop: int) -> list[tuple[bytes | None, str]]:
 def _results_processes(
     entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions
 ) -> Iterator[tuple[LstEntry, bytes | None, str]]:
-    """`_results` on forked worker processes (local sources only): no GIL shared between the
-    workers' Python glue, framing done in the workers."""
+    """`_results` on forked worker processes that read for themselves (local sources): no GIL
+    shared between the workers' Python glue, framing done in the workers."""
     n = len(entries)
     window = 2 * opts.num_workers  # chunks: one running and one queued per worker
     starts = iter(range(0, n, _CHUNK))
@@ -310,6 +337,126 @@ def _results_processes(
                 yield entry, framed, reason
     finally:
         _shutdown(executor, pending)
+
+
+# Object stores: an I/O stage (`recordio_core.fetch`: many requests in flight on the
+# filesystem's loop, in entry order, within a byte budget) feeds the CPU stage (threads, or
+# forked processes that get the bytes pickled: they never touch the filesystem instance, which
+# is not fork-safe).
+
+
+def _fetched(
+    entries: Sequence[LstEntry],
+    reader: _Reader,
+    opts: PackOptions,
+    sizes: Sequence[int | None] | None,
+) -> Iterator[tuple[LstEntry, bytes | str]]:
+    """(entry, image bytes or reject reason) in entry order."""
+    assert reader.fetch_fs is not None
+    fetched = fetch_ordered(
+        reader.fetch_fs,
+        [reader.path(e) for e in entries],
+        sizes=sizes,
+        concurrency=opts.io_concurrency,
+        budget=opts.io_budget,
+        stats=reader.stats,
+    )
+    with contextlib.closing(fetched):
+        for entry, got in zip(entries, fetched, strict=True):
+            yield entry, (got if isinstance(got, bytes) else _read_reason(got))
+
+
+def _transform_one(
+    entry: LstEntry, got: bytes | str, opts: PackOptions
+) -> tuple[bytes | None, str]:
+    """(framed record, "") or (None, reason) for fetched bytes or a read reject."""
+    if isinstance(got, str):
+        return None, got
+    data, reason = _transform(got, opts.image)
+    return _framed(entry, data, opts), reason
+
+
+_transform_opts: PackOptions | None = None
+
+
+def _init_transform_worker(opts: PackOptions) -> None:
+    global _transform_opts
+    _transform_opts = opts
+
+
+def _transform_chunk(
+    chunk: list[tuple[LstEntry, bytes | str]],
+) -> list[tuple[bytes | None, str]]:
+    assert _transform_opts is not None
+    return [_transform_one(entry, got, _transform_opts) for entry, got in chunk]
+
+
+def _results_fetched(
+    entries: Sequence[LstEntry],
+    reader: _Reader,
+    opts: PackOptions,
+    processes: bool,
+    sizes: Sequence[int | None] | None,
+) -> Iterator[tuple[LstEntry, bytes | None, str]]:
+    if opts.num_workers == 1:
+        with contextlib.closing(_fetched(entries, reader, opts, sizes)) as items:
+            for entry, got in items:
+                yield entry, *_transform_one(entry, got, opts)
+        return
+    executor: Executor
+    if processes:
+        executor = ProcessPoolExecutor(
+            opts.num_workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_init_transform_worker,
+            initargs=(opts,),
+        )
+        executor.submit(int).result()  # fork the workers before any fetch starts
+        window, per_task = 2 * opts.num_workers, _CHUNK
+    else:
+        executor = ThreadPoolExecutor(opts.num_workers, thread_name_prefix="recflow-pack")
+        window, per_task = _WINDOW_PER_WORKER * opts.num_workers, 1
+    pending: deque[tuple[list[LstEntry], Future]] = deque()
+    items = _fetched(entries, reader, opts, sizes)
+
+    def submit(chunk: list[tuple[LstEntry, bytes | str]]) -> None:
+        if processes:
+            fut = executor.submit(_transform_chunk, chunk)
+        else:
+            fut = executor.submit(_transform_chunk_here, chunk, opts)
+        pending.append(([e for e, _ in chunk], fut))
+
+    try:
+        chunk: list[tuple[LstEntry, bytes | str]] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) < per_task:
+                continue
+            submit(chunk)
+            chunk = []
+            while len(pending) >= window:
+                yield from _take(pending.popleft())
+        if chunk:
+            submit(chunk)
+        while pending:
+            yield from _take(pending.popleft())
+    finally:
+        items.close()
+        _shutdown(executor, pending)
+
+
+def _transform_chunk_here(
+    chunk: list[tuple[LstEntry, bytes | str]], opts: PackOptions
+) -> list[tuple[bytes | None, str]]:
+    return [_transform_one(entry, got, opts) for entry, got in chunk]
+
+
+def _take(
+    item: tuple[list[LstEntry], Future],
+) -> Iterator[tuple[LstEntry, bytes | None, str]]:
+    chunk, fut = item
+    for entry, (framed, reason) in zip(chunk, fut.result(), strict=True):
+        yield entry, framed, reason
 
 
 # --------------------------------------------------------------------------- writing
@@ -388,6 +535,7 @@ def pack_shard(
     progress: ProgressCallback | None = None,
     write_lst: bool = True,
     processes: bool = False,
+    sizes: Sequence[int | None] | None = None,
 ) -> ShardResult:
     """Pack `entries` (images under `root`) into `out_prefix + ".rec"/".idx"` (and `".lst"`).
 
@@ -396,10 +544,12 @@ def pack_shard(
     - The `.lst` (with `write_lst`, the default) lists exactly the packed records, in order;
       pass `write_lst=False` to leave a user's own `.lst` alone (the im2rec drop-in).
     - `progress(n)` is called with the number of entries just finished (packed or rejected).
-    - `processes`: with `opts.num_workers > 1` and a local `root`, transform on forked worker
-      processes instead of threads (faster: the workers' Python glue does not share a GIL).
-      Only for a process that may fork safely (a command line, not a threaded server); the
-      output bytes are the same either way.
+    - `processes`: with `opts.num_workers > 1`, transform on forked worker processes instead
+      of threads (faster: the workers' Python glue does not share a GIL). Only for a process
+      that may fork safely (a command line, not a threaded server); the output bytes are the
+      same either way. From an object store the parent fetches and the workers transform.
+    - `sizes`: the images' sizes in bytes if known (from the listing; `None` for unknown),
+      aligned with `entries`; they make the fetch's byte budget (`opts.io_budget`) exact.
 
     Bad images become `Reject`s in the result. Errors writing the output (or a bad argument)
     raise, leaving no partial files at the destination.
@@ -414,7 +564,11 @@ def pack_shard(
             raise ValueError(f"entries must be LstEntry objects, got {type(e).__name__}")
     rec_url, idx_url = out_prefix + ".rec", out_prefix + ".idx"
     lst_url = out_prefix + ".lst" if write_lst else ""
-    reader = _Reader(root, source_options)
+    if sizes is not None:
+        sizes = list(sizes)
+        if len(sizes) != len(entries):
+            raise ValueError(f"sizes has {len(sizes)} items for {len(entries)} entries")
+    reader = _Reader(root, source_options, opts.io_concurrency)
     rejects: list[Reject] = []
     records = 0
     with contextlib.ExitStack() as stack:
@@ -430,7 +584,7 @@ def pack_shard(
         )
         stack.callback(frec.close)
         results = stack.enter_context(
-            contextlib.closing(_results(entries, reader, opts, processes))
+            contextlib.closing(_results(entries, reader, opts, processes, sizes))
         )
         for entry, framed, reason in results:
             if framed is None:

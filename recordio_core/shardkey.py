@@ -17,8 +17,9 @@ import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from recordio_core.fsio import StorageOptions, get_fs, is_local
+from recordio_core.fsio import StorageOptions, is_local
 from recordio_core.lst import LstEntry
+from recordio_core.treelist import listing_filesystem, lists_concurrently, reduce_tree
 
 KEY_VERSION = 1
 MISSING = "missing"
@@ -48,13 +49,14 @@ def source_fingerprints(
 ) -> dict[str, str]:
     """`{relative path: fingerprint}` for images under `root`, from as few listings as possible.
 
-    Local files are stat-ed one by one (cheap). Elsewhere the tree is listed one folder at a
-    time (`walk`, or one `ls` when every path sits directly in `root`), so memory holds one
-    folder's listing details at a time, not the whole tree's (about 1.2 KB per file
-    otherwise). A path no listing covered is looked up alone; a vanished file gets the
-    fingerprint `"missing"`.
+    Local files are stat-ed one by one (cheap). On S3 the top-level folders are listed
+    concurrently (`recordio_core.treelist`), each folder's listing reduced to the fingerprints
+    wanted as it arrives; other filesystems are listed one folder at a time (`walk`). One `ls`
+    does when every path sits directly in `root`. Memory holds a folder's listing details at a
+    time, not the whole tree's (about 1.2 KB per file otherwise). A path no listing covered is
+    looked up alone; a vanished file gets the fingerprint `"missing"`.
     """
-    fs, root_path = get_fs(root, storage_options)
+    fs, root_path = listing_filesystem(root, storage_options)
     root_path = root_path.rstrip("/")
     wanted = set(paths)
     if not wanted:
@@ -64,14 +66,22 @@ def source_fingerprints(
     prefix = root_path + "/"
     out: dict[str, str] = {}
 
-    def take(infos: Iterable[Mapping[str, Any]]) -> None:
+    def reduce(infos: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+        found = {}
         for info in infos:
             name = str(info.get("name", "")).rstrip("/")
             if name.startswith(prefix) and name[len(prefix) :] in wanted:
-                out[name[len(prefix) :]] = _fingerprint(info)
+                found[name[len(prefix) :]] = _fingerprint(info)
+        return found
+
+    def take(infos: Iterable[Mapping[str, Any]]) -> None:
+        out.update(reduce(infos))
 
     try:
-        if any("/" in p for p in wanted):
+        if any("/" in p for p in wanted) and lists_concurrently(fs):
+            for found in reduce_tree(fs, root_path, reduce):
+                out.update(found)
+        elif any("/" in p for p in wanted):
             for _folder, _dirs, files in fs.walk(root_path, detail=True):
                 take(files.values())
         else:
@@ -84,6 +94,12 @@ def source_fingerprints(
         except FileNotFoundError:
             out[rel] = MISSING
     return out
+
+
+def fingerprint_size(fingerprint: str) -> int | None:
+    """The size in bytes a fingerprint starts with (`"1234:..."` -> 1234), or None."""
+    head = fingerprint.partition(":")[0]
+    return int(head) if head.isdigit() else None
 
 
 def shard_key(

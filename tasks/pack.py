@@ -76,6 +76,7 @@ def pack_shard_task(
         source_options=source_options,
         storage_options=storage_options,
         progress=_Progress(job, logger),
+        sizes=job.sizes or None,
     )
     seconds = time.perf_counter() - start
     logger.info(

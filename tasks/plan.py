@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from recordio_core.fsio import join_url
 from recordio_core.lst import LstEntry
 from recordio_core.plan import num_shards_for, plan_split
-from recordio_core.shardkey import shard_key, source_fingerprints
+from recordio_core.shardkey import fingerprint_size, shard_key, source_fingerprints
 from recordio_core.split import SplitList
 from tasks.common import RETRY_OPTIONS, Carry, run_logger
 from tasks.split import split_key
@@ -43,6 +43,8 @@ class ShardJob:
     count: int
     entries_json: str
     present: bool = False  # all three output files existed when the shard was planned
+    # the images' sizes from the listing (None: unknown), for the fetch's byte budget
+    sizes: tuple[int | None, ...] = ()
 
     def entries(self) -> list[LstEntry]:
         return [
@@ -118,6 +120,7 @@ def make_jobs(
                     prefix=join_url(output, name, f"{plan.name}.{key[:KEY_CHARS]}"),
                     count=plan.count,
                     entries_json=encode_entries(entries),
+                    sizes=tuple(fingerprint_size(fingerprints.get(e.path, "")) for e in entries),
                 )
             )
     return jobs

@@ -21,6 +21,7 @@ from flows.cmd_pack import DEFAULTS, output_paths, parse_options, read_part
         (["--test-ratio", "-0.1"], r"--test-ratio must be in \[0, 1\]"),
         (["--resize", "-2"], "--resize must be >= 0"),
         (["--num-thread", "0"], "--num-thread must be >= 1"),
+        (["--io-concurrency", "0"], "--io-concurrency must be between 1 and 1024"),
         (["--quality", "101"], "JPEG quality 0-100"),
         (["--encoding", ".png", "--quality", "10"], "PNG compression level 0-9"),
         (["--exts", "jpg"], "must start with '.'"),
@@ -117,6 +118,7 @@ def test_pack_options(items, changes):
         (["encoding=.png", "quality=-1"], "PNG compression 0-9"),
         (["unchanged=2"], "unchanged must be 0 or 1"),
         (["num_thread=0"], "num_thread must be >= 1"),
+        (["io_concurrency=2000"], "io_concurrency must be between 1 and 1024"),
         (["verify=all"], "verify must be none, header or decode"),
     ],
 )
