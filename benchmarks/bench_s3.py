@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_s3.py                 # 1,000 images (and 500)
     .venv/bin/python benchmarks/bench_s3.py --n 2000 --latency 0.040
+    .venv/bin/python benchmarks/bench_s3.py --no-read     # the pack half only
 
 A moto server (its own process, `moto_server`) sits behind `tests/latency_proxy.py`'s
 `LatencyProxy` (in this process), which holds the first byte of every response for
@@ -20,6 +21,10 @@ side in one table, per mode:
 - `upload_wait_s`: seconds the pack loop spent inside the S3 writer's `write()` (parts upload
   in the background; writing waits only when 8 are in flight) + `commit()` (the last part,
   CompleteMultipartUpload, and the small `.lst`/`.idx` PutObjects).
+
+Then (unless `--no-read`) the read half, `benchmarks/bench_s3_read.py`, in the same run:
+a shuffled epoch (block shuffle) at `--latency` against a sequential epoch at 0 ms (target
+<= 1.5x), and the peak heap of a shuffled epoch at two dataset sizes.
 
 Every measurement is a function returning a `Row`; `main` runs them and prints the table, so
 other measurements (reading the shards back, ...) slot in as more functions.
@@ -312,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     ap.add_argument(
+        "--no-read",
+        action="store_true",
+        help="skip the read half (benchmarks/bench_s3_read.py: shuffled at --latency vs "
+        "sequential at 0 ms, peak memory at two sizes)",
+    )
+    ap.add_argument(
         "--workdir",
         default=os.path.join(tempfile.gettempdir(), "recflow-bench"),
         help="corpus cache (default: $TMPDIR/recflow-bench)",
@@ -358,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     print()
     print("\n".join(summary))
+    if not args.no_read:
+        import bench_s3_read
+
+        print("\n== reading the shards back (benchmarks/bench_s3_read.py)", flush=True)
+        return bench_s3_read.main(["--latency", str(args.latency)])
     return 0
 
 

@@ -176,7 +176,7 @@ def peak_memory(url: str, proxy: LatencyProxy, threads: int) -> tuple[int, int]:
     return peak, n
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--records", type=int, default=1800, help="records of the timed dataset")
     ap.add_argument("--big", type=int, default=5400, help="records of the larger dataset")
@@ -185,7 +185,7 @@ def main() -> int:
     ap.add_argument("--latency", type=float, default=0.040, help="seconds before first byte")
     ap.add_argument("--global", dest="with_global", action="store_true",
                     help="also time the global permutation at the latency (slow)")  # fmt: skip
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     # the proxy drops pooled connections when it stops; asyncio would log each one
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
