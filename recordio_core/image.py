@@ -53,6 +53,9 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from recordio_core import jpeg
+from recordio_core.dhash import dhash as _dhash
+
 ChannelOrder = Literal["rgb", "bgr"]
 
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -519,24 +522,77 @@ def _resize(im: Image.Image, size: tuple[int, int], method: int, data: bytes) ->
 # --------------------------------------------------------------------------- the transform
 
 
+@dataclass(frozen=True)
+class Transformed:
+    """What `transform_image_checked` made of one image.
+
+    - `data`: the bytes to store (encoded image, or the file's own bytes in pass-through);
+    - `warning`: libjpeg's complaint when the JPEG decoded only with warnings (corrupt but
+      decodable: "Corrupt JPEG data: ...", "Premature end of JPEG file"), else "";
+    - `dhash`: the 64-bit difference hash of the decoded image (`recordio_core.dhash`) when
+      asked for and the image was decoded, else None.
+    """
+
+    data: bytes
+    warning: str = ""
+    dhash: int | None = None
+
+
 def transform_image(data: bytes, opts: ImageOptions) -> bytes:
     """im2rec's per-image work: decode, normalise colour, center crop, resize, encode.
 
     With `opts.pass_through` the bytes come back untouched (after the `opts.verify` check).
     Raises `ImageError` with a short reason for anything that cannot be used.
     """
+    return transform_image_checked(data, opts).data
+
+
+def transform_image_checked(data: bytes, opts: ImageOptions, *, dhash: bool = False) -> Transformed:
+    """`transform_image`, also reporting JPEG decoder warnings and (with `dhash`) the image's
+    difference hash. Pass-through decodes only with `verify="decode"`; otherwise it reports
+    neither. Raises `ImageError` with a short reason for anything that cannot be used.
+    """
     if opts.pass_through:
         if opts.verify == "none":
-            return data
+            return Transformed(data)
         im = _open(data, opts.max_pixels)
-        if opts.verify == "decode":
-            _load(im)
-        return data
+        try:
+            if opts.verify != "decode":
+                return Transformed(data)
+            orientation = _orientation(im)
+            decoded, warning = _decode(im, data)
+            return Transformed(data, warning, _dhash(decoded, orientation) if dhash else None)
+        finally:
+            im.close()
     im = _open(data, opts.max_pixels)
     try:
-        return _transform(im, data, opts)
+        return _transform(im, data, opts, dhash)
     finally:
         im.close()
+
+
+def _decode(
+    im: Image.Image, data: bytes, *, mode: str | None = None, scale: int = 1
+) -> tuple[Image.Image, str]:
+    """Decode the opened `im` (`mode` "L": gray from a colour JPEG's Y channel; `scale`: JPEG
+    DCT scaling 1/2/4/8): `(image, libjpeg warning or "")`.
+
+    JPEGs go through simplejpeg's strict decode (same pixels as Pillow's, see
+    `recordio_core.jpeg`). When it fails, Pillow decodes as it always did, so what is rejected
+    and the pixels of what is kept do not change; an image Pillow then decodes carries
+    libjpeg's message as its warning.
+    """
+    warning = ""
+    if jpeg.handles(im):
+        got = jpeg.decode(data, im, mode=mode, scale=scale)
+        if got.image is not None:
+            return got.image, ""
+        warning = got.warning
+    if mode or scale > 1:
+        w, h = im.size
+        im.draft(mode, (w // scale, h // scale) if scale > 1 else None)
+    _load(im)
+    return im, warning
 
 
 def verify_image(
@@ -566,9 +622,10 @@ def _geometry(
     return box, out_size
 
 
-def _transform(im: Image.Image, data: bytes, opts: ImageOptions) -> bytes:
+def _transform(im: Image.Image, data: bytes, opts: ImageOptions, dhash: bool) -> Transformed:
     is_jpeg = im.format == "JPEG"
     target = _target_mode(im, opts.color, opts.is_png)
+    warning = ""
     if is_jpeg:
         # Everything is known before decoding: plan a DCT-scaled decode.
         orientation = _orientation(im) if opts.color != -1 else 1
@@ -581,9 +638,7 @@ def _transform(im: Image.Image, data: bytes, opts: ImageOptions) -> bytes:
             room = min(cw / out_size[0], ch / out_size[1]) / opts.reducing_gap
             scale = next((s for s in (8, 4, 2) if s <= room), 1)
         draft_mode = "L" if target == "L" and im.mode == "RGB" else None
-        if draft_mode or scale > 1:
-            im.draft(draft_mode, (raw_w // scale, raw_h // scale) if scale > 1 else None)
-        _load(im)
+        im, warning = _decode(im, data, mode=draft_mode, scale=scale)
     else:
         _load(im)
         orientation = _orientation(im) if opts.color != -1 else 1
@@ -592,6 +647,7 @@ def _transform(im: Image.Image, data: bytes, opts: ImageOptions) -> bytes:
             w, h = h, w
         box, out_size = _geometry(w, h, opts)
     im = _to_mode(im, target)
+    hashed = _dhash(im, orientation) if dhash else None
     if orientation != 1:
         im = im.transpose(_TRANSPOSE[orientation])
     dw, dh = im.size
@@ -605,7 +661,7 @@ def _transform(im: Image.Image, data: bytes, opts: ImageOptions) -> bytes:
     if box != (0, 0, dw, dh):
         im = im.crop(box)
     im = _resize(im, out_size, opts.inter_method, data)
-    return _encode(im, opts)
+    return Transformed(_encode(im, opts), warning, hashed)
 
 
 def _encode(im: Image.Image, opts: ImageOptions) -> bytes:

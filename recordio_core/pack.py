@@ -20,7 +20,11 @@ first). An `.idx` therefore only ever sits beside the `.rec` and `.lst` it descr
 exception or a kill before the commit leaves the destination as it was.
 
 An image that cannot be read or used is a `Reject` (index, path, reason) in the result: never
-an exception, never a silent gap. A *transient* read error (connection dropped, timeout, I/O
+an exception, never a silent gap. Data-quality facts come back too, computed by the workers on
+bytes and pixels already in memory: the sha256 of every source file's bytes (`digests`), JPEG
+decoder warnings (`warnings`; with `on_decode_warning="reject"` the image is also a reject) and,
+with `near_duplicates`, each decoded image's difference hash (`dhashes`); see
+`recordio_core.quality`. A *transient* read error (connection dropped, timeout, I/O
 error) is different: it is raised, so the shard fails whole and a retry packs it completely.
 """
 
@@ -42,11 +46,13 @@ from typing import IO, Any, Literal
 
 from recordio_core.framing import frame_record
 from recordio_core.fsio import StorageOptions, atomic_write, get_fs, is_local, join_url
-from recordio_core.image import ImageError, ImageOptions, transform_image
+from recordio_core.image import ImageError, ImageOptions, transform_image_checked
 from recordio_core.lst import LstEntry, format_lst_line
+from recordio_core.quality import NO_DHASH, NO_DIGEST
 from recordio_core.recordio import IRHeader, pack
 
 ProgressCallback = Callable[[int], Any]
+DECODE_WARNING_POLICIES = ("keep", "reject")
 _WINDOW_PER_WORKER = 4  # images in flight per worker: enough to hide read latency
 
 
@@ -64,6 +70,11 @@ class PackOptions:
       im2rec.cc writes it. Readers use the labels after the header either way.
     - `num_workers`: threads decoding/encoding inside the shard (>= 1); output order and
       bytes do not depend on it.
+    - `on_decode_warning`: what to do with a JPEG that decodes only with libjpeg warnings
+      (corrupt but decodable): "keep" packs it (and lists it in the result's `warnings`),
+      "reject" also makes it a reject.
+    - `near_duplicates`: also compute each decoded image's difference hash (`dhashes`); it
+      changes no byte of the output.
     """
 
     image: ImageOptions = field(default_factory=ImageOptions)
@@ -71,6 +82,8 @@ class PackOptions:
     pack_label: bool = False
     num_workers: int = 1
     header_label: Literal["zero", "first"] = "zero"
+    on_decode_warning: Literal["keep", "reject"] = "keep"
+    near_duplicates: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, ImageOptions):
@@ -90,6 +103,13 @@ class PackOptions:
                 f"header_label must be 'zero' (im2rec.py) or 'first' (im2rec.cc), "
                 f"got {self.header_label!r}"
             )
+        if self.on_decode_warning not in DECODE_WARNING_POLICIES:
+            raise ValueError(
+                "on_decode_warning must be 'keep' (pack and flag) or 'reject', "
+                f"got {self.on_decode_warning!r}"
+            )
+        if not isinstance(self.near_duplicates, bool):
+            raise ValueError(f"near_duplicates must be True or False, got {self.near_duplicates!r}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +126,11 @@ class ShardResult:
     """What `pack_shard` wrote. URLs are as given; `bytes` and `sha256` are the `.rec`'s.
 
     `lst` and `lst_sha256` are empty when the `.lst` was not written (`write_lst=False`).
+
+    Per entry, in entry order (packed and rejected alike): `digests` holds the 32-byte sha256
+    of each source file's bytes (32 zero bytes when it could not be read) and `dhashes` each
+    decoded image's difference hash (`NO_DHASH` when not computed). `warnings` lists the JPEGs
+    that decoded only with libjpeg warnings (reason: libjpeg's message), packed or rejected.
     """
 
     rec: str
@@ -117,11 +142,17 @@ class ShardResult:
     idx_sha256: str
     lst_sha256: str
     rejects: tuple[Reject, ...] = ()
+    warnings: tuple[Reject, ...] = ()
+    digests: bytes = b""
+    dhashes: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: rejects become a list of dicts."""
+        """JSON-ready: rejects and warnings become lists of dicts, digests hex strings."""
         out = asdict(self)
         out["rejects"] = [asdict(r) for r in self.rejects]
+        out["warnings"] = [asdict(r) for r in self.warnings]
+        out["digests"] = [self.digests[i : i + 32].hex() for i in range(0, len(self.digests), 32)]
+        out["dhashes"] = list(self.dhashes)
         return out
 
 
@@ -197,37 +228,51 @@ class _Reader:
         return self.fs.cat_file(join_url(self.root_path, entry.path))
 
 
-def _process(reader: _Reader, entry: LstEntry, image: ImageOptions) -> tuple[bytes | None, str]:
-    """(encoded image, "") or (None, reject reason). Never raises for a bad image."""
+# What the workers learn about each image besides its record: (sha256 digest of the source
+# bytes or NO_DIGEST, libjpeg warning or "", difference hash or NO_DHASH).
+_Facts = tuple[bytes, str, int]
+
+
+def _process(
+    reader: _Reader, entry: LstEntry, opts: PackOptions
+) -> tuple[bytes | None, str, _Facts]:
+    """(encoded image, "", facts) or (None, reject reason, facts). Never raises for a bad
+    image."""
     try:
         data = reader.read(entry)
     except Exception as exc:
         if _is_permanent(exc):
-            return None, _read_reason(exc)
+            return None, _read_reason(exc), (NO_DIGEST, "", NO_DHASH)
         raise  # transient (network, I/O): fail the shard, let the caller retry it
+    digest = hashlib.sha256(data).digest()
     try:
-        return transform_image(data, image), ""
+        out = transform_image_checked(data, opts.image, dhash=opts.near_duplicates)
     except ImageError as exc:
-        return None, str(exc)
+        return None, str(exc), (digest, "", NO_DHASH)
     except MemoryError:
-        return None, "not enough memory to decode the image"
+        return None, "not enough memory to decode the image", (digest, "", NO_DHASH)
     except Exception as exc:  # a Pillow plugin bug must not sink the shard: record it
-        return None, f"unexpected {type(exc).__name__} while decoding: {str(exc)[:200]}"
+        reason = f"unexpected {type(exc).__name__} while decoding: {str(exc)[:200]}"
+        return None, reason, (digest, "", NO_DHASH)
+    facts = (digest, out.warning, NO_DHASH if out.dhash is None else out.dhash)
+    if out.warning and opts.on_decode_warning == "reject":
+        return None, f"corrupt JPEG data (decoder warning): {out.warning}", facts
+    return out.data, "", facts
 
 
 def _results(
     entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions, processes: bool = False
-) -> Iterator[tuple[LstEntry, bytes | None, str]]:
-    """(entry, framed record or None, reason) in entry order, with at most `window` images in
-    flight. The framed record is `frame_record(record_payload(...))`, ready to write."""
+) -> Iterator[tuple[LstEntry, bytes | None, str, _Facts]]:
+    """(entry, framed record or None, reason, facts) in entry order, with at most `window`
+    images in flight. The framed record is `frame_record(record_payload(...))`, ready to
+    write."""
     if processes and opts.num_workers > 1 and reader.local:
         yield from _results_processes(entries, reader, opts)
         return
-    image = opts.image
     if opts.num_workers == 1:
         for entry in entries:
-            data, reason = _process(reader, entry, image)
-            yield entry, _framed(entry, data, opts), reason
+            data, reason, facts = _process(reader, entry, opts)
+            yield entry, _framed(entry, data, opts), reason, facts
         return
     window = _WINDOW_PER_WORKER * opts.num_workers
     pending: deque[tuple[LstEntry, Future]] = deque()
@@ -235,16 +280,16 @@ def _results(
     try:
         it = iter(entries)
         for entry in it:
-            pending.append((entry, executor.submit(_process, reader, entry, image)))
+            pending.append((entry, executor.submit(_process, reader, entry, opts)))
             if len(pending) >= window:
                 break
         while pending:
             entry, fut = pending.popleft()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append((nxt, executor.submit(_process, reader, nxt, image)))
-            data, reason = fut.result()
-            yield entry, _framed(entry, data, opts), reason
+                pending.append((nxt, executor.submit(_process, reader, nxt, opts)))
+            data, reason, facts = fut.result()
+            yield entry, _framed(entry, data, opts), reason, facts
     finally:
         _shutdown(executor, pending)
 
@@ -270,19 +315,19 @@ def _init_worker(entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions
     _worker_state = (entries, reader, opts)
 
 
-def _process_chunk(start: int, stop: int) -> list[tuple[bytes | None, str]]:
+def _process_chunk(start: int, stop: int) -> list[tuple[bytes | None, str, _Facts]]:
     assert _worker_state is not None
     entries, reader, opts = _worker_state
-    out: list[tuple[bytes | None, str]] = []
+    out: list[tuple[bytes | None, str, _Facts]] = []
     for entry in entries[start:stop]:
-        data, reason = _process(reader, entry, opts.image)
-        out.append((_framed(entry, data, opts), reason))
+        data, reason, facts = _process(reader, entry, opts)
+        out.append((_framed(entry, data, opts), reason, facts))
     return out
 
 
 def _results_processes(
     entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions
-) -> Iterator[tuple[LstEntry, bytes | None, str]]:
+) -> Iterator[tuple[LstEntry, bytes | None, str, _Facts]]:
     """`_results` on forked worker processes (local sources only): no GIL shared between the
     workers' Python glue, framing done in the workers."""
     n = len(entries)
@@ -306,8 +351,8 @@ def _results_processes(
             if nxt is not None:
                 pending.append((nxt, executor.submit(_process_chunk, nxt, min(n, nxt + _CHUNK))))
             chunk = entries[start : start + _CHUNK]
-            for entry, (framed, reason) in zip(chunk, fut.result(), strict=True):
-                yield entry, framed, reason
+            for entry, (framed, reason, facts) in zip(chunk, fut.result(), strict=True):
+                yield entry, framed, reason, facts
     finally:
         _shutdown(executor, pending)
 
@@ -416,6 +461,9 @@ def pack_shard(
     lst_url = out_prefix + ".lst" if write_lst else ""
     reader = _Reader(root, source_options)
     rejects: list[Reject] = []
+    warnings: list[Reject] = []
+    digests = bytearray()
+    dhashes: list[int] = []
     records = 0
     with contextlib.ExitStack() as stack:
         # Entered idx, lst, rec: committed in the reverse order (rec, lst, idx) on success.
@@ -432,7 +480,11 @@ def pack_shard(
         results = stack.enter_context(
             contextlib.closing(_results(entries, reader, opts, processes))
         )
-        for entry, framed, reason in results:
+        for entry, framed, reason, (digest, warning, dhash) in results:
+            digests += digest
+            dhashes.append(dhash)
+            if warning:
+                warnings.append(Reject(entry.index, entry.path, warning))
             if framed is None:
                 rejects.append(Reject(entry.index, entry.path, reason))
             else:
@@ -456,4 +508,7 @@ def pack_shard(
         idx_sha256=fidx.hexdigest(),
         lst_sha256=flst.hexdigest() if flst is not None else "",
         rejects=tuple(rejects),
+        warnings=tuple(warnings),
+        digests=bytes(digests),
+        dhashes=tuple(dhashes),
     )
