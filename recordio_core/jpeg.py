@@ -87,4 +87,3 @@ def decode(data: bytes, im: Image.Image, *, mode: str | None = None, scale: int 
         out = Image.frombuffer("CMYK", (arr.shape[1], arr.shape[0]), arr, "raw", rawmode, 0, 1)
         return Decoded(out.copy() if rawmode == "CMYK" else out)
     return Decoded(Image.fromarray(arr, "RGB"))
-

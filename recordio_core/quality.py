@@ -234,12 +234,12 @@ def sizes_from_fingerprints(fingerprints: Mapping[str, str]) -> dict[str, int]:
 def same_size_paths(sizes: Mapping[str, int], paths: Iterable[str]) -> list[str]:
     """The paths (sorted, each once) that might have a byte-identical twin: those whose size
     is unknown or shared with another listed path."""
-    unique = sorted(set(paths))
+    listed = list(paths)
     count: dict[int, int] = defaultdict(int)
-    for p in unique:
+    for p in listed:  # a path listed twice (a .lst can) is its own twin
         if p in sizes:
             count[sizes[p]] += 1
-    return [p for p in unique if p not in sizes or count[sizes[p]] > 1]
+    return sorted({p for p in listed if p not in sizes or count[sizes[p]] > 1})
 
 
 def hash_sources(
