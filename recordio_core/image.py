@@ -638,6 +638,10 @@ def _transform(im: Image.Image, data: bytes, opts: ImageOptions, dhash: bool) ->
             room = min(cw / out_size[0], ch / out_size[1]) / opts.reducing_gap
             scale = next((s for s in (8, 4, 2) if s <= room), 1)
         draft_mode = "L" if target == "L" and im.mode == "RGB" else None
+        if orientation == 1:
+            fast = _fast_jpeg(im, data, opts, target, draft_mode, scale, box, out_size, dhash)
+            if fast is not None:
+                return fast
         im, warning = _decode(im, data, mode=draft_mode, scale=scale)
     else:
         _load(im)
@@ -662,6 +666,53 @@ def _transform(im: Image.Image, data: bytes, opts: ImageOptions, dhash: bool) ->
         im = im.crop(box)
     im = _resize(im, out_size, opts.inter_method, data)
     return Transformed(_encode(im, opts), warning, hashed)
+
+
+def _fast_jpeg(
+    im: Image.Image,
+    data: bytes,
+    opts: ImageOptions,
+    target: str,
+    draft_mode: str | None,
+    scale: int,
+    box: tuple[int, int, int, int],
+    out_size: tuple[int, int],
+    dhash: bool,
+) -> Transformed | None:
+    """The common case without Pillow images in between: an upright RGB or gray JPEG decoded
+    by simplejpeg straight into the array `cv2.resize` takes (OpenCV's INTER_LINEAR), so the
+    two full-size copies between Pillow and numpy are saved. Same bytes as the general path;
+    None when it does not apply or the strict decode fails (the general path then decodes
+    with Pillow and reports the warning)."""
+    decoded_mode = draft_mode or im.mode
+    if decoded_mode != target or target not in ("L", "RGB") or not jpeg.handles(im):
+        return None
+    cv2 = _opencv() if opts.inter_method == 1 else None
+    if cv2 is None and opts.resize:
+        return None
+    arr = jpeg.decode_array(data, im, mode=draft_mode, scale=scale)
+    if arr is None:
+        return None
+    if target == "L":
+        arr = arr[:, :, 0]
+    # the hash's one path starts from a Pillow image of the decoded pixels (a copy: the cost
+    # of near-duplicate detection on this path)
+    hashed = _dhash(Image.fromarray(arr, target), 1) if dhash else None
+    dh, dw = arr.shape[:2]
+    w, h = im.size
+    if (dw, dh) != (w, h):
+        box = (
+            round(box[0] * dw / w),
+            round(box[1] * dh / h),
+            round(box[2] * dw / w),
+            round(box[3] * dh / h),
+        )
+    arr = arr[box[1] : box[3], box[0] : box[2]]
+    if (arr.shape[1], arr.shape[0]) != out_size:
+        arr = cv2.resize(arr, out_size, interpolation=cv2.INTER_LINEAR)
+    return Transformed(
+        _encode(Image.fromarray(np.ascontiguousarray(arr), target), opts), "", hashed
+    )
 
 
 def _encode(im: Image.Image, opts: ImageOptions) -> bytes:

@@ -57,6 +57,21 @@ def handles(im: Image.Image) -> bool:
     return im.format == "JPEG" and im.mode in _COLORSPACES and available()
 
 
+def decode_array(data: bytes, im: Image.Image, *, mode: str | None = None, scale: int = 1) -> Any:
+    """`decode`'s pixels as simplejpeg returns them (H x W x 3 for RGB, H x W x 1 for L), or
+    None when the strict decode fails. Only for `mode or im.mode` in "L", "RGB"."""
+    sj = _simplejpeg()
+    target = mode or im.mode
+    w, h = im.size
+    kwargs: dict[str, Any] = {}
+    if scale > 1:
+        kwargs = {"min_width": math.ceil(w / scale), "min_height": math.ceil(h / scale)}
+    try:
+        return sj.decode_jpeg(data, colorspace=_COLORSPACES[target], strict=True, **kwargs)
+    except (ValueError, RuntimeError, MemoryError):
+        return None
+
+
 def decode(data: bytes, im: Image.Image, *, mode: str | None = None, scale: int = 1) -> Decoded:
     """Decode the JPEG `data` (already opened by Pillow as `im`) as Pillow would.
 
