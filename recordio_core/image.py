@@ -651,7 +651,6 @@ def _transform(im: Image.Image, data: bytes, opts: ImageOptions, dhash: bool) ->
             w, h = h, w
         box, out_size = _geometry(w, h, opts)
     im = _to_mode(im, target)
-    hashed = _dhash(im, orientation) if dhash else None
     if orientation != 1:
         im = im.transpose(_TRANSPOSE[orientation])
     dw, dh = im.size
@@ -665,7 +664,7 @@ def _transform(im: Image.Image, data: bytes, opts: ImageOptions, dhash: bool) ->
     if box != (0, 0, dw, dh):
         im = im.crop(box)
     im = _resize(im, out_size, opts.inter_method, data)
-    return Transformed(_encode(im, opts), warning, hashed)
+    return Transformed(_encode(im, opts), warning, _dhash(im) if dhash else None)
 
 
 def _fast_jpeg(
@@ -695,9 +694,6 @@ def _fast_jpeg(
         return None
     if target == "L":
         arr = arr[:, :, 0]
-    # the hash's one path starts from a Pillow image of the decoded pixels (a copy: the cost
-    # of near-duplicate detection on this path)
-    hashed = _dhash(Image.fromarray(arr, target), 1) if dhash else None
     dh, dw = arr.shape[:2]
     w, h = im.size
     if (dw, dh) != (w, h):
@@ -710,9 +706,8 @@ def _fast_jpeg(
     arr = arr[box[1] : box[3], box[0] : box[2]]
     if (arr.shape[1], arr.shape[0]) != out_size:
         arr = cv2.resize(arr, out_size, interpolation=cv2.INTER_LINEAR)
-    return Transformed(
-        _encode(Image.fromarray(np.ascontiguousarray(arr), target), opts), "", hashed
-    )
+    out = Image.fromarray(np.ascontiguousarray(arr), target)
+    return Transformed(_encode(out, opts), "", _dhash(out) if dhash else None)
 
 
 def _encode(im: Image.Image, opts: ImageOptions) -> bytes:
