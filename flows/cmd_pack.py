@@ -21,6 +21,8 @@ defaults are im2rec.cc's:
     verify=header    (recflow) with unchanged=1: none stores any bytes (like im2rec.cc),
                      header rejects files that are not images, decode also decodes them
     allow_outside_root=0  (recflow) 1: accept list paths outside ROOT ('..', absolute, URLs)
+    on_decode_warning=keep  (recflow) a JPEG that decodes only with libjpeg warnings (corrupt
+                     but decodable): keep packs it and lists it as a warning, reject leaves it out
 
 Differences from im2rec.cc: unknown keys and bad values are errors (im2rec.cc ignores them);
 the list is read strictly (a malformed line is an error naming the file and line); a missing
@@ -57,6 +59,7 @@ DEFAULTS: dict[str, int | str] = {
     "num_thread": 1,
     "verify": "header",
     "allow_outside_root": 0,
+    "on_decode_warning": "keep",
 }
 INTER_METHODS = (0, 1, 2, 3, 4, 9, 10)
 
@@ -90,7 +93,7 @@ def parse_options(items: Sequence[str]) -> dict[str, int | str]:
         if key not in DEFAULTS:
             raise ValueError(f"unknown option {key!r}; known keys: {', '.join(DEFAULTS)}")
         value = value.strip()
-        if key in ("encoding", "verify"):
+        if key in ("encoding", "verify", "on_decode_warning"):
             opts[key] = value
             continue
         try:
@@ -113,6 +116,10 @@ def _check(opts: dict[str, int | str]) -> dict[str, int | str]:
         raise ValueError(f"encoding must be .jpg or .png, got {opts['encoding']!r}")
     if opts["verify"] not in ("none", "header", "decode"):
         raise ValueError(f"verify must be none, header or decode, got {opts['verify']!r}")
+    if opts["on_decode_warning"] not in ("keep", "reject"):
+        raise ValueError(
+            f"on_decode_warning must be keep or reject, got {opts['on_decode_warning']!r}"
+        )
     if int(opts["label_width"]) < 1:
         raise ValueError(f"label_width must be >= 1, got {opts['label_width']}")
     if opts["pack_label"] and int(opts["label_width"]) <= 1:
@@ -205,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         pack_label=bool(opts["pack_label"]),
         num_workers=int(opts["num_thread"]),
         header_label="first",  # im2rec.cc keeps the first label in the header
+        on_decode_warning=str(opts["on_decode_warning"]),
     )
     entries = read_part(
         args.list,
