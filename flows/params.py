@@ -161,7 +161,7 @@ NearDuplicateDistance = Annotated[
         le=5,
         description="Report near-duplicates (re-encoded or resized copies): images whose "
         "64-bit difference hashes differ in at most this many bits (3 is a good start; costs "
-        "~5% more CPU); empty: off. Pass-through hashes only with verify=decode.",
+        "about 5 percent more CPU); empty: off. Pass-through hashes only with verify=decode.",
     ),
 ]
 DryRun = Annotated[
