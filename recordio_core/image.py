@@ -537,8 +537,9 @@ class Transformed:
     - `data`: the bytes to store (encoded image, or the file's own bytes in pass-through);
     - `warning`: libjpeg's complaint when the JPEG decoded only with warnings (corrupt but
       decodable: "Corrupt JPEG data: ...", "Premature end of JPEG file"), else "";
-    - `dhash`: the 64-bit difference hash of the decoded image (`recordio_core.dhash`) when
-      asked for and the image was decoded, else None.
+    - `dhash`: the 64-bit difference hash (`recordio_core.dhash`) of the image as packed
+      (after crop and resize, before encoding; in pass-through with `verify="decode"`, the
+      decoded file) when asked for and the image was decoded, else None.
     """
 
     data: bytes

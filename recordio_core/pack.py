@@ -23,7 +23,7 @@ An image that cannot be read or used is a `Reject` (index, path, reason) in the 
 an exception, never a silent gap. Data-quality facts come back too, computed by the workers on
 bytes and pixels already in memory: the sha256 of every source file's bytes (`digests`), JPEG
 decoder warnings (`warnings`; with `on_decode_warning="reject"` the image is also a reject) and,
-with `near_duplicates`, each decoded image's difference hash (`dhashes`); see
+with `near_duplicates`, the difference hash of each image as packed (`dhashes`); see
 `recordio_core.quality`. A *transient* read error (connection dropped, timeout, I/O
 error) is different: it is raised, so the shard fails whole and a retry packs it completely.
 """
@@ -73,8 +73,8 @@ class PackOptions:
     - `on_decode_warning`: what to do with a JPEG that decodes only with libjpeg warnings
       (corrupt but decodable): "keep" packs it (and lists it in the result's `warnings`),
       "reject" also makes it a reject.
-    - `near_duplicates`: also compute each decoded image's difference hash (`dhashes`); it
-      changes no byte of the output.
+    - `near_duplicates`: also compute the difference hash of each image as packed (`dhashes`,
+      `recordio_core.dhash`); it changes no byte of the output.
     """
 
     image: ImageOptions = field(default_factory=ImageOptions)
@@ -128,8 +128,8 @@ class ShardResult:
     `lst` and `lst_sha256` are empty when the `.lst` was not written (`write_lst=False`).
 
     Per entry, in entry order (packed and rejected alike): `digests` holds the 32-byte sha256
-    of each source file's bytes (32 zero bytes when it could not be read) and `dhashes` each
-    decoded image's difference hash (`NO_DHASH` when not computed). `warnings` lists the JPEGs
+    of each source file's bytes (32 zero bytes when it could not be read) and `dhashes` the
+    difference hash of each image as packed (`NO_DHASH` when not computed). `warnings` lists the JPEGs
     that decoded only with libjpeg warnings (reason: libjpeg's message), packed or rejected.
     """
 
