@@ -129,8 +129,9 @@ class ShardResult:
 
     Per entry, in entry order (packed and rejected alike): `digests` holds the 32-byte sha256
     of each source file's bytes (32 zero bytes when it could not be read) and `dhashes` the
-    difference hash of each image as packed (`NO_DHASH` when not computed). `warnings` lists the JPEGs
-    that decoded only with libjpeg warnings (reason: libjpeg's message), packed or rejected.
+    difference hash of each image as packed (`NO_DHASH` when not computed). `warnings` lists
+    the JPEGs that decoded only with libjpeg warnings (reason: libjpeg's message), packed or
+    rejected.
     """
 
     rec: str
