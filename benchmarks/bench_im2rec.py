@@ -53,6 +53,15 @@ Measured on the 2-core shared machine (2,000 images: 1,759 JPEG, 102 PNG, 78 gra
   2.07/2.08/2.10; ours 3.25-3.28 s, cpu 6.2 s; im2rec.py 6.84 s, cpu 12.3 s), pixels vs
   im2rec.py mean |diff| 0.18 (was 0.82); pass-through 1.99x (1.82/1.99/2.03). With
   RECFLOW_OPENCV=0 (Pillow-only resize) the numbers are the 1.78x above.
+- 2026-12-02, heavily shared machine (4 helpers), `--modes resize --rounds 2`, after JPEGs
+  decode through simplejpeg's strict decode (decoder warnings) and upright RGB/gray JPEGs go
+  straight from its array to cv2.resize: ours cpu 10.2/9.2 s against 11.3/11.1 s for the
+  previous commit in the same conditions (cpu ratio vs im2rec.py 1.98x, was 1.87x; wall
+  ratios 1.86x vs 1.84x, too noisy to read); pixels vs im2rec.py unchanged (mean |diff| 0.18,
+  worst image 10.27). `--decoder-ab`: simplejpeg 3.67 ms/image vs Pillow 4.28 (0.86x), 0 of
+  2,000 outputs differ. `--hash-overhead` (rounds 2): sha256 0.084-0.090 ms/image = 2.3-2.4 %
+  of the packing work (always on); dHash 0.15-0.18 ms = 4.2-4.5 % (only with
+  near_duplicate_distance set, hence opt-in).
 """
 
 from __future__ import annotations
