@@ -160,6 +160,17 @@ def test_dry_run_writes_nothing_and_reports_the_plan(messy, tmp_path, capsys):
     assert summary["estimated_bytes"] > 0 and summary["sample"]["images"] > 0
     labels = summary["splits"]["train"]["labels"]
     assert set(labels) <= {"0", "1", "2", "3"}  # class0/sub is a class of its own
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from tasks.report import artifact_key
+
+    key = artifact_key("dry-run", str(out))
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1
+        )
+    assert "nothing written" in artifact.data and "## Shards" in artifact.data
 
     # an existing dataset is left exactly as it was; the CLI prints the plan
     existing = tmp_path / "existing"
