@@ -1,4 +1,7 @@
-"""The `build-dataset` flow: list -> split -> plan -> pack (map) -> validate (map) -> manifest.
+"""The `build-dataset` flow: list -> split -> (dedupe) -> plan -> pack (map) -> validate (map)
+-> manifest, with the data quality report (decoder warnings, duplicates, near-duplicates) in
+the manifest and the summary. With `dry_run` it stops after planning and reports what it would
+write, estimated from a decoded sample, without writing anything to OUTPUT.
 
 Every step is a task of `tasks/` with its own retries; packing fans out over shards and
 validation over packed shards. The parameters are typed (`flows/params.py`), so the Prefect UI
@@ -90,6 +93,7 @@ from tasks.report import (
     artifact_key,
     build_summary,
     label_key,
+    quality_text,
     shard_table,
     summary_markdown,
 )
@@ -490,4 +494,5 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         summary["rejects"],
         url,
     )
+    logger.info("data quality: %s", quality_text(summary["quality"]))
     return summary
