@@ -15,6 +15,9 @@ and prints wall time, img/s and the ratio (ours / MXNet's img/s) per round and t
 Absolute numbers swing a lot on a shared machine; the ratio within a round is what counts.
 The MXNet interpreter is $RECFLOW_MXNET_PYTHON or .venv-mxnet/bin/python (`make mxnet-venv`).
 `--profile` runs our packer once in-process under cProfile instead and prints the top entries.
+`--hash-overhead` measures instead what the data-quality hashing costs (the sha256 of every
+source file's bytes and the difference hash of every decoded image) against the per-image
+packing work, side by side, in CPU time on one core (see `hash_overhead`).
 
 Measured on the 2-core shared machine (2,000 images: 1,759 JPEG, 102 PNG, 78 gray, 61 CMYK;
 282 of them 800-2000 px), `--num-thread 2`:
@@ -50,11 +53,21 @@ Measured on the 2-core shared machine (2,000 images: 1,759 JPEG, 102 PNG, 78 gra
   2.07/2.08/2.10; ours 3.25-3.28 s, cpu 6.2 s; im2rec.py 6.84 s, cpu 12.3 s), pixels vs
   im2rec.py mean |diff| 0.18 (was 0.82); pass-through 1.99x (1.82/1.99/2.03). With
   RECFLOW_OPENCV=0 (Pillow-only resize) the numbers are the 1.78x above.
+- 2026-12-02, heavily shared machine (4 helpers), `--modes resize --rounds 2`, after JPEGs
+  decode through simplejpeg's strict decode (decoder warnings) and upright RGB/gray JPEGs go
+  straight from its array to cv2.resize: ours cpu 10.2/9.2 s against 11.3/11.1 s for the
+  previous commit in the same conditions (cpu ratio vs im2rec.py 1.98x, was 1.87x; wall
+  ratios 1.86x vs 1.84x, too noisy to read); pixels vs im2rec.py unchanged (mean |diff| 0.18,
+  worst image 10.27). `--decoder-ab`: simplejpeg 3.67 ms/image vs Pillow 4.28 (0.86x), 0 of
+  2,000 outputs differ. `--hash-overhead` (rounds 2): sha256 0.084-0.090 ms/image = 2.3-2.4 %
+  of the packing work (always on); dHash 0.15-0.18 ms = 4.2-4.5 % (only with
+  near_duplicate_distance set, hence opt-in).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -202,6 +215,86 @@ def profile(lst: Path, root: Path, workdir: Path, num_thread: int) -> None:
     pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 
 
+def hash_overhead(lst: Path, root: Path, rounds: int) -> None:
+    """CPU per image, in-process, one core, over the corpus (`--resize 256 --quality 95`):
+    read + transform without and with the difference hash, alternating per image so machine
+    load hits both alike, and the sha256 of the bytes. Prints each hash's share of the packing
+    work (read + decode + resize + encode, no hashing): the sha256 always runs, the dHash only
+    with `near_duplicate_distance` set."""
+    import hashlib
+
+    from recordio_core.image import ImageError, ImageOptions, transform_image_checked
+    from recordio_core.lst import read_lst
+
+    entries = read_lst(str(lst))
+    opts = ImageOptions(resize=256, quality=95)
+    clock = time.process_time
+    for rnd in range(rounds):
+        base = with_dhash = sha = 0.0
+        for i, entry in enumerate(entries):
+            t0 = clock()
+            data = (root / entry.path).read_bytes()
+            t1 = clock()
+            hashlib.sha256(data).digest()
+            sha += clock() - t1
+            for flag in (False, True) if i % 2 == 0 else (True, False):
+                t = clock()
+                with contextlib.suppress(ImageError):
+                    transform_image_checked(data, opts, dhash=flag)
+                dt = clock() - t + (t1 - t0)
+                if flag:
+                    with_dhash += dt
+                else:
+                    base += dt
+        n = len(entries)
+        dhash = with_dhash - base
+        print(
+            f"round {rnd + 1}: packing work {base / n * 1e3:.3f} ms/image "
+            f"(read + decode + resize + encode) | sha256 {sha / n * 1e3:.3f} ms "
+            f"= {sha / base:.1%} (always) | dHash {dhash / n * 1e3:.3f} ms "
+            f"= {dhash / base:.1%} (near_duplicate_distance set) | both {(sha + dhash) / base:.1%}",
+            flush=True,
+        )
+
+
+def decoder_ab(lst: Path, root: Path, rounds: int) -> None:
+    """CPU per image, in-process, one core: `transform_image` (`--resize 256 --quality 95`)
+    with JPEGs decoded by simplejpeg (strict, the default) against Pillow's decode, alternating
+    per image; also checks that both give the same bytes."""
+    from recordio_core import jpeg
+    from recordio_core.image import ImageError, ImageOptions, transform_image
+    from recordio_core.lst import read_lst
+
+    entries = read_lst(str(lst))
+    datas = [(root / e.path).read_bytes() for e in entries]
+    opts = ImageOptions(resize=256, quality=95)
+    clock = time.process_time
+    real = jpeg._simplejpeg
+    for rnd in range(rounds):
+        spent = {"simplejpeg": 0.0, "pillow": 0.0}
+        differ = 0
+        for i, data in enumerate(datas):
+            outs = {}
+            for name in ("simplejpeg", "pillow") if i % 2 == 0 else ("pillow", "simplejpeg"):
+                jpeg._simplejpeg = real if name == "simplejpeg" else (lambda: None)
+                t = clock()
+                try:
+                    outs[name] = transform_image(data, opts)
+                except ImageError:
+                    outs[name] = None
+                spent[name] += clock() - t
+            differ += outs["simplejpeg"] != outs["pillow"]
+        jpeg._simplejpeg = real
+        n = len(datas)
+        print(
+            f"round {rnd + 1}: simplejpeg {spent['simplejpeg'] / n * 1e3:.3f} ms/image, "
+            f"Pillow {spent['pillow'] / n * 1e3:.3f} ms/image "
+            f"(simplejpeg / Pillow = {spent['simplejpeg'] / spent['pillow']:.3f}); "
+            f"{differ} of {n} outputs differ",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="images in the corpus (default 2000)")
@@ -215,6 +308,16 @@ def main(argv: list[str] | None = None) -> int:
         help="corpus cache and outputs (default: $TMPDIR/recflow-bench)",
     )
     ap.add_argument("--profile", action="store_true", help="cProfile our packer instead")
+    ap.add_argument(
+        "--hash-overhead",
+        action="store_true",
+        help="measure the data-quality hashing's share of the packing CPU instead",
+    )
+    ap.add_argument(
+        "--decoder-ab",
+        action="store_true",
+        help="compare the JPEG decoders (simplejpeg vs Pillow) in-process instead",
+    )
     args = ap.parse_args(argv)
 
     workdir = Path(args.workdir)
@@ -223,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     root = lst.with_suffix("")
     if args.profile:
         profile(lst, root, workdir, args.num_thread)
+        return 0
+    if args.hash_overhead:
+        hash_overhead(lst, root, args.rounds)
+        return 0
+    if args.decoder_ab:
+        decoder_ab(lst, root, args.rounds)
         return 0
     if not Path(mxnet_python()).is_file():
         raise SystemExit(f"MXNet interpreter not found at {mxnet_python()} (make mxnet-venv)")

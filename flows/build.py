@@ -1,4 +1,7 @@
-"""The `build-dataset` flow: list -> split -> plan -> pack (map) -> validate (map) -> manifest.
+"""The `build-dataset` flow: list -> split -> (dedupe) -> plan -> pack (map) -> validate (map)
+-> manifest, with the data quality report (decoder warnings, duplicates, near-duplicates) in
+the manifest and the summary. With `dry_run` it stops after planning and reports what it would
+write, estimated from a decoded sample, without writing anything to OUTPUT.
 
 Every step is a task of `tasks/` with its own retries; packing fans out over shards and
 validation over packed shards. The parameters are typed (`flows/params.py`), so the Prefect UI
@@ -30,6 +33,7 @@ from flows.params import (
     DEFAULT_EXTS,
     DEFAULT_IO_CONCURRENCY,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_NEAR_DUPLICATE_DISTANCE,
     DEFAULT_RECORDS_PER_SHARD,
     DEFAULT_REDUCING_GAP,
     MAX_SHARDS,
@@ -39,6 +43,8 @@ from flows.params import (
     Chunks,
     Color,
     DaskAddress,
+    Dedupe,
+    DryRun,
     Encoding,
     Exts,
     InterMethod,
@@ -47,7 +53,9 @@ from flows.params import (
     Lst,
     MaxPixels,
     MaxRejectFraction,
+    NearDuplicateDistance,
     NumWorkers,
+    OnDecodeWarning,
     Output,
     PackLabel,
     PassThrough,
@@ -73,16 +81,21 @@ from flows.params import (
 from recordio_core.image import ImageOptions
 from recordio_core.manifest import RejectEntry
 from recordio_core.pack import PackOptions, ShardResult
+from recordio_core.quality import NO_DHASH, NO_DIGEST, DedupePlan, QualityReport, Seen
+from recordio_core.quality import quality_report as make_quality_report
 from tasks.commit import build_manifest, commit_dataset
 from tasks.common import Carry
+from tasks.dryrun import dry_run_task
 from tasks.listing import list_source
 from tasks.pack import pack_shard_task
 from tasks.plan import ShardJob, plan_shards
+from tasks.quality import dedupe_splits
 from tasks.report import (
     ShardOutcome,
     artifact_key,
     build_summary,
     label_key,
+    quality_text,
     shard_table,
     summary_markdown,
 )
@@ -127,18 +140,27 @@ def pack_options(p: BuildParameters, num_workers: int = 1) -> PackOptions:
         pack_label=p.pack_label,
         num_workers=num_workers,
         io_concurrency=p.io_concurrency,
+        on_decode_warning=p.on_decode_warning,
+        near_duplicates=p.near_duplicate_distance is not None,
     )
 
 
-# PackOptions fields that change how fast a shard is packed, never its bytes.
-NOT_KEY_FIELDS = ("image", "num_workers", "io_concurrency", "io_budget")
+# Pack options that change no byte of a shard: always (worker counts, I/O concurrency,
+# near-duplicate hashing only reports) or at today's value (`on_decode_warning="keep"`). They
+# stay out of the content key then, so adding them moved no existing shard's key.
+_NO_BYTES = {"num_workers", "io_concurrency", "io_budget", "near_duplicates"}
+_NO_BYTES_AT = {"on_decode_warning": "keep"}
 
 
 def key_parameters(opts: PackOptions) -> dict[str, Any]:
-    """Everything in the pack options that can change bytes: all of it but worker counts and
-    I/O concurrency."""
+    """Everything in the pack options that can change bytes: all of it but worker counts, I/O
+    concurrency, near-duplicate hashing and `on_decode_warning="keep"`."""
     image = {f"image.{k}": v for k, v in vars(opts.image).items()}
-    rest = {k: v for k, v in vars(opts).items() if k not in NOT_KEY_FIELDS}
+    rest = {
+        k: v
+        for k, v in vars(opts).items()
+        if k != "image" and k not in _NO_BYTES and _NO_BYTES_AT.get(k, object()) != v
+    }
     return {**image, **rest}
 
 
@@ -197,6 +219,10 @@ def build_dataset(
     reject_policy: RejectPolicy = "skip",
     max_reject_fraction: MaxRejectFraction = 1.0,
     validate_decode: ValidateDecode = False,
+    on_decode_warning: OnDecodeWarning = "keep",
+    dedupe: Dedupe = "none",
+    near_duplicate_distance: NearDuplicateDistance = DEFAULT_NEAR_DUPLICATE_DISTANCE,
+    dry_run: DryRun = False,
     storage_options: StorageOptionsParam = None,
     source_storage_options: SourceStorageOptionsParam = None,
     dask_address: DaskAddress = None,
@@ -235,6 +261,43 @@ def submit_packs(jobs: list[ShardJob], kwargs: dict[str, Any]) -> list[PrefectFu
     return [f for f in futures if f is not None]
 
 
+def _total_workers(opts: PackOptions, shards: int) -> int:
+    """Images transformed at once: workers per shard times shards packed at once."""
+    return opts.num_workers * max(1, min(shards, SHARD_CONCURRENCY))
+
+
+def quality_of(
+    p: BuildParameters,
+    jobs: list[ShardJob],
+    results: list[ShardResult],
+    dedupe: DedupePlan | None,
+) -> QualityReport:
+    """Warnings, duplicates and near-duplicates over every planned image. A result cached by
+    a version that did not hash has no digests: its images are left out of the grouping."""
+    seen: list[Seen] = []
+    for job, result in zip(jobs, results, strict=True):
+        entries = job.entries()
+        digests = result.digests if len(result.digests) == 32 * len(entries) else b""
+        dhashes = result.dhashes if len(result.dhashes) == len(entries) else ()
+        for i, e in enumerate(entries):
+            seen.append(
+                Seen(
+                    e.path,
+                    tuple(e.labels),
+                    job.split,
+                    digests[32 * i : 32 * i + 32] if digests else NO_DIGEST,
+                    dhashes[i] if dhashes else NO_DHASH,
+                )
+            )
+    warnings = [(w.path, w.reason) for r in results for w in r.warnings]
+    return make_quality_report(
+        seen,
+        warnings,
+        p.near_duplicate_distance,
+        duplicates=dedupe.groups if dedupe is not None else None,
+    )
+
+
 def run_build(p: BuildParameters) -> dict[str, Any]:
     logger = get_run_logger()
     start = time.perf_counter()
@@ -269,6 +332,10 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         chunks=p.chunks,
         salt=p.split_salt,
     )
+    dedupe: DedupePlan | None = None
+    if p.dedupe == "drop":
+        dedupe = dedupe_splits(carried_splits, source=p.source, source_options=src_so).value
+        carried_splits = Carry(list(dedupe.splits))
     splits = carried_splits.value
     jobs: list[ShardJob] = plan_shards(
         carried_splits,
@@ -282,6 +349,19 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
     )
 
     opts = pack_options(p, workers_per_shard(p, len(jobs)))
+    if p.dry_run:
+        return dry_run_task(
+            Carry(jobs),
+            source=p.source,
+            output=p.output,
+            options=opts,
+            listed=listed,
+            skipped=len(listing.skipped),
+            dropped=len(dedupe.dropped) if dedupe else 0,
+            workers=_total_workers(opts, len(jobs)),
+            class_map=listing.class_map,
+            source_options=src_so,
+        )
     pack_kwargs = {
         "source": unmapped(p.source),
         "options": unmapped(opts),
@@ -351,7 +431,13 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         for result in results
         for r in result.rejects
     ]
-    check_rejects(p, rejects, listed)
+    check_rejects(p, rejects, listed)  # copies dropped as asked are not failures
+    if dedupe is not None:
+        rejects += [
+            RejectEntry(path=e.path, reason=f"duplicate of {kept}", index=e.index)
+            for e, kept in dedupe.dropped
+        ]
+    quality = quality_of(p, jobs, results, dedupe)
 
     manifest = build_manifest(
         output=p.output,
@@ -360,6 +446,7 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         split_names=[split_key(s) for s in splits],
         results=[(job.split, r) for job, r in zip(jobs, results, strict=True)],
         rejects=rejects,
+        quality=quality,
     )
     url = commit_dataset(
         manifest, output=p.output, owner=str(flow_run.id or "local"), storage_options=so
@@ -390,9 +477,10 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         outcomes=outcomes,
         seconds=time.perf_counter() - start,
         listed=listed,
+        quality=quality,
     )
     create_markdown_artifact(
-        summary_markdown(summary, listing.class_map, rejects),
+        summary_markdown(summary, listing.class_map, rejects, quality),
         key=artifact_key("dataset", p.output),
         description=f"Dataset summary for {p.output}",
     )
@@ -410,4 +498,5 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         summary["rejects"],
         url,
     )
+    logger.info("data quality: %s", quality_text(summary["quality"]))
     return summary

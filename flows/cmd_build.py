@@ -146,11 +146,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    if summary.get("dry_run"):
+        from recordio_core.dryrun import dry_run_text
+
+        return dry_run_text(summary)
     splits = ", ".join(f"{k} {v['records']}" for k, v in summary["splits"].items())
+    quality = ""
+    if "quality" in summary:
+        from tasks.report import quality_text
+
+        quality = "\n  data quality: " + quality_text(summary["quality"])
     return (
         f"dataset: {summary['manifest']}\n"
         f"  {summary['records']} records ({splits}) in {summary['shards']} shards "
         f"({summary['shards_packed']} packed, {summary['shards_cached']} reused), "
         f"{summary['bytes']} bytes, {summary['rejects']} rejects, "
-        f"{summary['seconds']:.2f} s"
+        f"{summary['seconds']:.2f} s" + quality
     )

@@ -144,6 +144,13 @@ def register(subparsers: Any) -> None:
         "non-image files), 'header' rejects files that are not images, 'decode' also decodes.",
     )
     rgroup.add_argument(
+        "--on-decode-warning",
+        choices=["keep", "reject"],
+        default="keep",
+        help="(recflow) a JPEG that decodes only with libjpeg warnings (corrupt but "
+        "decodable): 'keep' packs it and lists it as a warning, 'reject' leaves it out.",
+    )
+    rgroup.add_argument(
         "--allow-outside-root",
         action="store_true",
         help="(recflow) accept list paths outside root ('..', absolute paths, URLs); refused "
@@ -296,6 +303,7 @@ def pack_lists(args: argparse.Namespace, prefix: str, root: str, checked: _Check
             pack_label=args.pack_label,
             num_workers=args.num_thread,
             io_concurrency=args.io_concurrency,
+            on_decode_warning=args.on_decode_warning,
         )
         print(f"Creating .rec file from {url} in {url_dir(url)}")
         result = pack_one(entries, root, url[: -len(".lst")], opts, label=posixpath.basename(url))
@@ -331,3 +339,17 @@ def print_summary(result: Any, *, elapsed: float) -> None:
     )
     for reject in result.rejects:
         print(f"  rejected {reject.index} {reject.path}: {reject.reason}")
+    for warning in result.warnings:
+        print(f"  warning {warning.index} {warning.path}: {warning.reason}")
+    groups = _duplicate_groups(result.digests)
+    if groups:
+        print(
+            f"  {len(groups)} group(s) of byte-identical images "
+            f"({sum(len(g) for g in groups)} images; `recflow build` reports them in detail)"
+        )
+
+
+def _duplicate_groups(digests: bytes) -> list[list[int]]:
+    from recordio_core.quality import exact_groups
+
+    return exact_groups([digests[i : i + 32] for i in range(0, len(digests), 32)])

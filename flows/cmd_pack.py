@@ -22,6 +22,8 @@ defaults are im2rec.cc's:
     verify=header    (recflow) with unchanged=1: none stores any bytes (like im2rec.cc),
                      header rejects files that are not images, decode also decodes them
     allow_outside_root=0  (recflow) 1: accept list paths outside ROOT ('..', absolute, URLs)
+    on_decode_warning=keep  (recflow) a JPEG that decodes only with libjpeg warnings (corrupt
+                     but decodable): keep packs it and lists it as a warning, reject leaves it out
 
 Differences from im2rec.cc: unknown keys and bad values are errors (im2rec.cc ignores them);
 the list is read strictly (a malformed line is an error naming the file and line); a missing
@@ -59,6 +61,7 @@ DEFAULTS: dict[str, int | str] = {
     "io_concurrency": 64,
     "verify": "header",
     "allow_outside_root": 0,
+    "on_decode_warning": "keep",
 }
 INTER_METHODS = (0, 1, 2, 3, 4, 9, 10)
 
@@ -92,7 +95,7 @@ def parse_options(items: Sequence[str]) -> dict[str, int | str]:
         if key not in DEFAULTS:
             raise ValueError(f"unknown option {key!r}; known keys: {', '.join(DEFAULTS)}")
         value = value.strip()
-        if key in ("encoding", "verify"):
+        if key in ("encoding", "verify", "on_decode_warning"):
             opts[key] = value
             continue
         try:
@@ -115,6 +118,10 @@ def _check(opts: dict[str, int | str]) -> dict[str, int | str]:
         raise ValueError(f"encoding must be .jpg or .png, got {opts['encoding']!r}")
     if opts["verify"] not in ("none", "header", "decode"):
         raise ValueError(f"verify must be none, header or decode, got {opts['verify']!r}")
+    if opts["on_decode_warning"] not in ("keep", "reject"):
+        raise ValueError(
+            f"on_decode_warning must be keep or reject, got {opts['on_decode_warning']!r}"
+        )
     if int(opts["label_width"]) < 1:
         raise ValueError(f"label_width must be >= 1, got {opts['label_width']}")
     if opts["pack_label"] and int(opts["label_width"]) <= 1:
@@ -210,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=int(opts["num_thread"]),
         io_concurrency=int(opts["io_concurrency"]),
         header_label="first",  # im2rec.cc keeps the first label in the header
+        on_decode_warning=str(opts["on_decode_warning"]),
     )
     entries = read_part(
         args.list,

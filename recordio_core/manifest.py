@@ -12,9 +12,18 @@ A manifest says what a dataset holds and how it was made:
        "records": 90, "bytes": 123456, "sha256": "...", "idx_sha256": "...", "lst_sha256": "..."}
   ]}},
   "rejects": [{"path": "cats/broken.jpg", "reason": "cannot decode: ...", "index": 7}],
+  "warnings": [{"path": "dogs/scrambled.jpg", "reason": "Corrupt JPEG data: ..."}],
+  "duplicates": [{"sha256": "...", "paths": ["cats/a.jpg", "dogs/a copy.jpeg"],
+                  "labels": [0.0, 1.0], "splits": ["train", "val"]}],
+  "near_duplicates": [{"paths": [...], "labels": [...], "splits": [...], "dhashes": [...]}],
   "tools": {"recordio-flow": "0.1.0", "python": "3.11.7", ...}
 }
 ```
+
+`warnings` lists the JPEGs that decoded only with libjpeg warnings (corrupt but decodable),
+`duplicates` the groups of byte-identical source files and `near_duplicates` the groups of
+look-alikes by difference hash (`recordio_core.quality`); manifests written before these
+existed read as having none.
 
 Shard paths are relative to the folder holding the manifest. The document carries no clock
 time, run id or host, so rebuilding the same inputs with the same parameters writes the same
@@ -124,12 +133,26 @@ class RejectEntry:
 
 
 @dataclass(frozen=True)
+class WarningEntry:
+    """An image that decoded only with decoder warnings (packed unless also a reject)."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class Manifest:
     parameters: Mapping[str, Any]
     class_map: Mapping[str, int]
     splits: Mapping[str, SplitEntry]
     rejects: tuple[RejectEntry, ...] = ()
     tools: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[WarningEntry, ...] = ()
+    duplicates: tuple[Mapping[str, Any], ...] = ()  # DuplicateGroup.to_dict() each
+    near_duplicates: tuple[Mapping[str, Any], ...] = ()  # NearDuplicateGroup.to_dict() each
 
     @property
     def records(self) -> int:
@@ -155,6 +178,9 @@ class Manifest:
             "class_map": dict(self.class_map),
             "splits": {name: split.to_dict() for name, split in self.splits.items()},
             "rejects": [r.to_dict() for r in self.rejects],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "duplicates": [dict(g) for g in self.duplicates],
+            "near_duplicates": [dict(g) for g in self.near_duplicates],
             "tools": dict(self.tools),
         }
 
@@ -284,6 +310,23 @@ def parse_manifest(data: bytes | str | Mapping[str, Any], source: str = "<manife
                 index=index if isinstance(index, int) else None,
             )
         )
+    warnings = []
+    for i, item in enumerate(_optional_list(doc, "warnings", source)):
+        here = f"{source} warning {i}"
+        if not isinstance(item, Mapping):
+            raise ManifestError(here, "is not an object")
+        warnings.append(
+            WarningEntry(
+                path=_require(item, "path", str, here), reason=_require(item, "reason", str, here)
+            )
+        )
+    groups = {}
+    for key in ("duplicates", "near_duplicates"):
+        items = _optional_list(doc, key, source)
+        for i, item in enumerate(items):
+            if not isinstance(item, Mapping) or not isinstance(item.get("paths"), list):
+                raise ManifestError(f"{source} {key} {i}", "is not an object with 'paths'")
+        groups[key] = tuple(dict(item) for item in items)
     tools = _require(doc, "tools", dict, source)
     return Manifest(
         parameters=parameters,
@@ -291,7 +334,17 @@ def parse_manifest(data: bytes | str | Mapping[str, Any], source: str = "<manife
         splits=splits,
         rejects=tuple(rejects),
         tools={str(k): str(v) for k, v in tools.items()},
+        warnings=tuple(warnings),
+        duplicates=groups["duplicates"],
+        near_duplicates=groups["near_duplicates"],
     )
+
+
+def _optional_list(doc: Mapping[str, Any], key: str, source: str) -> list[Any]:
+    """`doc[key]` when present (a list), else [] (manifests from before the key existed)."""
+    if key not in doc:
+        return []
+    return _require(doc, key, list, source)
 
 
 def read_manifest(url: str, storage_options: StorageOptions = None) -> Manifest:

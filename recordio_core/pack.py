@@ -28,9 +28,13 @@ first). An `.idx` therefore only ever sits beside the `.rec` and `.lst` it descr
 exception or a kill before the commit leaves the destination as it was.
 
 An image that cannot be read or used is a `Reject` (index, path, reason) in the result: never
-an exception, never a silent gap. A *transient* read error (connection dropped, timeout, I/O
-error) is different: it is raised (from an object store, after the per-image retries), so the
-shard fails whole and a retry packs it completely.
+an exception, never a silent gap. Data-quality facts come back too, computed by the workers on
+bytes and pixels already in memory: the sha256 of every source file's bytes (`digests`), JPEG
+decoder warnings (`warnings`; with `on_decode_warning="reject"` the image is also a reject) and,
+with `near_duplicates`, the difference hash of each image as packed (`dhashes`); see
+`recordio_core.quality`. A *transient* read error (connection dropped, timeout, I/O error) is
+different: it is raised (from an object store, after the per-image retries), so the shard fails
+whole and a retry packs it completely.
 """
 
 from __future__ import annotations
@@ -60,11 +64,13 @@ from recordio_core.fetch import (
 )
 from recordio_core.framing import frame_record
 from recordio_core.fsio import StorageOptions, atomic_write, get_fs, is_local, join_url
-from recordio_core.image import ImageError, ImageOptions, transform_image
+from recordio_core.image import ImageError, ImageOptions, transform_image_checked
 from recordio_core.lst import LstEntry, format_lst_line
+from recordio_core.quality import NO_DHASH, NO_DIGEST
 from recordio_core.recordio import IRHeader, pack
 
 ProgressCallback = Callable[[int], Any]
+DECODE_WARNING_POLICIES = ("keep", "reject")
 _WINDOW_PER_WORKER = 4  # images in flight per worker: enough to hide read latency
 
 
@@ -85,6 +91,11 @@ class PackOptions:
     - `io_concurrency`: requests in flight when the images come from an object store (1-1024;
       `recordio_core.fetch`); `io_budget`: bytes of fetched images held at once (>= 1; one
       image always fits). Neither changes the output bytes; local sources ignore both.
+    - `on_decode_warning`: what to do with a JPEG that decodes only with libjpeg warnings
+      (corrupt but decodable): "keep" packs it (and lists it in the result's `warnings`),
+      "reject" also makes it a reject.
+    - `near_duplicates`: also compute the difference hash of each image as packed (`dhashes`,
+      `recordio_core.dhash`); it changes no byte of the output.
     """
 
     image: ImageOptions = field(default_factory=ImageOptions)
@@ -94,6 +105,8 @@ class PackOptions:
     header_label: Literal["zero", "first"] = "zero"
     io_concurrency: int = DEFAULT_IO_CONCURRENCY
     io_budget: int = DEFAULT_IO_BUDGET
+    on_decode_warning: Literal["keep", "reject"] = "keep"
+    near_duplicates: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, ImageOptions):
@@ -123,6 +136,13 @@ class PackOptions:
                 f"header_label must be 'zero' (im2rec.py) or 'first' (im2rec.cc), "
                 f"got {self.header_label!r}"
             )
+        if self.on_decode_warning not in DECODE_WARNING_POLICIES:
+            raise ValueError(
+                "on_decode_warning must be 'keep' (pack and flag) or 'reject', "
+                f"got {self.on_decode_warning!r}"
+            )
+        if not isinstance(self.near_duplicates, bool):
+            raise ValueError(f"near_duplicates must be True or False, got {self.near_duplicates!r}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,12 @@ class ShardResult:
     """What `pack_shard` wrote. URLs are as given; `bytes` and `sha256` are the `.rec`'s.
 
     `lst` and `lst_sha256` are empty when the `.lst` was not written (`write_lst=False`).
+
+    Per entry, in entry order (packed and rejected alike): `digests` holds the 32-byte sha256
+    of each source file's bytes (32 zero bytes when it could not be read) and `dhashes` the
+    difference hash of each image as packed (`NO_DHASH` when not computed). `warnings` lists
+    the JPEGs that decoded only with libjpeg warnings (reason: libjpeg's message), packed or
+    rejected.
     """
 
     rec: str
@@ -150,11 +176,17 @@ class ShardResult:
     idx_sha256: str
     lst_sha256: str
     rejects: tuple[Reject, ...] = ()
+    warnings: tuple[Reject, ...] = ()
+    digests: bytes = b""
+    dhashes: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: rejects become a list of dicts."""
+        """JSON-ready: rejects and warnings become lists of dicts, digests hex strings."""
         out = asdict(self)
         out["rejects"] = [asdict(r) for r in self.rejects]
+        out["warnings"] = [asdict(r) for r in self.warnings]
+        out["digests"] = [self.digests[i : i + 32].hex() for i in range(0, len(self.digests), 32)]
+        out["dhashes"] = list(self.dhashes)
         return out
 
 
@@ -212,27 +244,42 @@ class _Reader:
         return self.fs.cat_file(join_url(self.root_path, entry.path))
 
 
-def _process(reader: _Reader, entry: LstEntry, image: ImageOptions) -> tuple[bytes | None, str]:
-    """(encoded image, "") or (None, reject reason). Never raises for a bad image."""
+# What the workers learn about each image besides its record: (sha256 digest of the source
+# bytes or NO_DIGEST, libjpeg warning or "", difference hash or NO_DHASH).
+_Facts = tuple[bytes, str, int]
+_NO_FACTS: _Facts = (NO_DIGEST, "", NO_DHASH)  # an image that could not be read
+
+
+def _process(
+    reader: _Reader, entry: LstEntry, opts: PackOptions
+) -> tuple[bytes | None, str, _Facts]:
+    """(encoded image, "", facts) or (None, reject reason, facts). Never raises for a bad
+    image."""
     try:
         data = reader.read(entry)
     except Exception as exc:
         if _is_permanent(exc):
-            return None, _read_reason(exc)
+            return None, _read_reason(exc), _NO_FACTS
         raise  # transient (network, I/O): fail the shard, let the caller retry it
-    return _transform(data, image)
+    return _transform(data, opts)
 
 
-def _transform(data: bytes, image: ImageOptions) -> tuple[bytes | None, str]:
-    """(encoded image, "") or (None, reject reason) for bytes already read."""
+def _transform(data: bytes, opts: PackOptions) -> tuple[bytes | None, str, _Facts]:
+    """(encoded image, "", facts) or (None, reject reason, facts) for bytes already read."""
+    digest = hashlib.sha256(data).digest()
     try:
-        return transform_image(data, image), ""
+        out = transform_image_checked(data, opts.image, dhash=opts.near_duplicates)
     except ImageError as exc:
-        return None, str(exc)
+        return None, str(exc), (digest, "", NO_DHASH)
     except MemoryError:
-        return None, "not enough memory to decode the image"
+        return None, "not enough memory to decode the image", (digest, "", NO_DHASH)
     except Exception as exc:  # a Pillow plugin bug must not sink the shard: record it
-        return None, f"unexpected {type(exc).__name__} while decoding: {str(exc)[:200]}"
+        reason = f"unexpected {type(exc).__name__} while decoding: {str(exc)[:200]}"
+        return None, reason, (digest, "", NO_DHASH)
+    facts = (digest, out.warning, NO_DHASH if out.dhash is None else out.dhash)
+    if out.warning and opts.on_decode_warning == "reject":
+        return None, f"corrupt JPEG data (decoder warning): {out.warning}", facts
+    return out.data, "", facts
 
 
 def _results(
@@ -241,20 +288,20 @@ def _results(
     opts: PackOptions,
     processes: bool = False,
     sizes: Sequence[int | None] | None = None,
-) -> Iterator[tuple[LstEntry, bytes | None, str]]:
-    """(entry, framed record or None, reason) in entry order, with at most `window` images in
-    flight. The framed record is `frame_record(record_payload(...))`, ready to write."""
+) -> Iterator[tuple[LstEntry, bytes | None, str, _Facts]]:
+    """(entry, framed record or None, reason, facts) in entry order, with at most `window`
+    images in flight. The framed record is `frame_record(record_payload(...))`, ready to
+    write."""
     if reader.fetch_fs is not None:
         yield from _results_fetched(entries, reader, opts, processes, sizes)
         return
     if processes and opts.num_workers > 1 and reader.local:
         yield from _results_processes(entries, reader, opts)
         return
-    image = opts.image
     if opts.num_workers == 1:
         for entry in entries:
-            data, reason = _process(reader, entry, image)
-            yield entry, _framed(entry, data, opts), reason
+            data, reason, facts = _process(reader, entry, opts)
+            yield entry, _framed(entry, data, opts), reason, facts
         return
     window = _WINDOW_PER_WORKER * opts.num_workers
     pending: deque[tuple[LstEntry, Future]] = deque()
@@ -262,16 +309,16 @@ def _results(
     try:
         it = iter(entries)
         for entry in it:
-            pending.append((entry, executor.submit(_process, reader, entry, image)))
+            pending.append((entry, executor.submit(_process, reader, entry, opts)))
             if len(pending) >= window:
                 break
         while pending:
             entry, fut = pending.popleft()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append((nxt, executor.submit(_process, reader, nxt, image)))
-            data, reason = fut.result()
-            yield entry, _framed(entry, data, opts), reason
+                pending.append((nxt, executor.submit(_process, reader, nxt, opts)))
+            data, reason, facts = fut.result()
+            yield entry, _framed(entry, data, opts), reason, facts
     finally:
         _shutdown(executor, pending)
 
@@ -297,19 +344,19 @@ def _init_worker(entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions
     _worker_state = (entries, reader, opts)
 
 
-def _process_chunk(start: int, stop: int) -> list[tuple[bytes | None, str]]:
+def _process_chunk(start: int, stop: int) -> list[tuple[bytes | None, str, _Facts]]:
     assert _worker_state is not None
     entries, reader, opts = _worker_state
-    out: list[tuple[bytes | None, str]] = []
+    out: list[tuple[bytes | None, str, _Facts]] = []
     for entry in entries[start:stop]:
-        data, reason = _process(reader, entry, opts.image)
-        out.append((_framed(entry, data, opts), reason))
+        data, reason, facts = _process(reader, entry, opts)
+        out.append((_framed(entry, data, opts), reason, facts))
     return out
 
 
 def _results_processes(
     entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions
-) -> Iterator[tuple[LstEntry, bytes | None, str]]:
+) -> Iterator[tuple[LstEntry, bytes | None, str, _Facts]]:
     """`_results` on forked worker processes that read for themselves (local sources): no GIL
     shared between the workers' Python glue, framing done in the workers."""
     n = len(entries)
@@ -333,8 +380,8 @@ def _results_processes(
             if nxt is not None:
                 pending.append((nxt, executor.submit(_process_chunk, nxt, min(n, nxt + _CHUNK))))
             chunk = entries[start : start + _CHUNK]
-            for entry, (framed, reason) in zip(chunk, fut.result(), strict=True):
-                yield entry, framed, reason
+            for entry, (framed, reason, facts) in zip(chunk, fut.result(), strict=True):
+                yield entry, framed, reason, facts
     finally:
         _shutdown(executor, pending)
 
@@ -368,12 +415,12 @@ def _fetched(
 
 def _transform_one(
     entry: LstEntry, got: bytes | str, opts: PackOptions
-) -> tuple[bytes | None, str]:
-    """(framed record, "") or (None, reason) for fetched bytes or a read reject."""
+) -> tuple[bytes | None, str, _Facts]:
+    """(framed record, "", facts) or (None, reason, facts) for fetched bytes or a read reject."""
     if isinstance(got, str):
-        return None, got
-    data, reason = _transform(got, opts.image)
-    return _framed(entry, data, opts), reason
+        return None, got, _NO_FACTS
+    data, reason, facts = _transform(got, opts)
+    return _framed(entry, data, opts), reason, facts
 
 
 _transform_opts: PackOptions | None = None
@@ -386,7 +433,7 @@ def _init_transform_worker(opts: PackOptions) -> None:
 
 def _transform_chunk(
     chunk: list[tuple[LstEntry, bytes | str]],
-) -> list[tuple[bytes | None, str]]:
+) -> list[tuple[bytes | None, str, _Facts]]:
     assert _transform_opts is not None
     return [_transform_one(entry, got, _transform_opts) for entry, got in chunk]
 
@@ -397,7 +444,7 @@ def _results_fetched(
     opts: PackOptions,
     processes: bool,
     sizes: Sequence[int | None] | None,
-) -> Iterator[tuple[LstEntry, bytes | None, str]]:
+) -> Iterator[tuple[LstEntry, bytes | None, str, _Facts]]:
     if opts.num_workers == 1:
         with contextlib.closing(_fetched(entries, reader, opts, sizes)) as items:
             for entry, got in items:
@@ -447,16 +494,16 @@ def _results_fetched(
 
 def _transform_chunk_here(
     chunk: list[tuple[LstEntry, bytes | str]], opts: PackOptions
-) -> list[tuple[bytes | None, str]]:
+) -> list[tuple[bytes | None, str, _Facts]]:
     return [_transform_one(entry, got, opts) for entry, got in chunk]
 
 
 def _take(
     item: tuple[list[LstEntry], Future],
-) -> Iterator[tuple[LstEntry, bytes | None, str]]:
+) -> Iterator[tuple[LstEntry, bytes | None, str, _Facts]]:
     chunk, fut = item
-    for entry, (framed, reason) in zip(chunk, fut.result(), strict=True):
-        yield entry, framed, reason
+    for entry, (framed, reason, facts) in zip(chunk, fut.result(), strict=True):
+        yield entry, framed, reason, facts
 
 
 # --------------------------------------------------------------------------- writing
@@ -570,6 +617,9 @@ def pack_shard(
             raise ValueError(f"sizes has {len(sizes)} items for {len(entries)} entries")
     reader = _Reader(root, source_options, opts.io_concurrency)
     rejects: list[Reject] = []
+    warnings: list[Reject] = []
+    digests = bytearray()
+    dhashes: list[int] = []
     records = 0
     with contextlib.ExitStack() as stack:
         # Entered idx, lst, rec: committed in the reverse order (rec, lst, idx) on success.
@@ -586,7 +636,11 @@ def pack_shard(
         results = stack.enter_context(
             contextlib.closing(_results(entries, reader, opts, processes, sizes))
         )
-        for entry, framed, reason in results:
+        for entry, framed, reason, (digest, warning, dhash) in results:
+            digests += digest
+            dhashes.append(dhash)
+            if warning:
+                warnings.append(Reject(entry.index, entry.path, warning))
             if framed is None:
                 rejects.append(Reject(entry.index, entry.path, reason))
             else:
@@ -610,4 +664,7 @@ def pack_shard(
         idx_sha256=fidx.hexdigest(),
         lst_sha256=flst.hexdigest() if flst is not None else "",
         rejects=tuple(rejects),
+        warnings=tuple(warnings),
+        digests=bytes(digests),
+        dhashes=tuple(dhashes),
     )

@@ -43,6 +43,7 @@ from recordio_core.manifest import (
     RejectEntry,
     ShardEntry,
     SplitEntry,
+    WarningEntry,
     manifest_url,
     read_manifest,
     relative_path,
@@ -51,6 +52,7 @@ from recordio_core.manifest import (
     write_rejects,
 )
 from recordio_core.pack import ShardResult
+from recordio_core.quality import QualityReport
 from tasks.common import RETRY_OPTIONS, run_logger
 from tasks.storage import missing_urls
 
@@ -162,8 +164,11 @@ def build_manifest(
     split_names: Sequence[str],
     results: Sequence[tuple[str, ShardResult]],
     rejects: Sequence[RejectEntry],
+    quality: QualityReport | None = None,
 ) -> Manifest:
-    """The manifest for `results` (`(split, shard result)` in shard order)."""
+    """The manifest for `results` (`(split, shard result)` in shard order), with the data
+    quality findings (`quality`: decoder warnings, duplicates, near-duplicates)."""
+    q = quality or QualityReport()
     shards: dict[str, list[ShardEntry]] = {name: [] for name in split_names}
     for split, r in results:
         shards.setdefault(split, []).append(
@@ -184,6 +189,9 @@ def build_manifest(
         splits={name: SplitEntry(shards=tuple(s)) for name, s in shards.items()},
         rejects=tuple(rejects),
         tools=tool_versions(),
+        warnings=tuple(WarningEntry(path, reason) for path, reason in q.warnings),
+        duplicates=tuple(g.to_dict() for g in q.duplicates),
+        near_duplicates=tuple(g.to_dict() for g in q.near_duplicates),
     )
 
 

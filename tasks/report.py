@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recordio_core.manifest import Manifest, RejectEntry
+from recordio_core.quality import QualityReport
 
 MAX_REJECTS_SHOWN = 20
 
@@ -56,8 +57,11 @@ def build_summary(
     outcomes: Sequence[ShardOutcome],
     seconds: float,
     listed: int,
+    quality: QualityReport | None = None,
 ) -> dict[str, Any]:
-    """The flow's return value: small, JSON-able, with no secrets."""
+    """The flow's return value: small, JSON-able, with no secrets. `quality` holds the data
+    quality counts (`QualityReport.summary()`: decoder warnings, duplicate groups, how many
+    cross splits or carry different labels, near-duplicate groups)."""
     splits: dict[str, Any] = {}
     for name, split in manifest.splits.items():
         labels: Counter = Counter()
@@ -85,11 +89,15 @@ def build_summary(
         "seconds": round(seconds, 3),
         "images_per_second": round(listed / seconds, 1) if seconds > 0 else 0.0,
         "splits": splits,
+        "quality": (quality or QualityReport()).summary(),
     }
 
 
 def summary_markdown(
-    summary: Mapping[str, Any], class_map: Mapping[str, int], rejects: Sequence[RejectEntry]
+    summary: Mapping[str, Any],
+    class_map: Mapping[str, int],
+    rejects: Sequence[RejectEntry],
+    quality: QualityReport | None = None,
 ) -> str:
     names = {label: folder for folder, label in class_map.items()}
     split_names = list(summary["splits"])
@@ -128,8 +136,53 @@ def summary_markdown(
             lines.append(f"- `{r.path}`: {r.reason}")
         if len(rejects) > MAX_REJECTS_SHOWN:
             lines.append(f"- ... and {len(rejects) - MAX_REJECTS_SHOWN} more (rejects.jsonl)")
+    if quality is not None:
+        lines += quality_markdown(quality)
     lines += ["", f"Manifest: `{summary['manifest']}`", ""]
     return "\n".join(lines)
+
+
+def quality_text(counts: Mapping[str, Any]) -> str:
+    """One line: the data quality counts of a summary."""
+    return (
+        f"{counts['warnings']} corrupt-but-decodable images; "
+        f"{counts['duplicate_groups']} duplicate groups ({counts['duplicate_files']} files, "
+        f"{counts['duplicate_groups_cross_split']} across splits, "
+        f"{counts['duplicate_groups_label_conflict']} with different labels); "
+        f"{counts['near_duplicate_groups']} near-duplicate groups "
+        f"({counts['near_duplicate_groups_cross_split']} across splits, "
+        f"{counts['near_duplicate_groups_label_conflict']} with different labels)"
+    )
+
+
+def quality_markdown(quality: QualityReport) -> list[str]:
+    """The "Data quality" section of the summary artifact."""
+    lines = ["", "## Data quality", "", quality_text(quality.summary()) + "."]
+    if quality.warnings:
+        lines += ["", f"### Decoder warnings ({len(quality.warnings)})", ""]
+        for path, reason in quality.warnings[:MAX_REJECTS_SHOWN]:
+            lines.append(f"- `{path}`: {reason}")
+    for title, groups in (
+        ("Duplicates", quality.duplicates),
+        ("Near-duplicates", quality.near_duplicates),
+    ):
+        if not groups:
+            continue
+        lines += ["", f"### {title} ({len(groups)} groups)", ""]
+        for g in groups[:MAX_REJECTS_SHOWN]:
+            flags = [
+                f
+                for f, on in (
+                    ("across splits", g.cross_split),
+                    ("different labels", g.label_conflict),
+                )
+                if on
+            ]
+            members = ", ".join(f"`{p}` ({s})" for p, s in zip(g.paths, g.splits, strict=True))
+            lines.append(f"- {members}" + (f" — **{', '.join(flags)}**" if flags else ""))
+        if len(groups) > MAX_REJECTS_SHOWN:
+            lines.append(f"- ... and {len(groups) - MAX_REJECTS_SHOWN} more (manifest.json)")
+    return lines
 
 
 def shard_table(outcomes: Sequence[ShardOutcome]) -> list[dict[str, Any]]:

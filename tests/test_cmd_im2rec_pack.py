@@ -90,6 +90,7 @@ def test_pack_defaults_are_im2rec_cc_defaults():
         (["resize=1", "resize=2"], {"resize": 2}),  # the last one wins, as in im2rec.cc
         (["inter_method=9", "num_thread=3"], {"inter_method": 9, "num_thread": 3}),
         (["unchanged=1", "verify=none"], {"unchanged": 1, "verify": "none"}),
+        (["on_decode_warning=reject"], {"on_decode_warning": "reject"}),
         (
             ["unchanged=1", "color=-1", "center_crop=1"],
             {"unchanged": 1, "color": -1, "center_crop": 1},
@@ -120,6 +121,7 @@ def test_pack_options(items, changes):
         (["num_thread=0"], "num_thread must be >= 1"),
         (["io_concurrency=2000"], "io_concurrency must be between 1 and 1024"),
         (["verify=all"], "verify must be none, header or decode"),
+        (["on_decode_warning=drop"], "on_decode_warning must be keep or reject"),
     ],
 )
 def test_pack_bad_options(items, message):
@@ -254,3 +256,34 @@ def test_pass_through_of_non_images_needs_verify_none(tmp_path, capsys):
     lst = str(tmp_path / "f.lst")
     assert recflow(["pack", lst, str(root), str(out), "unchanged=1", "verify=none"]) == 0
     assert out.read_bytes() == (tmp_path / "f.rec").read_bytes()
+
+
+def _corrupt_but_decodable(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:-2] + b"\xab" * 16 + data[-2:])
+
+
+def test_pack_and_im2rec_flag_or_reject_corrupt_but_decodable_jpegs(small_tree, tmp_path, capsys):
+    root, lst = small_tree
+    _corrupt_but_decodable(root / "c1" / "img 01.jpg")
+    (root / "c0" / "img 00 copy.jpg").write_bytes((root / "c0" / "img 00.jpg").read_bytes())
+    assert recflow(["pack", str(lst), str(root), str(tmp_path / "k.rec"), "resize=16"]) == 0
+    out = capsys.readouterr().out
+    assert "17 records" in out and "0 rejected" in out
+    assert "warning" in out and "c1/img 01.jpg: Corrupt JPEG data" in out
+    argv = ["pack", str(lst), str(root), str(tmp_path / "r.rec"), "on_decode_warning=reject"]
+    assert recflow(argv) == 0
+    out = capsys.readouterr().out
+    assert "16 records" in out and "1 rejected" in out
+    assert "corrupt JPEG data (decoder warning)" in out
+    # im2rec.py's drop-in: the same option, as a flag; byte-identical files are counted
+    work = tmp_path / "im2rec"
+    work.mkdir()
+    lines = lst.read_text().splitlines()
+    lines.append("99\t0.000000\tc0/img 00 copy.jpg")
+    (work / "data.lst").write_text("\n".join(lines) + "\n")
+    argv = ["im2rec", str(work / "data"), str(root), "--on-decode-warning", "reject"]
+    assert recflow(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 rejected" in out and "warning" in out
+    assert "1 group(s) of byte-identical images (2 images" in out

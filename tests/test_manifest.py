@@ -60,6 +60,9 @@ def test_round_trip_and_layout(tmp_path):
         "class_map",
         "splits",
         "rejects",
+        "warnings",
+        "duplicates",
+        "near_duplicates",
         "tools",
     ]
     assert doc["splits"]["train"]["records"] == 3
