@@ -166,15 +166,18 @@ def test_pack_from_s3_has_many_requests_in_flight_one_per_image_and_local_bytes(
     url = upload_tree(s3_server, root, s3_bucket, "src")
     so = proxied(s3_server, proxy)
     local = tmp_path / "local"
-    pack_shard(entries, str(root), str(local), PackOptions(RESIZE, num_workers=2))
+    quality = {"near_duplicates": True}
+    here = pack_shard(entries, str(root), str(local), PackOptions(RESIZE, num_workers=2, **quality))
     for processes in (False, True):
         proxy.reset_stats()
         out = tmp_path / f"remote-{processes}"
-        opts = PackOptions(RESIZE, num_workers=2, io_concurrency=64)
+        opts = PackOptions(RESIZE, num_workers=2, io_concurrency=64, **quality)
         result = pack_shard(entries, url, str(out), opts, source_options=so, processes=processes)
         stats = proxy.stats()
         assert result.records == 48 and not result.rejects
         assert shard_bytes(out) == shard_bytes(local)  # entry order and bytes as a local pack
+        # and the same data-quality facts (source digests, difference hashes)
+        assert (result.digests, result.dhashes) == (here.digests, here.dhashes)
         assert stats["requests"] == 48  # one GET per image: no HEAD, no size probe
         assert stats["max_in_flight"] > 24  # far beyond botocore's default pool of 10
 
