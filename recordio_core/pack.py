@@ -327,7 +327,7 @@ def _framed(entry: LstEntry, data: bytes | None, opts: PackOptions) -> bytes | N
     return None if data is None else frame_record(record_payload(entry, data, opts))
 
 
-def _shutdown(executor: Executor, pending: deque[tuple[Any, Future]]) -> None:
+def _shutdown(executor: Executor, pending: Iterable[tuple[Any, Future]]) -> None:
     for _, fut in pending:
         fut.cancel()
     executor.shutdown(wait=True, cancel_futures=True)
@@ -335,7 +335,9 @@ def _shutdown(executor: Executor, pending: deque[tuple[Any, Future]]) -> None:
 
 # Process workers: the entries, reader and options are inherited through fork (nothing is
 # pickled but the (start, stop) of each chunk and the framed records coming back).
-_CHUNK = 8  # images per task: amortises the inter-process round trip
+_CHUNK = 8  # images per task at first: amortises the inter-process round trip
+_CHUNK_MAX = 512  # images per task at most
+_CHUNK_BYTES = 2 << 20  # 2 MiB of records per task, about
 _worker_state: tuple[Sequence[LstEntry], _Reader, PackOptions] | None = None
 
 
@@ -354,36 +356,57 @@ def _process_chunk(start: int, stop: int) -> list[tuple[bytes | None, str, _Fact
     return out
 
 
+def chunk_size(done_bytes: int, done_images: int) -> int:
+    """Images per worker task, from the framed bytes per image seen so far: about
+    `_CHUNK_BYTES` of records per task, between `_CHUNK` and `_CHUNK_MAX` images.
+
+    A task costs a round trip between processes (~0.1 ms of pickling and waking up): small
+    files (a few KB, pass-through) need hundreds per task to hide it, large photos a few.
+    """
+    if done_images <= 0:
+        return _CHUNK
+    per_image = max(1, done_bytes // done_images)
+    return max(_CHUNK, min(_CHUNK_MAX, _CHUNK_BYTES // per_image))
+
+
 def _results_processes(
     entries: Sequence[LstEntry], reader: _Reader, opts: PackOptions
 ) -> Iterator[tuple[LstEntry, bytes | None, str, _Facts]]:
     """`_results` on forked worker processes that read for themselves (local sources): no GIL
-    shared between the workers' Python glue, framing done in the workers."""
+    shared between the workers' Python glue, framing done in the workers. Tasks grow from
+    `_CHUNK` images as the record sizes become known (`chunk_size`)."""
     n = len(entries)
     window = 2 * opts.num_workers  # chunks: one running and one queued per worker
-    starts = iter(range(0, n, _CHUNK))
-    pending: deque[tuple[int, Future]] = deque()
+    pending: deque[tuple[int, int, Future]] = deque()
     executor = ProcessPoolExecutor(
         opts.num_workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_worker,
         initargs=(entries, reader, opts),
     )
+    next_start, size, done_bytes, done_images = 0, _CHUNK, 0, 0
+
+    def refill() -> None:
+        nonlocal next_start
+        while next_start < n and len(pending) < window:
+            stop = min(n, next_start + size)
+            pending.append((next_start, stop, executor.submit(_process_chunk, next_start, stop)))
+            next_start = stop
+
     try:
-        for start in starts:
-            pending.append((start, executor.submit(_process_chunk, start, min(n, start + _CHUNK))))
-            if len(pending) >= window:
-                break
+        refill()
         while pending:
-            start, fut = pending.popleft()
-            nxt = next(starts, None)
-            if nxt is not None:
-                pending.append((nxt, executor.submit(_process_chunk, nxt, min(n, nxt + _CHUNK))))
-            chunk = entries[start : start + _CHUNK]
-            for entry, (framed, reason, facts) in zip(chunk, fut.result(), strict=True):
+            start, stop, fut = pending.popleft()
+            refill()
+            for entry, (framed, reason, facts) in zip(
+                entries[start:stop], fut.result(), strict=True
+            ):
+                done_bytes += len(framed) if framed is not None else 0
                 yield entry, framed, reason, facts
+            done_images += stop - start
+            size = chunk_size(done_bytes, done_images)
     finally:
-        _shutdown(executor, pending)
+        _shutdown(executor, [(start, fut) for start, _, fut in pending])
 
 
 # Object stores: an I/O stage (`recordio_core.fetch`: many requests in flight on the

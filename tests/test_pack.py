@@ -18,7 +18,14 @@ import recordio_core.pack as packmod
 from recordio_core.framing import iter_records, open_source
 from recordio_core.image import ImageOptions
 from recordio_core.lst import LstEntry, format_lst
-from recordio_core.pack import PackOptions, Reject, ShardResult, pack_shard, record_payload
+from recordio_core.pack import (
+    PackOptions,
+    Reject,
+    ShardResult,
+    chunk_size,
+    pack_shard,
+    record_payload,
+)
 from recordio_core.recordio import unpack
 from recordio_core.validate import validate_shard
 
@@ -402,3 +409,26 @@ def test_pack_to_s3_and_validate_there(tmp_path, s3_server, s3_bucket):
         source_options=so,
     )
     assert again.sha256 == result.sha256  # same images, same bytes, wherever they live
+
+
+@pytest.mark.parametrize(
+    ("done_bytes", "done_images", "expected"),
+    [
+        (0, 0, 8),  # nothing seen yet: start small
+        (8 * 2_500, 8, 512),  # 2.5 KB files: as many as allowed
+        (8 * 10_000, 8, 209),  # 10 KB: ~2 MiB per task
+        (8 * 100_000, 8, 20),
+        (8 * 2_000_000, 8, 8),  # large records: never below the start
+        (0, 8, 512),  # all rejects so far (no bytes): the cap
+    ],
+)
+def test_chunk_size(done_bytes, done_images, expected):
+    assert chunk_size(done_bytes, done_images) == expected
+
+
+def test_process_workers_with_growing_chunks_give_the_same_bytes(tmp_path):
+    entries = make_tree(tmp_path / "src", n=40)
+    opts = PackOptions(ImageOptions(pass_through=True), num_workers=2)
+    one = pack_shard(entries, str(tmp_path / "src"), str(tmp_path / "a"), opts)
+    two = pack_shard(entries, str(tmp_path / "src"), str(tmp_path / "b"), opts, processes=True)
+    assert (one.sha256, one.idx_sha256, one.digests) == (two.sha256, two.idx_sha256, two.digests)
