@@ -11,6 +11,7 @@ same way.
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from typing import Any
@@ -77,6 +78,11 @@ def pack_shard_task(
         storage_options=storage_options,
         progress=_Progress(job, logger),
         sizes=job.sizes or None,
+        # Worker processes (no GIL shared by the shards packing at once), started from a
+        # forkserver: forking this threaded process itself is not safe. A daemonic process
+        # (some Dask workers) may not have children: threads there.
+        processes=not multiprocessing.current_process().daemon,
+        start_method="forkserver",
     )
     seconds = time.perf_counter() - start
     logger.info(
