@@ -66,6 +66,7 @@ from flows.params import (
     TrainRatio,
     ValidateDecode,
     Verify,
+    describe_parameters,
     parse_parameters,
 )
 from recordio_core.image import ImageOptions
@@ -122,7 +123,7 @@ def pack_options(p: BuildParameters, num_workers: int = 1) -> PackOptions:
     return PackOptions(
         image=image,
         label_width=p.label_width,
-        pack_label=p.pack_label,
+        pack_label=p.packs_labels,
         num_workers=num_workers,
     )
 
@@ -157,32 +158,33 @@ def check_rejects(p: BuildParameters, rejects: list[RejectEntry], listed: int) -
     validate_parameters=True,
     task_runner=ThreadPoolTaskRunner(max_workers=SHARD_CONCURRENCY),
 )
+@describe_parameters  # the form's help text: the aliases' descriptions (flows/params.py)
 def build_dataset(
     source: Source,
     output: Output,
+    resize: Resize = 0,
+    label_width: LabelWidth = 1,
+    train_ratio: TrainRatio = 1.0,
+    test_ratio: TestRatio = 0.0,
+    quality: Quality = 95,
+    pass_through: PassThrough = False,
     lst: Lst = None,
+    pack_label: PackLabel = None,
     allow_outside_root: AllowOutsideRoot = False,
     recursive: Recursive = True,
     exts: Exts = tuple(DEFAULT_EXTS),  # type: ignore[assignment]
     split_method: SplitMethod = "stable",
-    train_ratio: TrainRatio = 1.0,
-    test_ratio: TestRatio = 0.0,
     shuffle: Shuffle = True,
     seed: Seed = 100,
     chunks: Chunks = 1,
     split_salt: SplitSalt = "",
-    resize: Resize = 0,
     center_crop: CenterCrop = False,
     color: Color = 1,
     encoding: Encoding = ".jpg",
-    quality: Quality = 95,
-    pass_through: PassThrough = False,
     inter_method: InterMethod = 1,
     verify: Verify = "header",
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     reducing_gap: ReducingGap = DEFAULT_REDUCING_GAP,
-    label_width: LabelWidth = 1,
-    pack_label: PackLabel = False,
     records_per_shard: RecordsPerShard = DEFAULT_RECORDS_PER_SHARD,
     num_workers: NumWorkers = 0,
     reject_policy: RejectPolicy = "skip",
@@ -281,7 +283,7 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
     }
     validate_kwargs = {
         "label_width": unmapped(p.label_width),
-        "pack_label": unmapped(p.pack_label),
+        "pack_label": unmapped(p.packs_labels),
         "decode": unmapped(p.validate_decode),
         "storage_options": unmapped(so),
     }
@@ -346,7 +348,8 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
 
     manifest = build_manifest(
         output=p.output,
-        parameters=p.model_dump(mode="json"),
+        # pack_label as the bytes hold it (an empty pack_label means label_width > 1)
+        parameters={**p.model_dump(mode="json"), "pack_label": p.packs_labels},
         class_map=listing.class_map,
         split_names=[split_key(s) for s in splits],
         results=[(job.split, r) for job, r in zip(jobs, results, strict=True)],

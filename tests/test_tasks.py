@@ -6,9 +6,11 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from typing import Annotated
 
 import pytest
 from pipeline_fixtures import image_tree  # also sets the Prefect test environment
+from pydantic import Field
 
 from flows.params import BuildParameters, secret_paths, split_secrets
 from recordio_core.lst import LstEntry
@@ -57,6 +59,63 @@ def test_flow_signature_matches_the_parameter_model():
             continue
         value = list(p.default) if isinstance(p.default, tuple) else p.default
         assert value == getattr(defaults, name), name
+
+
+FORM_FIRST = [
+    "source",
+    "output",
+    "resize",
+    "label_width",
+    "train_ratio",
+    "test_ratio",
+    "quality",
+    "pass_through",
+]
+
+
+def _form_schema(schema: dict) -> list[tuple[str, dict]]:
+    return sorted(schema["properties"].items(), key=lambda kv: kv[1]["position"])
+
+
+def test_every_form_field_has_the_help_text_of_the_command_line():
+    """The deployment's parameter schema (what the UI's form shows) describes every field with
+    the text `recflow build --help` prints, and puts the most used fields first."""
+    from flows.build import build_dataset
+
+    dep = build_dataset.to_deployment(name="t", parameters={"source": "/a", "output": "/b"})
+    form = _form_schema(dep._parameter_openapi_schema.model_dump())
+    assert [name for name, _ in form][: len(FORM_FIRST)] == FORM_FIRST
+    assert len(form) == len(BuildParameters.model_fields)
+    for name, prop in form:
+        assert prop.get("description"), f"{name} has no description in the form"
+        assert (
+            " ".join(BuildParameters.model_fields[name].description.split())
+            == (prop["description"])
+        )
+    assert "label_width > 1" in dict(form)["pack_label"]["description"]
+
+
+# aliases written as in flows/params.py (module level: annotations are strings here)
+Colour = Annotated[str, Field(min_length=1, description="Paint: red, or blue (say 'x: y').")]
+Layers = Annotated[int, Field(ge=1, description="How many coats.")]
+Width = Annotated[Layers, Field(le=9)]  # an alias of an alias keeps its description
+
+
+def test_an_alias_in_the_house_style_is_described_automatically():
+    from flows.params import describe_parameters
+
+    @describe_parameters
+    def f(colour: Colour, layers: Width = 2, plain: int = 0) -> None:
+        """Paint."""
+
+    from prefect.utilities.callables import parameter_schema
+
+    props = parameter_schema(f).model_dump()["properties"]
+    assert props["colour"]["description"] == "Paint: red, or blue (say 'x: y')."
+    assert props["layers"]["description"] == "How many coats."
+    assert props["layers"]["maximum"] == 9 and props["layers"]["minimum"] == 1
+    assert "description" not in props["plain"]
+    assert f.__doc__.startswith("Paint.\n\nArgs:\n")
 
 
 def test_flow_validate_parameters_checks_types_before_the_run():
@@ -150,7 +209,6 @@ def test_cache_key_covers_byte_parameters_not_workers():
         {"encoding": ".png", "quality": 3},
         {"color": 0},
         {"center_crop": True},
-        {"pack_label": True},
         {"inter_method": 2},
         {"max_pixels": 1000},
         {"reducing_gap": None},
@@ -158,6 +216,21 @@ def test_cache_key_covers_byte_parameters_not_workers():
         assert key(params(**change)) != base, change
     lw = params(lst="/l.lst", label_width=2)
     assert key(lw) != key(params(lst="/l.lst"))
+    # the key follows the bytes: one label is stored the same with or without pack_label, and
+    # an empty pack_label packs several labels, like pack_label=True
+    assert key(params(pack_label=True)) == key(params(pack_label=False)) == base
+    assert key(lw) == key(params(lst="/l.lst", label_width=2, pack_label=True))
+    assert key(lw) != key(params(lst="/l.lst", label_width=2, pack_label=False))
+
+
+@pytest.mark.parametrize(
+    ("label_width", "pack_label", "packs"),
+    [(1, None, False), (1, True, False), (1, False, False)]
+    + [(4, None, True), (4, True, True), (4, False, False)],
+)
+def test_pack_label_left_empty_packs_several_labels(label_width, pack_label, packs):
+    p = params(lst="/l.lst", label_width=label_width, pack_label=pack_label)
+    assert p.packs_labels is packs
 
 
 def test_records_per_shard_is_raised_to_cap_the_shard_count():
