@@ -70,6 +70,7 @@ from flows.params import (
     parse_parameters,
 )
 from recordio_core.image import ImageOptions
+from recordio_core.inspect import sheet_from_records
 from recordio_core.manifest import RejectEntry
 from recordio_core.pack import PackOptions, ShardResult
 from tasks.commit import build_manifest, commit_dataset
@@ -78,11 +79,13 @@ from tasks.listing import list_source
 from tasks.pack import pack_shard_task
 from tasks.plan import ShardJob, plan_shards
 from tasks.report import (
+    SHEET_PER_CLASS,
     ShardOutcome,
     artifact_key,
     build_summary,
     label_key,
     shard_table,
+    sheet_picks,
     summary_markdown,
 )
 from tasks.split import split_entries, split_key
@@ -226,6 +229,36 @@ def submit_packs(jobs: list[ShardJob], kwargs: dict[str, Any]) -> list[PrefectFu
             for i, fut in zip(group, task.map([jobs[i] for i in group], **kwargs), strict=True):
                 futures[i] = fut
     return [f for f in futures if f is not None]
+
+
+def summary_sheet(
+    jobs: list[ShardJob],
+    results: list[ShardResult],
+    outcomes: list[ShardOutcome],
+    class_map: dict[str, int],
+    storage_options: dict[str, Any],
+    logger: Any,
+) -> bytes | None:
+    """A small contact sheet of the packed records (a few per class, as `recflow inspect`
+    draws them) for the run summary; None, with a warning, if it cannot be drawn."""
+    picks = sheet_picks(
+        (r.rec, r.idx, job.entries(), [x.index for x in r.rejects])
+        for job, r in zip(jobs, results, strict=True)
+    )
+    counts: Counter = Counter()
+    for o in outcomes:
+        counts.update(o.labels)
+    try:
+        return sheet_from_records(
+            picks,
+            dict(counts),
+            {label: name for name, label in class_map.items()},
+            per_class=SHEET_PER_CLASS,
+            storage_options=storage_options,
+        )
+    except Exception as exc:  # a picture is not worth failing a finished build
+        logger.warning("no contact sheet in the summary: %s", exc)
+        return None
 
 
 def run_build(p: BuildParameters) -> dict[str, Any]:
@@ -377,6 +410,7 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
                 labels=labels,
             )
         )
+    sheet = summary_sheet(jobs, results, outcomes, listing.class_map, so, logger)
     summary = build_summary(
         output=p.output,
         manifest_url=url,
@@ -386,7 +420,7 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         listed=listed,
     )
     create_markdown_artifact(
-        summary_markdown(summary, listing.class_map, rejects),
+        summary_markdown(summary, listing.class_map, rejects, sheet),
         key=artifact_key("dataset", p.output),
         description=f"Dataset summary for {p.output}",
     )

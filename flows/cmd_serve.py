@@ -103,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from flows.zombies import install, set_heartbeat_default
+
+    set_heartbeat_default()  # the run processes report every 30 s ...
+    install(quiet=True)  # ... and the server marks one that stops Crashed
     deployments = make_deployments(
         source=args.source,
         output=args.output,
