@@ -129,8 +129,9 @@ PackLabel = Annotated[
     bool | None,
     Field(
         description="Store all label_width labels in each record's header, where MXNet's "
-        "ImageRecordIter(label_width=N) and DALI read them without the .lst. Empty (default): "
-        "yes when label_width > 1; false keeps only the first label in the header.",
+        "ImageRecordIter(label_width=N) and DALI read them without the .lst. "
+        "None (the default): yes when label_width > 1; false keeps only the first label in "
+        "the header.",
     ),
 ]
 RecordsPerShard = Annotated[
