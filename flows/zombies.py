@@ -39,8 +39,8 @@ def zombie_automation(within_seconds: float = ZOMBIE_AFTER_SECONDS, name: str = 
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
     from prefect.events.schemas.events import ResourceSpecification
 
-    if not within_seconds > 0:
-        raise ValueError(f"within_seconds must be > 0, got {within_seconds!r}")
+    if not within_seconds >= 10:  # Prefect's minimum for proactive triggers
+        raise ValueError(f"within_seconds must be at least 10, got {within_seconds!r}")
     return AutomationCore(
         name=name,
         description="Flow runs of recordio-flow whose process died (no heartbeat for "

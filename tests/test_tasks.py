@@ -3,7 +3,9 @@ lock and manifest commit, reports, and the command line's argument handling."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import io
 import json
 import time
 from typing import Annotated
@@ -389,6 +391,44 @@ def test_summary_markdown_and_table():
     assert table[1]["status"] == "reused" and table[0]["sha256"] == "f" * 16
     key = artifact_key("dataset", "s3://My_Bucket/data sets/")
     assert key == "dataset-s3-my-bucket-data-sets"
+    assert "**Labels:**" not in md and "data:image" not in md
+    # several labels: the summary says where they are; a contact sheet is embedded
+    for packed, words in ((True, "all in each record's header"), (False, "only the first")):
+        multi = dataclasses.replace(manifest, parameters={"label_width": 4, "pack_label": packed})
+        summary = build_summary(
+            output="o", manifest_url="o/m", manifest=multi, outcomes=outcomes, seconds=1, listed=6
+        )
+        assert summary["label_width"] == 4 and summary["labels_in_header"] is packed
+        assert words in summary_markdown(summary, {}, [])
+    md = summary_markdown(summary, {}, [], sheet_png=b"\x89PNG")
+    assert "![contact sheet](data:image/png;base64,iVBORw==)" in md
+
+
+def test_summary_contact_sheet_shows_a_few_packed_records_per_class(tmp_path):
+    from PIL import Image
+
+    from recordio_core.inspect import sheet_from_records
+    from recordio_core.pack import PackOptions, pack_shard
+    from tasks.report import sheet_picks
+
+    src = tmp_path / "src"
+    image_tree(src, classes=3, per_class=6)
+    entries = [
+        LstEntry(
+            i, (float(i // 6),), f"class{i // 6}/img{i % 6:02d}{'.png' if i % 3 == 2 else '.jpg'}"
+        )
+        for i in range(18)
+    ]
+    entries.append(LstEntry(18, (0.5,), "class0/img00.jpg"))  # not a whole class number
+    shard = pack_shard(entries, str(src), str(tmp_path / "s"), PackOptions())
+    picks = sheet_picks([(shard.rec, shard.idx, entries, [1])], per_class=4, max_classes=2)
+    assert [(p.cls, p.key) for p in picks] == [(0, 0), (0, 2), (0, 3), (0, 4)] + [
+        (1, k) for k in (6, 7, 8, 9)
+    ]
+    png = sheet_from_records(picks, {"0": 6, "1": 6}, {0: "class0", 1: "class1"})
+    assert len(png) < 40_000  # small enough to embed in a markdown artifact
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.format == "PNG" and im.height < 2 * 60 and im.width > 4 * 48
 
 
 # --------------------------------------------------------------------------- command line
