@@ -51,14 +51,13 @@ def _truthy(name: str) -> bool:
 
 
 def chromium_path() -> str | None:
+    """`$RECFLOW_CHROMIUM` if set (and present), else Debian's chromium, else None."""
     configured = os.environ.get("RECFLOW_CHROMIUM")
-    for candidate in (configured, "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
+    candidates = [configured] if configured else ["/usr/bin/chromium", shutil.which("chromium")]
+    return next((c for c in candidates if c and Path(c).exists()), None)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def chromium() -> str:
     """The browser to drive, or a loud skip (a failure under RECFLOW_REQUIRE_CHROMIUM=1)."""
     reason = None
@@ -196,7 +195,7 @@ print(json.dumps(labels))
 """
 
 
-def test_custom_runs_from_the_browser(prefect_server, chromium, tmp_path, request):
+def test_custom_runs_from_the_browser(chromium, prefect_server, tmp_path, request):
     src, out = tmp_path / "src", tmp_path / "out"
     image_tree(src, classes=3, per_class=4)
     lst = tmp_path / "four.lst"
