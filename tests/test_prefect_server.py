@@ -48,6 +48,8 @@ def test_a_served_schedule_fires_and_its_run_completes(prefect_server, tmp_path)
     with served(prefect_server, args, log) as proc, prefect_server.client() as client:
         dep = wait_for_deployment(client, "build-dataset/nightly", proc, log)
         assert client.read_automations_by_name(AUTOMATION_NAME)  # serve installed it
+        form = dep.parameter_openapi_schema["properties"]  # as the server holds it
+        assert len(form) == 33 and all(prop.get("description") for prop in form.values())
         assert dep.schedules and dep.schedules[0].schedule.interval.total_seconds() == 5
         deadline = time.monotonic() + 240
         run = None
