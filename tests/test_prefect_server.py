@@ -13,6 +13,7 @@ import pytest
 from pipeline_fixtures import image_tree
 from prefect_server import ROOT, served, wait_for_deployment, wait_for_run
 
+from flows.params import PARAMETER_NAMES
 from flows.zombies import AUTOMATION_NAME
 from recordio_core.manifest import read_manifest
 
@@ -49,7 +50,9 @@ def test_a_served_schedule_fires_and_its_run_completes(prefect_server, tmp_path)
         dep = wait_for_deployment(client, "build-dataset/nightly", proc, log)
         assert client.read_automations_by_name(AUTOMATION_NAME)  # serve installed it
         form = dep.parameter_openapi_schema["properties"]  # as the server holds it
-        assert len(form) == 33 and all(prop.get("description") for prop in form.values())
+        assert len(form) == len(PARAMETER_NAMES) and all(
+            prop.get("description") for prop in form.values()
+        )
         assert dep.schedules and dep.schedules[0].schedule.interval.total_seconds() == 5
         deadline = time.monotonic() + 240
         run = None
