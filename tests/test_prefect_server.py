@@ -142,3 +142,39 @@ def test_a_killed_run_is_marked_crashed_by_the_zombie_automation(prefect_server,
             )
         finally:
             client.delete_automation(automation_id)
+
+
+def test_the_run_that_left_the_commit_lock_is_marked_crashed(prefect_server, tmp_path):
+    """The next commit to the same output takes over the lock of a run whose process is gone,
+    and marks that run Crashed in Prefect (the UI then offers Retry)."""
+    import json
+    import socket
+
+    from prefect import flow
+    from prefect.states import Completed, Running
+
+    from tasks.commit import LOCK_NAME, commit_lock, crash_dead_owner
+
+    @flow(name="lock-holder")
+    def holder() -> None:
+        pass
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "out"
+    out.mkdir()
+    with prefect_server.client() as client:
+        run = client.create_flow_run(holder, state=Running())
+        lock = {"owner": str(run.id), "host": socket.gethostname(), "pid": dead.pid}
+        (out / LOCK_NAME).write_text(json.dumps({**lock, "time": time.time()}))
+        with commit_lock(str(out), "next-run", on_takeover=crash_dead_owner, wait_seconds=5):
+            assert json.loads((out / LOCK_NAME).read_text())["owner"] == "next-run"
+        state = client.read_flow_run(run.id).state
+        assert state.type.value == "CRASHED" and "process" in state.message, state
+        # a finished run is never touched; a lock of a local call names no run
+        done = client.create_flow_run(holder)
+        client.set_flow_run_state(done.id, Running())
+        client.set_flow_run_state(done.id, Completed())
+        crash_dead_owner({"owner": str(done.id)}, "test")
+        crash_dead_owner({"owner": "local"}, "test")
+        assert client.read_flow_run(done.id).state.is_completed()
