@@ -267,7 +267,7 @@ def sheet_from_records(
     if colors is None:
         return png
     with Image.open(io.BytesIO(png)) as im:
-        small = im.quantize(colors=colors)
+        small = im.quantize(colors=colors, method=Image.Quantize.FASTOCTREE)  # ~50x faster
     out = io.BytesIO()
     small.save(out, format="PNG", optimize=True)
     return out.getvalue()
