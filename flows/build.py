@@ -76,9 +76,11 @@ from flows.params import (
     TrainRatio,
     ValidateDecode,
     Verify,
+    describe_parameters,
     parse_parameters,
 )
 from recordio_core.image import ImageOptions
+from recordio_core.inspect import sheet_from_records
 from recordio_core.manifest import RejectEntry
 from recordio_core.pack import PackOptions, ShardResult
 from recordio_core.quality import NO_DHASH, NO_DIGEST, DedupePlan, QualityReport, Seen
@@ -91,12 +93,14 @@ from tasks.pack import pack_shard_task
 from tasks.plan import ShardJob, plan_shards
 from tasks.quality import dedupe_splits
 from tasks.report import (
+    SHEET_PER_CLASS,
     ShardOutcome,
     artifact_key,
     build_summary,
     label_key,
     quality_text,
     shard_table,
+    sheet_picks,
     summary_markdown,
 )
 from tasks.split import split_entries, split_key
@@ -137,7 +141,7 @@ def pack_options(p: BuildParameters, num_workers: int = 1) -> PackOptions:
     return PackOptions(
         image=image,
         label_width=p.label_width,
-        pack_label=p.pack_label,
+        pack_label=p.packs_labels,
         num_workers=num_workers,
         io_concurrency=p.io_concurrency,
         on_decode_warning=p.on_decode_warning,
@@ -187,32 +191,33 @@ def check_rejects(p: BuildParameters, rejects: list[RejectEntry], listed: int) -
     validate_parameters=True,
     task_runner=ThreadPoolTaskRunner(max_workers=SHARD_CONCURRENCY),
 )
+@describe_parameters  # the form's help text: the aliases' descriptions (flows/params.py)
 def build_dataset(
     source: Source,
     output: Output,
+    resize: Resize = 0,
+    label_width: LabelWidth = 1,
+    train_ratio: TrainRatio = 1.0,
+    test_ratio: TestRatio = 0.0,
+    quality: Quality = 95,
+    pass_through: PassThrough = False,
     lst: Lst = None,
+    pack_label: PackLabel = None,
     allow_outside_root: AllowOutsideRoot = False,
     recursive: Recursive = True,
     exts: Exts = tuple(DEFAULT_EXTS),  # type: ignore[assignment]
     split_method: SplitMethod = "stable",
-    train_ratio: TrainRatio = 1.0,
-    test_ratio: TestRatio = 0.0,
     shuffle: Shuffle = True,
     seed: Seed = 100,
     chunks: Chunks = 1,
     split_salt: SplitSalt = "",
-    resize: Resize = 0,
     center_crop: CenterCrop = False,
     color: Color = 1,
     encoding: Encoding = ".jpg",
-    quality: Quality = 95,
-    pass_through: PassThrough = False,
     inter_method: InterMethod = 1,
     verify: Verify = "header",
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     reducing_gap: ReducingGap = DEFAULT_REDUCING_GAP,
-    label_width: LabelWidth = 1,
-    pack_label: PackLabel = False,
     records_per_shard: RecordsPerShard = DEFAULT_RECORDS_PER_SHARD,
     num_workers: NumWorkers = 0,
     io_concurrency: IoConcurrency = DEFAULT_IO_CONCURRENCY,
@@ -298,6 +303,36 @@ def quality_of(
     )
 
 
+def summary_sheet(
+    jobs: list[ShardJob],
+    results: list[ShardResult],
+    outcomes: list[ShardOutcome],
+    class_map: dict[str, int],
+    storage_options: dict[str, Any],
+    logger: Any,
+) -> bytes | None:
+    """A small contact sheet of the packed records (a few per class, as `recflow inspect`
+    draws them) for the run summary; None, with a warning, if it cannot be drawn."""
+    picks = sheet_picks(
+        (r.rec, r.idx, job.entries(), [x.index for x in r.rejects])
+        for job, r in zip(jobs, results, strict=True)
+    )
+    counts: Counter = Counter()
+    for o in outcomes:
+        counts.update(o.labels)
+    try:
+        return sheet_from_records(
+            picks,
+            dict(counts),
+            {label: name for name, label in class_map.items()},
+            per_class=SHEET_PER_CLASS,
+            storage_options=storage_options,
+        )
+    except Exception as exc:  # a picture is not worth failing a finished build
+        logger.warning("no contact sheet in the summary: %s", exc)
+        return None
+
+
 def run_build(p: BuildParameters) -> dict[str, Any]:
     logger = get_run_logger()
     start = time.perf_counter()
@@ -370,7 +405,7 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
     }
     validate_kwargs = {
         "label_width": unmapped(p.label_width),
-        "pack_label": unmapped(p.pack_label),
+        "pack_label": unmapped(p.packs_labels),
         "decode": unmapped(p.validate_decode),
         "storage_options": unmapped(so),
     }
@@ -441,7 +476,8 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
 
     manifest = build_manifest(
         output=p.output,
-        parameters=p.model_dump(mode="json"),
+        # pack_label as the bytes hold it (an empty pack_label means label_width > 1)
+        parameters={**p.model_dump(mode="json"), "pack_label": p.packs_labels},
         class_map=listing.class_map,
         split_names=[split_key(s) for s in splits],
         results=[(job.split, r) for job, r in zip(jobs, results, strict=True)],
@@ -470,6 +506,7 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
                 labels=labels,
             )
         )
+    sheet = summary_sheet(jobs, results, outcomes, listing.class_map, so, logger)
     summary = build_summary(
         output=p.output,
         manifest_url=url,
@@ -480,7 +517,7 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         quality=quality,
     )
     create_markdown_artifact(
-        summary_markdown(summary, listing.class_map, rejects, quality),
+        summary_markdown(summary, listing.class_map, rejects, quality, sheet),
         key=artifact_key("dataset", p.output),
         description=f"Dataset summary for {p.output}",
     )

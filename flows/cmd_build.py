@@ -135,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
         from flows.runner import run_flow_quietly, wait_for_api
 
         wait_for_api(api)
+        if api is None:  # a long-lived server: a run killed on the way must not stay Running
+            from flows.zombies import install
+
+            install(quiet=True)
         ok, result = run_flow_quietly(
             build_dataset, params.model_dump(exclude_unset=True), heartbeats=api is None
         )

@@ -25,11 +25,18 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("source", nargs="?", help="default SOURCE for the deployments")
     parser.add_argument("output", nargs="?", help="default OUTPUT for the deployments")
-    parser.add_argument(
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
         "--cron",
         default="0 2 * * *",
         help="schedule of the nightly deployment (needs SOURCE and OUTPUT; '' for none) "
         "(default: %(default)s)",
+    )
+    when.add_argument(
+        "--interval",
+        type=float,
+        metavar="SECONDS",
+        help="run the nightly deployment every SECONDS (>= 1) instead of on the cron schedule",
     )
     parser.add_argument("--timezone", default="UTC", help="(default: %(default)s)")
     parser.add_argument(
@@ -79,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
     # fail early on bad defaults (placeholders stand in for SOURCE/OUTPUT when not given)
     parse_parameters({"source": args.source or "/in", "output": args.output or "/out", **extra})
+    from flows.deploy import schedule_for
+
+    schedule_for(args.cron or None, args.timezone, args.interval)  # a bad schedule fails here
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect import serve
     from prefect.settings import PREFECT_API_URL
@@ -93,11 +103,16 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from flows.zombies import install, set_heartbeat_default
+
+    set_heartbeat_default()  # the run processes report every 30 s ...
+    install(quiet=True)  # ... and the server marks one that stops Crashed
     deployments = make_deployments(
         source=args.source,
         output=args.output,
         cron=args.cron or None,
         timezone=args.timezone,
+        interval_seconds=args.interval,
         extra_parameters=extra,
     )
     serve(*deployments, limit=args.limit, print_starting_message=True)

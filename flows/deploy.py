@@ -34,16 +34,45 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+def schedule_for(cron: str | None, timezone: str, interval_seconds: float | None) -> Any:
+    """The nightly deployment's schedule: every `interval_seconds` if given, else `cron`, else
+    None. A ValueError names a bad cron string, time zone or interval."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from prefect.schedules import Cron, Interval
+
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {timezone!r} (an IANA name such as 'UTC')") from None
+    if interval_seconds is not None:
+        if isinstance(interval_seconds, bool) or not interval_seconds >= 1:
+            raise ValueError(f"the interval must be at least 1 second, got {interval_seconds!r}")
+        return Interval(interval_seconds, timezone=timezone)
+    if not cron:
+        return None
+    try:
+        return Cron(cron, timezone=timezone)
+    except ValueError as exc:
+        raise ValueError(
+            f"invalid schedule (cron {cron!r}, timezone {timezone!r}): {exc}; a cron string has "
+            "five fields, e.g. '0 2 * * *'"
+        ) from None
+
+
 def make_deployments(
     *,
     source: str | None = None,
     output: str | None = None,
     cron: str | None = DEFAULT_CRON,
     timezone: str = DEFAULT_TIMEZONE,
+    interval_seconds: float | None = None,
     extra_parameters: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """`RunnerDeployment`s for `prefect.serve`. The nightly schedule needs SOURCE and OUTPUT;
-    without them (or with `cron=None`) it is served unscheduled, like the presets."""
+    """`RunnerDeployment`s for `prefect.serve`. The nightly deployment runs on `cron` or, when
+    given, every `interval_seconds` instead; its schedule needs SOURCE and OUTPUT. Without them
+    (or with neither cron nor interval) it is served unscheduled, like the presets."""
+    schedule = schedule_for(cron, timezone, interval_seconds)
     from flows.build import build_dataset
 
     base: dict[str, Any] = {}
@@ -55,10 +84,8 @@ def make_deployments(
     out = []
     for name, preset in PRESETS.items():
         kwargs: dict[str, Any] = {}
-        if name == "nightly" and cron and source and output:
-            from prefect.schedules import Cron
-
-            kwargs["schedule"] = Cron(cron, timezone=timezone)
+        if name == "nightly" and schedule is not None and source and output:
+            kwargs["schedule"] = schedule
         out.append(
             build_dataset.to_deployment(
                 name=name,

@@ -11,11 +11,14 @@ This module imports pydantic only, so the command line can build its options wit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 # --- one alias per parameter: type, limits, and the text the UI shows -------------------------
 Source = Annotated[
@@ -114,9 +117,23 @@ ReducingGap = Annotated[
     ),
 ]
 LabelWidth = Annotated[
-    int, Field(ge=1, le=4096, description="Number of label columns per entry (im2rec.cc).")
+    int,
+    Field(
+        ge=1,
+        le=4096,
+        description="Number of label columns per .lst entry (im2rec.cc); above 1 every record's "
+        "header holds all of them, unless pack_label is false.",
+    ),
 ]
-PackLabel = Annotated[bool, Field(description="Store all labels in each record's header.")]
+PackLabel = Annotated[
+    bool | None,
+    Field(
+        description="Store all label_width labels in each record's header, where MXNet's "
+        "ImageRecordIter(label_width=N) and DALI read them without the .lst. "
+        "None (the default): yes when label_width > 1; false keeps only the first label in "
+        "the header.",
+    ),
+]
 RecordsPerShard = Annotated[
     int,
     Field(
@@ -265,31 +282,32 @@ class BuildParameters(BaseModel):
     # holding a credential would otherwise print the credential).
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
+    # The order is the form's order in the Prefect UI: the fields people change most first.
     source: Source
     output: Output
+    resize: Resize = 0
+    label_width: LabelWidth = 1
+    train_ratio: TrainRatio = 1.0
+    test_ratio: TestRatio = 0.0
+    quality: Quality = 95
+    pass_through: PassThrough = False
     lst: Lst = None
+    pack_label: PackLabel = None
     allow_outside_root: AllowOutsideRoot = False
     recursive: Recursive = True
     exts: Exts = Field(default_factory=lambda: list(DEFAULT_EXTS))
     split_method: SplitMethod = "stable"
-    train_ratio: TrainRatio = 1.0
-    test_ratio: TestRatio = 0.0
     shuffle: Shuffle = True
     seed: Seed = 100
     chunks: Chunks = 1
     split_salt: SplitSalt = ""
-    resize: Resize = 0
     center_crop: CenterCrop = False
     color: Color = 1
     encoding: Encoding = ".jpg"
-    quality: Quality = 95
-    pass_through: PassThrough = False
     inter_method: InterMethod = 1
     verify: Verify = "header"
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS
     reducing_gap: ReducingGap = DEFAULT_REDUCING_GAP
-    label_width: LabelWidth = 1
-    pack_label: PackLabel = False
     records_per_shard: RecordsPerShard = DEFAULT_RECORDS_PER_SHARD
     num_workers: NumWorkers = 0
     io_concurrency: IoConcurrency = DEFAULT_IO_CONCURRENCY
@@ -369,6 +387,13 @@ class BuildParameters(BaseModel):
         return self
 
     @property
+    def packs_labels(self) -> bool:
+        """Whether records hold all labels in their header: `pack_label`, or when it is left
+        empty, `label_width > 1`. With one label the header is the same either way (im2rec packs
+        only lines with several labels), so this is False then: what the bytes hold."""
+        return self.label_width > 1 and self.pack_label is not False
+
+    @property
     def output_options(self) -> dict[str, Any]:
         """fsspec options for OUTPUT."""
         return dict(self.storage_options or {})
@@ -382,6 +407,38 @@ class BuildParameters(BaseModel):
 
 
 PARAMETER_NAMES: tuple[str, ...] = tuple(BuildParameters.model_fields)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def annotation_description(annotation: Any) -> str | None:
+    """The `Field(description=...)` of an `Annotated` alias (nested aliases merged, the
+    innermost-last wins as in pydantic), or None."""
+    if typing.get_origin(annotation) is not Annotated:
+        return None
+    return FieldInfo.from_annotation(annotation).description
+
+
+def describe_parameters(fn: _F) -> _F:
+    """Append a Google-style `Args:` section to `fn`'s docstring, one line per parameter, from
+    the `Field(description=...)` of its `Annotated` type. Apply it below `@flow`.
+
+    Why: Prefect builds each parameter's schema with its own `Field(description=None)`, which
+    replaces the description inside `Annotated`; what it does read is the docstring's `Args:`
+    section. So the Prefect form (`parameter_openapi_schema`), `recflow build --help` (from
+    `BuildParameters`) and `help()` all show the one text written in the aliases above, and a
+    new parameter written in the same style is described everywhere without more code.
+    """
+    hints = typing.get_type_hints(fn, include_extras=True)
+    lines = []
+    for name in inspect.signature(fn).parameters:
+        text = annotation_description(hints.get(name))
+        if text:
+            lines.append(f"    {name}: {' '.join(text.split())}")
+    if lines:
+        doc = inspect.cleandoc(fn.__doc__ or "")
+        fn.__doc__ = f"{doc}\n\nArgs:\n" + "\n".join(lines) + "\n"
+    return fn
 
 
 def parse_parameters(values: Mapping[str, Any]) -> BuildParameters:

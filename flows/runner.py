@@ -42,16 +42,26 @@ def run_flow_quietly(
 
     `heartbeats=False` turns off flow-run heartbeats, which only serve a long-lived server's
     crash detection and cost about a second at the end of every run (a temporary local API
-    stops with the command anyway).
+    stops with the command anyway). With heartbeats the run reports every
+    `flows.zombies.HEARTBEAT_SECONDS` (unless PREFECT_FLOWS_HEARTBEAT_FREQUENCY says otherwise)
+    and carries the `recordio-flow` tag, so the server's zombie automation watches it.
     """
+    import os
+
+    from prefect import tags
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    quiet = (
-        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-        if not heartbeats
-        else contextlib.nullcontext()
-    )
-    with quiet:
+    from flows.zombies import HEARTBEAT_SECONDS, RUN_TAG
+
+    if not heartbeats:
+        settings = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    elif "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" not in os.environ:
+        settings = temporary_settings(
+            updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}
+        )
+    else:
+        settings = contextlib.nullcontext()
+    with settings, tags(RUN_TAG):
         state = flow(**parameters, return_state=True)
     if state.is_completed():
         return True, state.result()

@@ -14,7 +14,8 @@ How concurrent runs are kept apart (the design, in short):
    manifest named. Commits are therefore serialized: a live manifest never names a deleted or
    half-written file. A lock older than `LOCK_STALE_SECONDS` (a commit takes seconds), or one
    whose holder was a process on this host that no longer exists, is taken to be left by a
-   killed run and removed.
+   killed run and removed; that run, if Prefect still shows it Running, is marked Crashed
+   (the heartbeat automation of `flows/zombies.py` catches runs killed at any other moment).
 3. A run killed while packing leaves its half-written shard files under hidden temporary names
    (`.NAME.tmp-XXXXXXXXXXXX`, never a visible `.rec`). A commit removes those nobody has
    written to for `DEBRIS_AGE_SECONDS`; a live writer's temporary file is always fresher.
@@ -27,7 +28,8 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prefect import task
@@ -118,8 +120,10 @@ def commit_lock(
     *,
     wait_seconds: float = LOCK_WAIT_SECONDS,
     stale_seconds: float = LOCK_STALE_SECONDS,
+    on_takeover: Callable[[dict[str, Any], str], None] | None = None,
 ) -> Iterator[str]:
-    """Hold `OUTPUT/.recflow.lock` for the duration of the block."""
+    """Hold `OUTPUT/.recflow.lock` for the duration of the block. `on_takeover(lock, why)` is
+    called after a lock left by a killed run was removed."""
     url = join_url(output, LOCK_NAME)
     body = json.dumps(
         {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
@@ -134,11 +138,19 @@ def commit_lock(
             if held is None:
                 continue  # released between our attempt and the read
             age = time.time() - float(held.get("time", 0) or 0)
-            if age > stale_seconds or _holder_gone(held):
+            gone = _holder_gone(held)
+            if age > stale_seconds or gone:
                 fs, path = get_fs(url, storage_options)
                 if _read_lock(url, storage_options) == held:
                     with contextlib.suppress(FileNotFoundError):
                         fs.rm_file(path)
+                    if on_takeover is not None:
+                        why = (
+                            f"its process ({held.get('pid')} on {held.get('host')}) is gone"
+                            if gone
+                            else f"it held the commit lock for {age:.0f} s"
+                        )
+                        on_takeover(held, why)
                 continue
             if time.monotonic() > deadline:
                 raise LockBusy(
@@ -249,6 +261,31 @@ def _previous_manifest(output: str, storage_options: Mapping[str, Any] | None, l
         return None
 
 
+def crash_dead_owner(held: Mapping[str, Any], why: str) -> None:
+    """Mark the flow run that left a commit lock behind Crashed, if Prefect still shows it
+    running (so the UI offers Retry instead of a run "Running" forever). Best effort."""
+    logger = run_logger()
+    try:
+        run_id = uuid.UUID(str(held.get("owner")))
+    except ValueError:
+        return  # not a flow run (a local call)
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.states import Crashed
+
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(run_id).state
+            if state is None or not (state.is_running() or state.is_pending()):
+                return
+            client.set_flow_run_state(
+                run_id,
+                Crashed(message=f"Found dead by a later run of the same output: {why}."),
+            )
+        logger.warning("flow run %s left the commit lock behind; marked it Crashed", run_id)
+    except Exception as exc:  # a stale run's state is not worth failing this commit
+        logger.warning("could not mark flow run %s Crashed: %s", run_id, exc)
+
+
 @task(name="write-manifest", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def commit_dataset(
     manifest: Manifest,
@@ -260,7 +297,7 @@ def commit_dataset(
 ) -> str:
     """Write class map, rejects and manifest (last) under the commit lock; return its URL."""
     logger = run_logger()
-    with commit_lock(output, owner, storage_options):
+    with commit_lock(output, owner, storage_options, on_takeover=crash_dead_owner):
         gone = missing_files(output, manifest.files(), storage_options)
         if gone:
             raise FileNotFoundError(

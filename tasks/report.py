@@ -3,16 +3,21 @@ the flow publishes them as artifacts). Nothing here ever sees storage options.""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from recordio_core.inspect import SheetPick
+from recordio_core.lst import LstEntry
 from recordio_core.manifest import Manifest, RejectEntry
 from recordio_core.quality import QualityReport
 
 MAX_REJECTS_SHOWN = 20
+SHEET_PER_CLASS = 4  # images per class on the summary's contact sheet
+SHEET_MAX_CLASSES = 12
 
 
 @dataclass
@@ -32,6 +37,30 @@ class ShardOutcome:
 
 def label_key(value: float) -> str:
     return f"{value:g}"
+
+
+def sheet_picks(
+    shards: Iterable[tuple[str, str, Iterable[LstEntry], Iterable[int]]],
+    per_class: int = SHEET_PER_CLASS,
+    max_classes: int = SHEET_MAX_CLASSES,
+) -> list[SheetPick]:
+    """Which records go on the summary's contact sheet: the first `per_class` packed records
+    of each of the first `max_classes` classes (by first label; labels that are not whole
+    numbers have no class). `shards` holds `(rec url, idx url, entries, rejected indices)`."""
+    picked: dict[int, list[SheetPick]] = {}
+    for rec, idx, entries, rejected in shards:
+        skip = set(rejected)
+        for e in entries:
+            first = float(e.labels[0]) if e.labels else None
+            if e.index in skip or first is None or not first.is_integer():
+                continue
+            cls = int(first)
+            if cls not in picked and len(picked) >= max_classes:
+                continue
+            group = picked.setdefault(cls, [])
+            if len(group) < per_class:
+                group.append(SheetPick(cls=cls, rec=rec, idx=idx, key=e.index))
+    return [p for cls in sorted(picked) for p in picked[cls]]
 
 
 def human_bytes(n: float) -> str:
@@ -88,9 +117,27 @@ def build_summary(
         "images_packed": packed,
         "seconds": round(seconds, 3),
         "images_per_second": round(listed / seconds, 1) if seconds > 0 else 0.0,
+        "label_width": int(manifest.parameters.get("label_width", 1)),
+        "labels_in_header": bool(manifest.parameters.get("pack_label", False)),
         "splits": splits,
         "quality": (quality or QualityReport()).summary(),
     }
+
+
+def labels_line(summary: Mapping[str, Any]) -> str:
+    """How the labels are stored, in words (empty for one label per image)."""
+    width = int(summary.get("label_width", 1))
+    if width <= 1:
+        return ""
+    if summary.get("labels_in_header"):
+        return (
+            f"**Labels:** {width} per image, all in each record's header (pack_label), so "
+            f"MXNet's `ImageRecordIter(label_width={width})` reads them without the .lst."
+        )
+    return (
+        f"**Labels:** {width} per image; the record headers hold only the first "
+        "(pack_label=false), all of them are in each shard's .lst (pass it as path_imglist)."
+    )
 
 
 def summary_markdown(
@@ -98,7 +145,9 @@ def summary_markdown(
     class_map: Mapping[str, int],
     rejects: Sequence[RejectEntry],
     quality: QualityReport | None = None,
+    sheet_png: bytes | None = None,
 ) -> str:
+    """The run summary artifact; `sheet_png` (a contact sheet) is embedded as a data: URL."""
     names = {label: folder for folder, label in class_map.items()}
     split_names = list(summary["splits"])
     lines = [
@@ -109,6 +158,10 @@ def summary_markdown(
         f"{summary['seconds']:.1f} s ({summary['images_per_second']:.0f} img/s); "
         f"{summary['shards_packed']} shards packed now, {summary['shards_cached']} reused.",
         "",
+    ]
+    if labels_line(summary):
+        lines += [labels_line(summary), ""]
+    lines += [
         "| split | records | shards | size |",
         "| --- | ---: | ---: | ---: |",
     ]
@@ -138,6 +191,14 @@ def summary_markdown(
             lines.append(f"- ... and {len(rejects) - MAX_REJECTS_SHOWN} more (rejects.jsonl)")
     if quality is not None:
         lines += quality_markdown(quality)
+    if sheet_png:
+        data = base64.b64encode(sheet_png).decode("ascii")
+        lines += [
+            "",
+            f"## Samples (first {SHEET_PER_CLASS} per class)",
+            "",
+            f"![contact sheet](data:image/png;base64,{data})",
+        ]
     lines += ["", f"Manifest: `{summary['manifest']}`", ""]
     return "\n".join(lines)
 

@@ -22,6 +22,14 @@ Fixtures (all generic; reuse them from any test module):
   pass `storage_options`. Nothing ever talks to real AWS.
 
 - `s3_bucket` (function): a fresh, empty bucket name on `s3_server`.
+
+- `prefect_server` (session): ONE real `prefect server start` (UI, scheduler, automations) on a
+  free loopback port with its own PREFECT_HOME, shared by the schedule, zombie and browser
+  tests; a `prefect_server.PrefectServer` (`.url`, `.api_url`, `.client()`, `.env()`; see
+  tests/prefect_server.py).
+
+Lines appended to `prefect_server.LOUD` are printed at the end of the run (tests that could not
+run on this machine say so there, not only as an "s" in the progress line).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from typing import Any, NamedTuple
 
 import pytest
 from oracle import require_mxnet_python
+from prefect_server import LOUD, start_server, stop
 
 _DUMMY_KEY = "testing"
 _DUMMY_SECRET = "testing"
@@ -110,3 +119,18 @@ def s3_server() -> Iterator[S3Server]:
 def s3_bucket(s3_server: S3Server) -> str:
     """A fresh empty bucket on the session's moto server."""
     return s3_server.make_bucket()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Prefect server for the session (see the module docstring)."""
+    server = start_server(tmp_path_factory.mktemp("prefect-server"))
+    try:
+        yield server
+    finally:
+        stop(server.proc)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in LOUD:
+        terminalreporter.write_line(line, yellow=True, bold=True)

@@ -49,6 +49,29 @@ def test_prefect_yaml_matches_the_presets(monkeypatch):
     assert not {d.name: d for d in make_deployments()}["nightly"].schedules
 
 
+def test_the_nightly_schedule_is_a_cron_or_an_interval_checked_up_front():
+    from flows.deploy import make_deployments, schedule_for
+
+    every = {d.name: d for d in make_deployments(source="/a", output="/b", interval_seconds=5)}
+    assert every["nightly"].schedules[0].schedule.interval.total_seconds() == 5
+    assert not every["resize-256"].schedules
+    assert schedule_for(None, "UTC", None) is None
+    for cron, tz, seconds, message in [
+        ("0 2 * *", "UTC", None, "invalid schedule"),
+        ("0 2 * * *", "Mars/Base", None, "unknown time zone"),
+        (None, "UTC", 0.5, "at least 1 second"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            schedule_for(cron, tz, seconds)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "serve", "/a", "/b", "--cron", "x", "--interval", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
 def _wait_for_deployment(client, name: str, proc, log: Path, timeout: float = 90.0):
     from prefect.exceptions import ObjectNotFound
 

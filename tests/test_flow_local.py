@@ -121,21 +121,25 @@ def test_label_width_and_pack_label_from_a_list(source, tmp_path):
     paths = [p for p in paths if not p.endswith("empty.jpg")]
     lst.write_text("".join(f"{i}\t{i % 3}\t{i * 0.5}\t{p}\n" for i, p in enumerate(paths)))
     kw = dict(source=str(source), output=str(out), lst=str(lst), label_width=2)
-    build(**kw)
+    build(**kw, pack_label=False)  # explicitly off: the header holds the first label only
     m = read_manifest(str(out))
     assert m.records == len(paths) and m.class_map == {}
+    assert m.parameters["pack_label"] is False
     _, shard = m.shards()[0]
     r = MXIndexedRecordIO(str(out / shard.idx), str(out / shard.rec), "r")
     header, _ = unpack(r.read_idx(3))
     assert header.flag == 0 and header.label == 0.0  # 3 % 3, first label only
     r.close()
-    summary = build(**kw, pack_label=True)
+    summary = build(**kw)  # left empty: label_width > 1 packs every label into the header
     assert summary["shards_packed"] == 1
-    _, shard = read_manifest(str(out)).shards()[0]
+    m = read_manifest(str(out))
+    assert m.parameters["pack_label"] is True  # as the bytes hold it
+    _, shard = m.shards()[0]
     r = MXIndexedRecordIO(str(out / shard.idx), str(out / shard.rec), "r")
     header, _ = unpack(r.read_idx(3))
     assert header.flag == 2 and list(header.label) == [0.0, 1.5]
     r.close()
+    assert build(**kw, pack_label=True)["shards_packed"] == 0  # same bytes, same shard key
     # a list whose label columns do not match label_width is refused before any packing
     state = build_state(**{**kw, "output": str(tmp_path / "o3"), "label_width": 3})
     assert state.is_failed() and "label_width=3" in str(state.result(raise_on_failure=False))

@@ -3,12 +3,16 @@ lock and manifest commit, reports, and the command line's argument handling."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import io
 import json
 import time
+from typing import Annotated
 
 import pytest
 from pipeline_fixtures import image_tree  # also sets the Prefect test environment
+from pydantic import Field
 
 from flows.params import BuildParameters, secret_paths, split_secrets
 from recordio_core.lst import LstEntry
@@ -57,6 +61,63 @@ def test_flow_signature_matches_the_parameter_model():
             continue
         value = list(p.default) if isinstance(p.default, tuple) else p.default
         assert value == getattr(defaults, name), name
+
+
+FORM_FIRST = [
+    "source",
+    "output",
+    "resize",
+    "label_width",
+    "train_ratio",
+    "test_ratio",
+    "quality",
+    "pass_through",
+]
+
+
+def _form_schema(schema: dict) -> list[tuple[str, dict]]:
+    return sorted(schema["properties"].items(), key=lambda kv: kv[1]["position"])
+
+
+def test_every_form_field_has_the_help_text_of_the_command_line():
+    """The deployment's parameter schema (what the UI's form shows) describes every field with
+    the text `recflow build --help` prints, and puts the most used fields first."""
+    from flows.build import build_dataset
+
+    dep = build_dataset.to_deployment(name="t", parameters={"source": "/a", "output": "/b"})
+    form = _form_schema(dep._parameter_openapi_schema.model_dump())
+    assert [name for name, _ in form][: len(FORM_FIRST)] == FORM_FIRST
+    assert len(form) == len(BuildParameters.model_fields)
+    for name, prop in form:
+        assert prop.get("description"), f"{name} has no description in the form"
+        assert (
+            " ".join(BuildParameters.model_fields[name].description.split())
+            == (prop["description"])
+        )
+    assert "label_width > 1" in dict(form)["pack_label"]["description"]
+
+
+# aliases written as in flows/params.py (module level: annotations are strings here)
+Colour = Annotated[str, Field(min_length=1, description="Paint: red, or blue (say 'x: y').")]
+Layers = Annotated[int, Field(ge=1, description="How many coats.")]
+Width = Annotated[Layers, Field(le=9)]  # an alias of an alias keeps its description
+
+
+def test_an_alias_in_the_house_style_is_described_automatically():
+    from flows.params import describe_parameters
+
+    @describe_parameters
+    def f(colour: Colour, layers: Width = 2, plain: int = 0) -> None:
+        """Paint."""
+
+    from prefect.utilities.callables import parameter_schema
+
+    props = parameter_schema(f).model_dump()["properties"]
+    assert props["colour"]["description"] == "Paint: red, or blue (say 'x: y')."
+    assert props["layers"]["description"] == "How many coats."
+    assert props["layers"]["maximum"] == 9 and props["layers"]["minimum"] == 1
+    assert "description" not in props["plain"]
+    assert f.__doc__.startswith("Paint.\n\nArgs:\n")
 
 
 def test_flow_validate_parameters_checks_types_before_the_run():
@@ -150,7 +211,6 @@ def test_cache_key_covers_byte_parameters_not_workers():
         {"encoding": ".png", "quality": 3},
         {"color": 0},
         {"center_crop": True},
-        {"pack_label": True},
         {"inter_method": 2},
         {"max_pixels": 1000},
         {"reducing_gap": None},
@@ -158,6 +218,21 @@ def test_cache_key_covers_byte_parameters_not_workers():
         assert key(params(**change)) != base, change
     lw = params(lst="/l.lst", label_width=2)
     assert key(lw) != key(params(lst="/l.lst"))
+    # the key follows the bytes: one label is stored the same with or without pack_label, and
+    # an empty pack_label packs several labels, like pack_label=True
+    assert key(params(pack_label=True)) == key(params(pack_label=False)) == base
+    assert key(lw) == key(params(lst="/l.lst", label_width=2, pack_label=True))
+    assert key(lw) != key(params(lst="/l.lst", label_width=2, pack_label=False))
+
+
+@pytest.mark.parametrize(
+    ("label_width", "pack_label", "packs"),
+    [(1, None, False), (1, True, False), (1, False, False)]
+    + [(4, None, True), (4, True, True), (4, False, False)],
+)
+def test_pack_label_left_empty_packs_several_labels(label_width, pack_label, packs):
+    p = params(lst="/l.lst", label_width=label_width, pack_label=pack_label)
+    assert p.packs_labels is packs
 
 
 def test_records_per_shard_is_raised_to_cap_the_shard_count():
@@ -316,6 +391,44 @@ def test_summary_markdown_and_table():
     assert table[1]["status"] == "reused" and table[0]["sha256"] == "f" * 16
     key = artifact_key("dataset", "s3://My_Bucket/data sets/")
     assert key == "dataset-s3-my-bucket-data-sets"
+    assert "**Labels:**" not in md and "data:image" not in md
+    # several labels: the summary says where they are; a contact sheet is embedded
+    for packed, words in ((True, "all in each record's header"), (False, "only the first")):
+        multi = dataclasses.replace(manifest, parameters={"label_width": 4, "pack_label": packed})
+        summary = build_summary(
+            output="o", manifest_url="o/m", manifest=multi, outcomes=outcomes, seconds=1, listed=6
+        )
+        assert summary["label_width"] == 4 and summary["labels_in_header"] is packed
+        assert words in summary_markdown(summary, {}, [])
+    md = summary_markdown(summary, {}, [], sheet_png=b"\x89PNG")
+    assert "![contact sheet](data:image/png;base64,iVBORw==)" in md
+
+
+def test_summary_contact_sheet_shows_a_few_packed_records_per_class(tmp_path):
+    from PIL import Image
+
+    from recordio_core.inspect import sheet_from_records
+    from recordio_core.pack import PackOptions, pack_shard
+    from tasks.report import sheet_picks
+
+    src = tmp_path / "src"
+    image_tree(src, classes=3, per_class=6)
+    entries = [
+        LstEntry(
+            i, (float(i // 6),), f"class{i // 6}/img{i % 6:02d}{'.png' if i % 3 == 2 else '.jpg'}"
+        )
+        for i in range(18)
+    ]
+    entries.append(LstEntry(18, (0.5,), "class0/img00.jpg"))  # not a whole class number
+    shard = pack_shard(entries, str(src), str(tmp_path / "s"), PackOptions())
+    picks = sheet_picks([(shard.rec, shard.idx, entries, [1])], per_class=4, max_classes=2)
+    assert [(p.cls, p.key) for p in picks] == [(0, 0), (0, 2), (0, 3), (0, 4)] + [
+        (1, k) for k in (6, 7, 8, 9)
+    ]
+    png = sheet_from_records(picks, {"0": 6, "1": 6}, {0: "class0", 1: "class1"})
+    assert len(png) < 40_000  # small enough to embed in a markdown artifact
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.format == "PNG" and im.height < 2 * 60 and im.width > 4 * 48
 
 
 # --------------------------------------------------------------------------- command line
