@@ -81,7 +81,8 @@ from flows.params import (
 )
 from recordio_core.image import ImageOptions
 from recordio_core.inspect import sheet_from_records
-from recordio_core.manifest import RejectEntry
+from recordio_core.listing import Listing
+from recordio_core.manifest import Manifest, RejectEntry
 from recordio_core.pack import PackOptions, ShardResult
 from recordio_core.quality import NO_DHASH, NO_DIGEST, DedupePlan, QualityReport, Seen
 from recordio_core.quality import quality_report as make_quality_report
@@ -333,14 +334,66 @@ def summary_sheet(
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """What listing, splitting, deduplication and planning gave: the shards to pack."""
+
+    listing: Listing
+    listed: int  # images listed, skipped ones included
+    splits: list[Any]
+    dedupe: DedupePlan | None
+    jobs: list[ShardJob]
+
+
 def run_build(p: BuildParameters) -> dict[str, Any]:
+    """list -> split -> (dedupe) -> plan -> pack + validate -> manifest -> report."""
     logger = get_run_logger()
     start = time.perf_counter()
-    so = p.output_options
-    src_so = p.source_options
-    key_params = key_parameters(pack_options(p))
+    planned = list_split_plan(p)
+    opts = pack_options(p, workers_per_shard(p, len(planned.jobs)))
+    if p.dry_run:
+        return dry_run_task(
+            Carry(planned.jobs),
+            source=p.source,
+            output=p.output,
+            options=opts,
+            listed=planned.listed,
+            skipped=len(planned.listing.skipped),
+            dropped=len(planned.dedupe.dropped) if planned.dedupe else 0,
+            workers=_total_workers(opts, len(planned.jobs)),
+            class_map=planned.listing.class_map,
+            source_options=p.source_options,
+        )
+    progress_id = create_progress_artifact(
+        progress=0.0, description=f"Packing {len(planned.jobs)} shards into {p.output}"
+    )
+    results, cached = pack_and_validate(p, planned.jobs, opts, progress_id, start, logger)
+    rejects = collect_rejects(p, planned, results)
+    quality = quality_of(p, planned.jobs, results, planned.dedupe)
+    manifest = build_manifest(
+        output=p.output,
+        # pack_label as the bytes hold it (an empty pack_label means label_width > 1)
+        parameters={**p.model_dump(mode="json"), "pack_label": p.packs_labels},
+        class_map=planned.listing.class_map,
+        split_names=[split_key(s) for s in planned.splits],
+        results=[(job.split, r) for job, r in zip(planned.jobs, results, strict=True)],
+        rejects=rejects,
+        quality=quality,
+    )
+    url = commit_dataset(
+        manifest,
+        output=p.output,
+        owner=str(flow_run.id or "local"),
+        storage_options=p.output_options,
+    )
+    update_progress_artifact(progress_id, progress=100.0)
+    return report_build(p, planned, results, cached, manifest, url, rejects, quality, start, logger)
 
-    carried = list_source(
+
+def list_split_plan(p: BuildParameters) -> Planned:
+    """List the source (or read the .lst), split, drop copies if asked, and plan the shards."""
+    src_so = p.source_options
+    listing = list_source(
         p.source,
         lst=p.lst,
         allow_outside_root=p.allow_outside_root,
@@ -349,14 +402,12 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         label_width=p.label_width,
         storage_options=src_so,
         lst_storage_options=src_so,
-    )
-    listing = carried.value
+    ).value
     if not listing.entries:
         raise ValueError(
             f"no images found under {p.source} with extensions {', '.join(p.exts)}"
             + ("" if p.recursive else " (recursive=False looks only at the folder itself)")
         )
-    listed = len(listing.entries) + len(listing.skipped)
     carried_splits = split_entries(
         Carry(listing.entries),
         method=p.split_method,
@@ -371,36 +422,35 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
     if p.dedupe == "drop":
         dedupe = dedupe_splits(carried_splits, source=p.source, source_options=src_so).value
         carried_splits = Carry(list(dedupe.splits))
-    splits = carried_splits.value
     jobs: list[ShardJob] = plan_shards(
         carried_splits,
         source=p.source,
         output=p.output,
         records_per_shard=p.records_per_shard,
-        key_params=key_params,
+        key_params=key_parameters(pack_options(p)),
         max_shards=MAX_SHARDS,
         source_options=src_so,
-        storage_options=so,
+        storage_options=p.output_options,
     )
+    listed = len(listing.entries) + len(listing.skipped)
+    return Planned(listing, listed, carried_splits.value, dedupe, jobs)
 
-    opts = pack_options(p, workers_per_shard(p, len(jobs)))
-    if p.dry_run:
-        return dry_run_task(
-            Carry(jobs),
-            source=p.source,
-            output=p.output,
-            options=opts,
-            listed=listed,
-            skipped=len(listing.skipped),
-            dropped=len(dedupe.dropped) if dedupe else 0,
-            workers=_total_workers(opts, len(jobs)),
-            class_map=listing.class_map,
-            source_options=src_so,
-        )
+
+def pack_and_validate(
+    p: BuildParameters,
+    jobs: list[ShardJob],
+    opts: PackOptions,
+    progress_id: Any,
+    start: float,
+    logger: Any,
+) -> tuple[list[ShardResult], list[bool]]:
+    """Pack every shard (mapped), validate each as soon as it is packed, pack again the ones
+    that fail; (results, which were reused from the cache). Every image is accounted for."""
+    so = p.output_options
     pack_kwargs = {
         "source": unmapped(p.source),
         "options": unmapped(opts),
-        "source_options": unmapped(src_so),
+        "source_options": unmapped(p.source_options),
         "storage_options": unmapped(so),
     }
     validate_kwargs = {
@@ -409,9 +459,6 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
         "decode": unmapped(p.validate_decode),
         "storage_options": unmapped(so),
     }
-    progress_id = create_progress_artifact(
-        progress=0.0, description=f"Packing {len(jobs)} shards into {p.output}"
-    )
     packs = submit_packs(jobs, pack_kwargs)
     total_images = max(1, sum(j.count for j in jobs))
     done_images = 0
@@ -460,35 +507,44 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
                 f"{job.label}: {job.count} images planned but {result.records} packed and "
                 f"{len(result.rejects)} rejected; run the build again"
             )
-    rejects = [RejectEntry(path=path, reason=reason) for path, reason in listing.skipped]
+    return results, cached
+
+
+def collect_rejects(
+    p: BuildParameters, planned: Planned, results: list[ShardResult]
+) -> list[RejectEntry]:
+    """Every image left out: skipped by the listing, rejected while packing (checked against
+    the reject policy), then copies dropped by `dedupe="drop"` (never a policy failure)."""
+    rejects = [RejectEntry(path=path, reason=reason) for path, reason in planned.listing.skipped]
     rejects += [
         RejectEntry(path=r.path, reason=r.reason, index=r.index)
         for result in results
         for r in result.rejects
     ]
-    check_rejects(p, rejects, listed)  # copies dropped as asked are not failures
-    if dedupe is not None:
+    check_rejects(p, rejects, planned.listed)
+    if planned.dedupe is not None:
         rejects += [
             RejectEntry(path=e.path, reason=f"duplicate of {kept}", index=e.index)
-            for e, kept in dedupe.dropped
+            for e, kept in planned.dedupe.dropped
         ]
-    quality = quality_of(p, jobs, results, dedupe)
+    return rejects
 
-    manifest = build_manifest(
-        output=p.output,
-        # pack_label as the bytes hold it (an empty pack_label means label_width > 1)
-        parameters={**p.model_dump(mode="json"), "pack_label": p.packs_labels},
-        class_map=listing.class_map,
-        split_names=[split_key(s) for s in splits],
-        results=[(job.split, r) for job, r in zip(jobs, results, strict=True)],
-        rejects=rejects,
-        quality=quality,
-    )
-    url = commit_dataset(
-        manifest, output=p.output, owner=str(flow_run.id or "local"), storage_options=so
-    )
-    update_progress_artifact(progress_id, progress=100.0)
 
+def report_build(
+    p: BuildParameters,
+    planned: Planned,
+    results: list[ShardResult],
+    cached: list[bool],
+    manifest: Manifest,
+    url: str,
+    rejects: list[RejectEntry],
+    quality: QualityReport,
+    start: float,
+    logger: Any,
+) -> dict[str, Any]:
+    """The run's artifacts (summary with its contact sheet, shard table) and closing log
+    lines; returns the summary."""
+    jobs, class_map = planned.jobs, planned.listing.class_map
     outcomes = []
     for job, result, was_cached in zip(jobs, results, cached, strict=True):
         rejected = {r.index for r in result.rejects}
@@ -506,18 +562,18 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
                 labels=labels,
             )
         )
-    sheet = summary_sheet(jobs, results, outcomes, listing.class_map, so, logger)
+    sheet = summary_sheet(jobs, results, outcomes, class_map, p.output_options, logger)
     summary = build_summary(
         output=p.output,
         manifest_url=url,
         manifest=manifest,
         outcomes=outcomes,
         seconds=time.perf_counter() - start,
-        listed=listed,
+        listed=planned.listed,
         quality=quality,
     )
     create_markdown_artifact(
-        summary_markdown(summary, listing.class_map, rejects, quality, sheet),
+        summary_markdown(summary, class_map, rejects, quality, sheet),
         key=artifact_key("dataset", p.output),
         description=f"Dataset summary for {p.output}",
     )
