@@ -48,6 +48,7 @@ def _add_parameter_options(parser: argparse.ArgumentParser) -> None:
         kind = _base_type(field.annotation)
         default = field.get_default(call_default_factory=True)
         help_text = f"{field.description or ''} (default: {default!r})".strip()
+        help_text = help_text.replace("%", "%%")  # argparse formats help strings with %
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)

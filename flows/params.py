@@ -134,12 +134,13 @@ PackLabel = Annotated[
         "the header.",
     ),
 ]
+MAX_SHARDS = 256  # per run: keeps a run to a few hundred task runs (pack + validate per shard)
 RecordsPerShard = Annotated[
     int,
     Field(
         ge=1,
         description="Images per shard (raised automatically so a run has at most "
-        "MAX_SHARDS shards).",
+        f"{MAX_SHARDS} shards).",
     ),
 ]
 NumWorkers = Annotated[
@@ -226,7 +227,6 @@ DEFAULT_IO_CONCURRENCY = 64  # recordio_core.fetch.DEFAULT_IO_CONCURRENCY
 # Off by default: the difference hash costs ~5 % of the packing CPU (the sha256 of the bytes,
 # always on, ~2 %); 3 is the suggested value (re-encoded/resized copies land within 2-3 bits).
 DEFAULT_NEAR_DUPLICATE_DISTANCE: int | None = None
-MAX_SHARDS = 256  # per run: keeps a run to a few hundred task runs (pack + validate per shard)
 
 # Storage-option keys that hold credentials (matched case-insensitively, at any depth).
 _SECRET_EXACT = {"key", "secret", "token", "password", "passwd", "pwd", "sas_token"}
