@@ -144,7 +144,13 @@ RecordsPerShard = Annotated[
     ),
 ]
 NumWorkers = Annotated[
-    int, Field(ge=0, le=256, description="Threads per shard task (0: one per CPU).")
+    int,
+    Field(
+        ge=0,
+        le=256,
+        description="Worker processes per shard task (threads inside a daemonic Dask worker); "
+        "0: the CPUs shared among the shards packed at once.",
+    ),
 ]
 IoConcurrency = Annotated[
     int,

@@ -69,6 +69,7 @@ def test_header_size_table(make, expected):
         assert got == _pillow_size(data)
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_the_bad_file_catalogue_keeps_its_outcomes(tmp_path):
     for case in badfiles.CASES:
         data = case.make()
