@@ -41,7 +41,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+from bench_reader import photo_like  # noqa: E402
 from latency_proxy import LatencyProxy  # noqa: E402
 
 from recordio_core.reader import ImageRecordReader  # noqa: E402
@@ -49,17 +51,6 @@ from recordio_core.recordio import IRHeader, MXIndexedRecordIO, pack_img  # noqa
 
 MB = 1 << 20
 SHARDS = 4
-
-
-def photo_like(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """Smooth shapes plus grain: JPEG sizes and decode times near those of real photos."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.empty((h, w, 3), np.float32)
-    for c in range(3):
-        fx, fy, ph = rng.uniform(2, 12), rng.uniform(2, 12), rng.uniform(0, 6.3)
-        img[..., c] = 128 + 70 * np.sin(xx / w * fx + ph) * np.cos(yy / h * fy)
-    img += rng.normal(0, 12, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def make_dataset(folder: Path, n: int) -> int:

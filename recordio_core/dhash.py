@@ -43,7 +43,7 @@ from PIL import Image
 GRID = (72, 64)  # nearest samples (w, h): 8x8 per cell of the 9x8 thumbnail
 FLAT_BITS = 4  # hashes with at most this many set bits never match (flat images)
 MAX_DISTANCE = 5  # beyond, 64-bit hashes need bands too narrow to stay sparse at 1 M images
-_TRANSPOSE = {
+EXIF_TRANSPOSE = {  # EXIF orientation (2-8) -> the transpose that makes the image upright
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
     4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -61,8 +61,8 @@ def dhash(im: Image.Image, orientation: int = 1) -> int:
     w, h = GRID
     rotated = orientation in (5, 6, 7, 8)
     grid = im.resize((h, w) if rotated else (w, h), Image.Resampling.NEAREST)
-    if orientation in _TRANSPOSE:
-        grid = grid.transpose(_TRANSPOSE[orientation])
+    if orientation in EXIF_TRANSPOSE:
+        grid = grid.transpose(EXIF_TRANSPOSE[orientation])
     if grid.mode in _SIXTEEN_BIT:
         grid = Image.fromarray((np.asarray(grid).astype(np.int64) >> 8).astype(np.uint8), "L")
     elif grid.mode == "P":

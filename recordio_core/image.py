@@ -62,6 +62,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from recordio_core import jpeg
+from recordio_core.dhash import EXIF_TRANSPOSE as _TRANSPOSE
 from recordio_core.dhash import dhash as _dhash
 from recordio_core.imghead import header_size
 
@@ -74,15 +75,6 @@ VERIFY_MODES = ("none", "header", "decode")
 INTER_METHODS = (0, 1, 2, 3, 4, 9, 10)
 _ENCODINGS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 _ORIENTATION_TAG = 0x0112
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 _AFFINE = Image.Transform.AFFINE
 _NEAREST = Image.Resampling.NEAREST
 _BILINEAR = Image.Resampling.BILINEAR
