@@ -57,19 +57,24 @@ def handles(im: Image.Image) -> bool:
     return im.format == "JPEG" and im.mode in _COLORSPACES and available()
 
 
-def decode_array(data: bytes, im: Image.Image, *, mode: str | None = None, scale: int = 1) -> Any:
-    """`decode`'s pixels as simplejpeg returns them (H x W x 3 for RGB, H x W x 1 for L), or
-    None when the strict decode fails. Only for `mode or im.mode` in "L", "RGB"."""
+def _strict(data: bytes, im: Image.Image, mode: str | None, scale: int) -> tuple[Any, str]:
+    """simplejpeg's strict decode: (pixels, "") or (None, libjpeg's message)."""
     sj = _simplejpeg()
-    target = mode or im.mode
     w, h = im.size
     kwargs: dict[str, Any] = {}
     if scale > 1:
         kwargs = {"min_width": math.ceil(w / scale), "min_height": math.ceil(h / scale)}
     try:
-        return sj.decode_jpeg(data, colorspace=_COLORSPACES[target], strict=True, **kwargs)
-    except (ValueError, RuntimeError, MemoryError):
-        return None
+        colorspace = _COLORSPACES[mode or im.mode]
+        return sj.decode_jpeg(data, colorspace=colorspace, strict=True, **kwargs), ""
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        return None, (str(exc).strip() or type(exc).__name__)[:200]
+
+
+def decode_array(data: bytes, im: Image.Image, *, mode: str | None = None, scale: int = 1) -> Any:
+    """`decode`'s pixels as simplejpeg returns them (H x W x 3 for RGB, H x W x 1 for L), or
+    None when the strict decode fails. Only for `mode or im.mode` in "L", "RGB"."""
+    return _strict(data, im, mode, scale)[0]
 
 
 def decode(data: bytes, im: Image.Image, *, mode: str | None = None, scale: int = 1) -> Decoded:
@@ -82,17 +87,10 @@ def decode(data: bytes, im: Image.Image, *, mode: str | None = None, scale: int 
 
     Call only when `handles(im)`. A libjpeg warning or error gives `Decoded(None, message)`.
     """
-    sj = _simplejpeg()
     target = mode or im.mode
-    w, h = im.size
-    kwargs: dict[str, Any] = {}
-    if scale > 1:
-        kwargs = {"min_width": math.ceil(w / scale), "min_height": math.ceil(h / scale)}
-    try:
-        arr = sj.decode_jpeg(data, colorspace=_COLORSPACES[target], strict=True, **kwargs)
-    except (ValueError, RuntimeError, MemoryError) as exc:
-        text = str(exc).strip() or type(exc).__name__
-        return Decoded(None, text[:200])
+    arr, message = _strict(data, im, mode, scale)
+    if arr is None:
+        return Decoded(None, message)
     if target == "L":
         return Decoded(Image.fromarray(arr[:, :, 0], "L"))
     if target == "CMYK":
