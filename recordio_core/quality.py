@@ -58,14 +58,11 @@ class Seen:
     dhash: int = NO_DHASH
 
 
-@dataclass(frozen=True)
-class DuplicateGroup:
-    """Byte-identical files: paths sorted, with each path's labels and split."""
+class _Group:
+    """What both kinds of group say: do their images span splits, do they disagree on labels."""
 
-    sha256: str
-    paths: tuple[str, ...]
-    labels: tuple[Any, ...]
     splits: tuple[str, ...]
+    labels: tuple[Any, ...]
 
     @property
     def cross_split(self) -> bool:
@@ -74,6 +71,16 @@ class DuplicateGroup:
     @property
     def label_conflict(self) -> bool:
         return len({repr(v) for v in self.labels}) > 1
+
+
+@dataclass(frozen=True)
+class DuplicateGroup(_Group):
+    """Byte-identical files: paths sorted, with each path's labels and split."""
+
+    sha256: str
+    paths: tuple[str, ...]
+    labels: tuple[Any, ...]
+    splits: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,21 +92,13 @@ class DuplicateGroup:
 
 
 @dataclass(frozen=True)
-class NearDuplicateGroup:
+class NearDuplicateGroup(_Group):
     """Images whose difference hashes are linked within the distance: paths sorted."""
 
     paths: tuple[str, ...]
     labels: tuple[Any, ...]
     splits: tuple[str, ...]
     dhashes: tuple[str, ...]  # 16 hex digits each
-
-    @property
-    def cross_split(self) -> bool:
-        return len(set(self.splits)) > 1
-
-    @property
-    def label_conflict(self) -> bool:
-        return len({repr(v) for v in self.labels}) > 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
