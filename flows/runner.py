@@ -61,10 +61,11 @@ def run_flow_quietly(
         )
     else:
         settings = contextlib.nullcontext()
+    # The value comes from the call, not from the final state: when the request that sets
+    # Completed is retried by the client (a timeout under load), the server rejects the copy
+    # and the engine's state becomes the stored one, which carries no result.
     with settings, tags(RUN_TAG):
-        state = flow(**parameters, return_state=True)
-    if state.is_completed():
-        return True, state.result()
-    exc = state.result(raise_on_failure=False)
-    message = str(exc) if isinstance(exc, BaseException) else (state.message or state.name)
-    return False, message
+        try:
+            return True, flow(**parameters)
+        except Exception as exc:  # the run failed; Prefect has logged it
+            return False, str(exc) or type(exc).__name__
