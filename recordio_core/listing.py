@@ -102,30 +102,55 @@ def _not_a_file(path: str) -> str | None:
 
 def _walk_local(root: str, recursive: bool) -> Iterator[tuple[str, str, str | None]]:
     """Yield `(folder relative to root, file name, None)` for regular files in im2rec.py's
-    order, and `(folder, name, why)` for names that are neither a file nor a folder (im2rec.py
-    drops those silently; a broken link to an image is an image gone missing)."""
+    order (os.walk top-down, following links, names sorted), and `(folder, name, why)` for
+    names that are neither a file nor a folder (im2rec.py drops those silently; a broken link
+    to an image is an image gone missing). A folder that cannot be read is skipped, as
+    os.walk does.
+
+    `os.scandir` tells files from folders by the directory entry's type, so a regular file
+    costs no `stat` here (symbolic links are followed with one).
+    """
     if not os.path.isdir(root):
         if os.path.exists(root):
             raise NotADirectoryError(f"image root {root!r} is not a folder")
         raise FileNotFoundError(f"image root {root!r} does not exist")
-    if recursive:
-        for path, dirs, files in os.walk(root, followlinks=True):
-            dirs.sort()
-            files.sort()
-            rel_dir = os.path.relpath(path, root)
-            for fname in files:
-                full = os.path.join(path, fname)
-                if os.path.isfile(full):
-                    yield rel_dir, fname, None
-                elif why := _not_a_file(full):
-                    yield rel_dir, fname, why
-    else:
-        for fname in sorted(os.listdir(root)):
-            full = os.path.join(root, fname)
-            if os.path.isfile(full):
-                yield ".", fname, None
-            elif why := _not_a_file(full):
-                yield ".", fname, why
+    todo = [(root, ".")]
+    while todo:
+        path, rel_dir = todo.pop()
+        try:
+            with os.scandir(path) as it:
+                found = sorted(it, key=lambda e: e.name)
+        except OSError:
+            if path == root:
+                raise
+            continue
+        dirs = []
+        for entry in found:
+            if _is_dir(entry):
+                dirs.append(entry.name)
+            elif _is_file(entry):
+                yield rel_dir, entry.name, None
+            elif why := _not_a_file(entry.path):
+                yield rel_dir, entry.name, why
+        if recursive:
+            todo.extend(
+                (os.path.join(path, d), d if rel_dir == "." else f"{rel_dir}/{d}")
+                for d in reversed(dirs)
+            )
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _walk_key(rel: str) -> tuple[tuple[int, str], ...]:
