@@ -52,6 +52,8 @@ def path_outside_root(path: str) -> str | None:
     """Why `path` (from a `.lst`, meant relative to the image root) points outside the root,
     or None when it stays inside: a URL or drive letter, an absolute path, or `..` climbing
     above the root (`a/../b` stays inside)."""
+    if ":" not in path and "\\" not in path and ".." not in path and not path.startswith("/"):
+        return None  # the common case, decided without normalising
     if _SCHEME.match(path):
         return "is a URL or drive path, not a path relative to the image root"
     norm = path.replace("\\", "/")
@@ -100,6 +102,27 @@ def parse_lst_line(
             f"label_width={label_width} but the line has {len(entry.labels)} label column(s)",
         )
     return entry
+
+
+# A line exactly as im2rec.py and `format_lst_line` write it: a decimal index, plain decimal
+# labels (at most 30 digits each side of the point: always finite) and a path with no tab,
+# NUL or white space at either end. `parse_lst` takes such lines without the general checks.
+_PLAIN_LINE = re.compile(
+    r"([0-9]{1,20})\t((?:-?[0-9]{1,30}(?:\.[0-9]{0,30})?\t)+)([^\t\s\x00](?:[^\t\x00]*[^\t\s\x00])?)"
+)
+
+
+def _plain_entry(line: str, label_width: int | None) -> LstEntry | None:
+    """The entry of a plain line (`_PLAIN_LINE`), as `parse_lst_line` would give it, or None
+    when the line needs the general parser (which also names what is wrong)."""
+    m = _PLAIN_LINE.fullmatch(line)
+    if m is None:
+        return None
+    labels = tuple(map(float, m.group(2)[:-1].split("\t")))
+    index = int(m.group(1))
+    if (label_width is not None and len(labels) != label_width) or index >= 1 << 64:
+        return None
+    return LstEntry(index=index, labels=labels, path=m.group(3))
 
 
 def entry_from_fields(
@@ -175,7 +198,11 @@ def parse_lst(
     """Parse a whole `.lst` text. Duplicate indices are an error naming both lines; with
     `allow_outside_root=False`, so is a path outside the image root (`path_outside_root`)."""
     numbered = (
-        (lineno, parse_lst_line(line, source=source, lineno=lineno, label_width=label_width))
+        (
+            lineno,
+            _plain_entry(line, label_width)
+            or parse_lst_line(line, source=source, lineno=lineno, label_width=label_width),
+        )
         for lineno, line in enumerate(split_lines(text), start=1)
     )
     return checked_entries(

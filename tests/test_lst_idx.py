@@ -208,3 +208,47 @@ class TestIdx:
         assert read_idx(url) == [(2, 0), (0, 24)]
         write_idx(url, [("a", 4)])
         assert read_idx(url, key_type=str) == [("a", 4)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "5\t3.000000\ta/b.jpg",
+        "5\t3\ta b.jpg",
+        "0\t-1.5\t2.0\tx.png",
+        "5\t3.\tx",
+        "5\t-0\tx",
+        "18446744073709551615\t1\tx",
+        "5\t3.0\t x",  # white space around the path: stripped by the general parser
+        "5\t3.0\tx ",
+        "5\t1e5\tx",  # exponent, sign, non-ASCII digits: the general parser's int()/float()
+        "+5\t1\tx",
+        "\u0665\t1\tx",
+        "5\t" + "9" * 31 + "\tx",  # more digits than the plain form allows
+        "5\t1\t\u00a0x",
+        "5\t1\ta\u3000",
+    ],
+)
+def test_plain_lines_parse_as_the_general_parser_does(line):
+    from recordio_core.lst import _plain_entry
+
+    fast = _plain_entry(line, None)
+    assert fast is None or fast == parse_lst_line(line)
+    assert parse_lst(line) == [parse_lst_line(line)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["5\t3.0\t", "18446744073709551616\t1\tx", "5\tnan\tx", "5\t1\ta\x00b", "5\tx\ta.jpg"],
+)
+def test_bad_lines_are_not_plain(line):
+    from recordio_core.lst import _plain_entry
+
+    assert _plain_entry(line, None) is None
+    with pytest.raises(ListFileError):
+        parse_lst(line)
+
+
+def test_a_plain_line_of_the_wrong_width_is_refused_with_the_general_message():
+    with pytest.raises(ListFileError, match="label_width=2 but the line has 1 label"):
+        parse_lst("5\t3.0\tx.jpg", label_width=2)
