@@ -149,9 +149,10 @@ def run_ours_im2rec(lst: Path, root: Path, work: Path, threads: int, env, verify
 
 
 def run_build(root: Path, work: Path, env) -> dict:
-    out = work / "out-build"
+    out = work / f"out-build-{root.name}"
     shutil.rmtree(out, ignore_errors=True)
-    res = _ours(["build", str(root), str(out), "--pass-through"], work / "build.log", env)
+    log = work / f"build-{root.name}.log"
+    res = _ours(["build", str(root), str(out), "--pass-through"], log, env)
     manifest = json.loads((out / "manifest.json").read_text())
     res["records"] = sum(s["records"] for s in manifest["splits"].values())
     return res
