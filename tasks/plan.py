@@ -45,6 +45,7 @@ class ShardJob:
     present: bool = False  # all three output files existed when the shard was planned
     # the images' sizes from the listing (None: unknown), for the fetch's byte budget
     sizes: tuple[int | None, ...] = ()
+    start: int = 0  # where its entries begin in its split's list (the plan's slice)
 
     def entries(self) -> list[LstEntry]:
         return [
@@ -121,6 +122,7 @@ def make_jobs(
                     count=plan.count,
                     entries_json=encode_entries(entries),
                     sizes=tuple(fingerprint_size(fingerprints.get(e.path, "")) for e in entries),
+                    start=plan.start,
                 )
             )
     return jobs

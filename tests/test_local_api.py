@@ -117,3 +117,16 @@ def test_recflow_build_on_the_temporary_api_twice(tmp_path):
         assert (out / "manifest.json").is_file()
     db = tmp_path / "home" / "prefect.db"
     assert len(database_revisions(db)) == 1
+    # the task-run recorder batches (flows.local_api.TEMPORARY_API_TUNING): still, every task
+    # run of both runs is in the database, Completed, once the command has returned
+    with sqlite3.connect(db) as conn:
+        runs = conn.execute("SELECT id, state_type FROM flow_run").fetchall()
+        assert len(runs) == 2 and {state for _, state in runs} == {"COMPLETED"}
+        for run_id, _ in runs:
+            states = conn.execute(
+                "SELECT state_type, count(*) FROM task_run WHERE flow_run_id = ? "
+                "GROUP BY state_type",
+                (run_id,),
+            ).fetchall()
+            # list, split, plan, pack, validate, manifest: one shard of 8 images
+            assert states == [("COMPLETED", 6)], states

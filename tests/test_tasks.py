@@ -178,6 +178,10 @@ def test_jobs_are_named_keyed_and_cover_every_entry():
     assert jobs[1].prefix == f"s3://b/out/train/train-00000-of-00003.{jobs[1].key[:12]}"
     assert [e.index for j in jobs for e in j.entries()] == list(range(28))
     assert jobs[1].entries()[0] == splits[1].entries[0]
+    from flows.build import Planned
+
+    planned = Planned(None, 28, splits, None, jobs)  # the flow's slices equal the decoded jobs
+    assert [list(e) for e in planned.job_entries] == [j.entries() for j in jobs]
     assert len({j.key for j in jobs}) == 4
     again = make_jobs(
         splits, source="/src", output="/x", records_per_shard=10, key_params=kp, fingerprints={}
