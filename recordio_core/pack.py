@@ -20,9 +20,11 @@ within a byte budget (`opts.io_budget`), and hands the bytes over in entry order
 transform workers (threads, or with `processes=True` forked processes that receive the bytes).
 A transient error is retried per image with backoff before it fails the shard.
 
-Streaming: at most `4 * num_workers` images are being transformed (plus, from an object store,
-the fetched images within the byte budget), and records, `.idx` and `.lst` lines go straight
-to their files, so memory does not grow with the number of images.
+Streaming: at most `4 * num_workers` images are being transformed by threads, or two chunks
+per worker process (plus, from an object store, the fetched images within the byte budget).
+Records reach the writer in batches of consecutive entries (at most ~2 MiB of records or 512
+entries), each written with one write per file, so thousands of small files do not cost the
+writing process a few writes each, and memory does not grow with the number of images.
 
 Atomicity: the three files are written to temporary names and committed only after the last
 record, in the order `.rec`, `.lst`, `.idx` (an old `.idx` at the destination is removed
