@@ -409,7 +409,8 @@ def _results(
     if processes and reader.local:
         yield from _results_processes(entries, reader, opts, start_method, write_lst)
         return
-    yield from _grouped(_results_threads(entries, reader, opts), write_lst)
+    with contextlib.closing(_results_threads(entries, reader, opts)) as items:
+        yield from _grouped(items, write_lst)  # closing: the thread pool stops with the shard
 
 
 def _results_threads(
