@@ -266,10 +266,7 @@ def submit_packs(jobs: list[ShardJob], kwargs: dict[str, Any]) -> list[PrefectFu
         (pack_shard_task.with_options(refresh_cache=True), missing),
     ):
         if group:
-            # opaque: Prefect would otherwise walk every field of every job (thousands of
-            # sizes each) to look for futures, twice per task run
-            mapped = task.map([opaque(jobs[i]) for i in group], **kwargs)
-            for i, fut in zip(group, mapped, strict=True):
+            for i, fut in zip(group, task.map([jobs[i] for i in group], **kwargs), strict=True):
                 futures[i] = fut
     return [f for f in futures if f is not None]
 
@@ -494,7 +491,8 @@ def pack_and_validate(
         # Validate each shard as soon as it is packed, here on the flow's own thread (idle
         # otherwise): it overlaps the shards still packing on the task runner's threads,
         # instead of queueing behind every pack task and running at the end.
-        # opaque: wait for the pack result without walking its per-image fields
+        # opaque: wait for the pack result without walking its per-image fields (a direct
+        # call runs here; annotations do not survive a Dask task runner's serialisation)
         reports[i] = validate_shard_task(opaque(fut), shard=jobs[i].label, **plain_validate_kwargs)
     results: list[ShardResult] = [f.result() for f in packs]
     cached = [f.state.name == "Cached" for f in packs]
@@ -504,9 +502,7 @@ def pack_and_validate(
         logger.warning("%d shard(s) failed validation; packing them again", len(bad))
         redo = [dataclasses.replace(jobs[i], present=False) for i in bad]
         again = submit_packs(redo, pack_kwargs)
-        rechecks = validate_shard_task.map(
-            [opaque(f) for f in again], shard=[j.label for j in redo], **validate_kwargs
-        )
+        rechecks = validate_shard_task.map(again, shard=[j.label for j in redo], **validate_kwargs)
         for i, fut, check in zip(bad, again, rechecks, strict=True):
             results[i] = fut.result()
             cached[i] = False

@@ -77,7 +77,7 @@ def pack_shard_task(
         source_options=source_options,
         storage_options=storage_options,
         progress=_Progress(job, logger),
-        sizes=job.sizes or None,
+        sizes=job.sizes(),
         # Worker processes (no GIL shared by the shards packing at once), started from a
         # forkserver: forking this threaded process itself is not safe. A daemonic process
         # (some Dask workers) may not have children: threads there.

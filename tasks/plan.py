@@ -43,9 +43,14 @@ class ShardJob:
     count: int
     entries_json: str
     present: bool = False  # all three output files existed when the shard was planned
-    # the images' sizes from the listing (None: unknown), for the fetch's byte budget
-    sizes: tuple[int | None, ...] = ()
+    # the images' sizes from the listing (null: unknown) as a JSON list, for the fetch's byte
+    # budget: text, so Prefect does not walk thousands of numbers in every task's inputs
+    sizes_json: str = ""
     start: int = 0  # where its entries begin in its split's list (the plan's slice)
+
+    def sizes(self) -> list[int | None] | None:
+        """The images' sizes in bytes (None for unknown), or None when not planned."""
+        return json.loads(self.sizes_json) if self.sizes_json else None
 
     def entries(self) -> list[LstEntry]:
         return [
@@ -121,7 +126,10 @@ def make_jobs(
                     prefix=join_url(output, name, f"{plan.name}.{key[:KEY_CHARS]}"),
                     count=plan.count,
                     entries_json=encode_entries(entries),
-                    sizes=tuple(fingerprint_size(fingerprints.get(e.path, "")) for e in entries),
+                    sizes_json=json.dumps(
+                        [fingerprint_size(fingerprints.get(e.path, "")) for e in entries],
+                        separators=(",", ":"),
+                    ),
                     start=plan.start,
                 )
             )
