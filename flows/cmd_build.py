@@ -132,6 +132,16 @@ def run(args: argparse.Namespace) -> int:
         )
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with prefect_api() as api:  # starts a temporary API while Prefect imports, if needed
+        if api is not None and params.lst is None:
+            # the API takes seconds to start: list the source meanwhile (the list task takes it)
+            from tasks.listing_prefetch import prefetch_listing
+
+            prefetch_listing(
+                params.source,
+                recursive=params.recursive,
+                exts=list(params.exts),
+                storage_options=params.source_options,
+            )
         from flows.build import build_dataset
         from flows.runner import run_flow_quietly, wait_for_api
 

@@ -757,6 +757,8 @@ def pack_shard(
     - `start_method`: how worker processes start (local sources): "fork" (the fastest) only
       in a process that may fork safely (a command line, not a threaded server); "forkserver"
       anywhere (workers fork from a clean server process that has the packing code loaded).
+      As with any forkserver or spawn start, a script that calls this must guard its main
+      code with `if __name__ == "__main__":` (the workers import the main module).
     - `sizes`: the images' sizes in bytes if known (from the listing; `None` for unknown),
       aligned with `entries`; they make the fetch's byte budget (`opts.io_budget`) exact.
 

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from recordio_core.listing import Listing, list_images
 from recordio_core.lst import read_lst
 from tasks.common import RETRY_OPTIONS, Carry, run_logger
+from tasks.listing_prefetch import take_prefetched
 
 
 @task(name="list-images", task_run_name="list {source}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
@@ -29,6 +30,8 @@ def list_source(
     whose paths must stay inside `source` unless `allow_outside_root`.
 
     Not cached: a listing is cheap next to packing and must see images added since last time.
+    A listing `recflow build` started while its temporary API was starting
+    (`tasks.listing_prefetch`) is taken when it was made with these very arguments.
     """
     logger = run_logger()
     if lst is not None:
@@ -40,14 +43,20 @@ def list_source(
         )
         logger.info("read %d entries from %s", len(entries), lst)
         return Carry(Listing(entries=tuple(entries), class_map={}))
-    listing = list_images(
-        source, recursive=recursive, exts=tuple(exts), storage_options=storage_options
+    listing = take_prefetched(
+        source, recursive=recursive, exts=exts, storage_options=storage_options
     )
+    early = listing is not None
+    if listing is None:
+        listing = list_images(
+            source, recursive=recursive, exts=tuple(exts), storage_options=storage_options
+        )
     logger.info(
-        "found %d images in %d classes under %s%s",
+        "found %d images in %d classes under %s%s%s",
         len(listing.entries),
         len(listing.class_map),
         source,
         f" ({len(listing.skipped)} skipped)" if listing.skipped else "",
+        " (listed while the temporary API started)" if early else "",
     )
     return Carry(listing)
