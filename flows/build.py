@@ -441,6 +441,7 @@ def list_split_plan(p: BuildParameters) -> Planned:
         max_shards=MAX_SHARDS,
         source_options=src_so,
         storage_options=p.output_options,
+        fingerprints=Carry(listing.fingerprints) if listing.fingerprints is not None else None,
     )
     listed = len(listing.entries) + len(listing.skipped)
     return Planned(listing, listed, carried_splits.value, dedupe, jobs)

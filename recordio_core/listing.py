@@ -31,11 +31,13 @@ import json
 import os
 import posixpath
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from recordio_core.errors import ListFileError
 from recordio_core.fsio import StorageOptions, is_local, read_text, write_bytes_atomic
 from recordio_core.lst import LstEntry, checked_entries, entry_from_fields, parse_lst_line
+from recordio_core.shardkey import info_fingerprint, stat_fingerprint
 from recordio_core.treelist import listing_filesystem, reduce_tree
 
 DEFAULT_EXTS: tuple[str, ...] = (".jpeg", ".jpg", ".png")
@@ -48,11 +50,14 @@ class Listing:
     """The images found under a root, as `.lst` entries, and the class map (folder -> label).
 
     `skipped` holds `(relative path, reason)` for image files that could not be listed.
+    `fingerprints` (`list_images(..., fingerprints=True)`) maps each entry's path to its
+    `recordio_core.shardkey` fingerprint, taken by the listing itself; None when not taken.
     """
 
     entries: tuple[LstEntry, ...]
     class_map: dict[str, int]
     skipped: tuple[tuple[str, str], ...] = ()
+    fingerprints: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         labels = list(self.class_map.values())
@@ -100,15 +105,18 @@ def _not_a_file(path: str) -> str | None:
     return "not a regular file (a FIFO, socket or device)"
 
 
-def _walk_local(root: str, recursive: bool) -> Iterator[tuple[str, str, str | None]]:
-    """Yield `(folder relative to root, file name, None)` for regular files in im2rec.py's
-    order (os.walk top-down, following links, names sorted), and `(folder, name, why)` for
-    names that are neither a file nor a folder (im2rec.py drops those silently; a broken link
-    to an image is an image gone missing). A folder that cannot be read is skipped, as
-    os.walk does.
+def _walk_local(
+    root: str, recursive: bool, fingerprints: bool = False
+) -> Iterator[tuple[str, str, str | None, str]]:
+    """Yield `(folder relative to root, file name, None, fingerprint)` for regular files in
+    im2rec.py's order (os.walk top-down, following links, names sorted), and `(folder, name,
+    why, "")` for names that are neither a file nor a folder (im2rec.py drops those silently;
+    a broken link to an image is an image gone missing). A folder that cannot be read is
+    skipped, as os.walk does.
 
     `os.scandir` tells files from folders by the directory entry's type, so a regular file
-    costs no `stat` here (symbolic links are followed with one).
+    costs no `stat` here (symbolic links are followed with one) unless `fingerprints` asks for
+    its size and mtime ("" when that stat fails).
     """
     if not os.path.isdir(root):
         if os.path.exists(root):
@@ -129,9 +137,9 @@ def _walk_local(root: str, recursive: bool) -> Iterator[tuple[str, str, str | No
             if _is_dir(entry):
                 dirs.append(entry.name)
             elif _is_file(entry):
-                yield rel_dir, entry.name, None
+                yield rel_dir, entry.name, None, _stat_fingerprint(entry) if fingerprints else ""
             elif why := _not_a_file(entry.path):
-                yield rel_dir, entry.name, why
+                yield rel_dir, entry.name, why, ""
         if recursive:
             todo.extend(
                 (os.path.join(path, d), d if rel_dir == "." else f"{rel_dir}/{d}")
@@ -144,6 +152,13 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return entry.is_dir()
     except OSError:
         return False
+
+
+def _stat_fingerprint(entry: os.DirEntry) -> str:
+    try:
+        return stat_fingerprint(entry.stat())
+    except OSError:
+        return ""
 
 
 def _is_file(entry: os.DirEntry) -> bool:
@@ -159,32 +174,33 @@ def _walk_key(rel: str) -> tuple[tuple[int, str], ...]:
     return (*((1, d) for d in parts[:-1]), (0, parts[-1]))
 
 
-def _walk_fsspec(fs, root: str, recursive: bool) -> Iterator[tuple[str, str, str | None]]:
+def _walk_fsspec(fs, root: str, recursive: bool) -> Iterator[tuple[str, str, str | None, str]]:
+    """`_walk_local` for fsspec filesystems (fingerprints from the listing's details)."""
     if not fs.isdir(root):
         if fs.exists(root):
             raise NotADirectoryError(f"image root {root!r} is not a folder")
         raise FileNotFoundError(f"image root {root!r} does not exist (or holds no files)")
     base = root.rstrip("/")
     prefix = base + "/" if base else ""
+
+    def named(infos: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+        return [(str(i["name"]), info_fingerprint(i)) for i in infos]
+
     if recursive:
-        names = [
-            name
-            for names in reduce_tree(fs, base, lambda infos: [str(i["name"]) for i in infos])
-            for name in names
-        ]
+        found = [item for items in reduce_tree(fs, base, named) for item in items]
     else:
-        names = [i["name"] for i in fs.ls(base, detail=True) if i.get("type") == "file"]
-    rels = []
-    for name in names:
+        found = named([i for i in fs.ls(base, detail=True) if i.get("type") == "file"])
+    rels: dict[str, str] = {}
+    for name, fingerprint in found:
         name = name.rstrip("/")
         if not name.startswith(prefix) or name == base:
             continue
         rel = name[len(prefix) :]
         if rel and "" not in rel.split("/"):
-            rels.append(rel)
-    for rel in sorted(set(rels), key=_walk_key):
+            rels[rel] = fingerprint
+    for rel in sorted(rels, key=_walk_key):
         folder, _, fname = rel.rpartition("/")
-        yield (folder or "."), fname, None
+        yield (folder or "."), fname, None, rels[rel]
 
 
 def list_images(
@@ -193,15 +209,25 @@ def list_images(
     recursive: bool = False,
     exts: Sequence[str] = DEFAULT_EXTS,
     storage_options: StorageOptions = None,
+    fingerprints: bool = False,
 ) -> Listing:
-    """List the images under `root` with im2rec.py's entries, order, labels and indices."""
+    """List the images under `root` with im2rec.py's entries, order, labels and indices.
+
+    With `fingerprints`, also each image's fingerprint (`Listing.fingerprints`): from the
+    listing's details on an object store (no extra request), one `stat` per file locally. If
+    any could not be taken, `Listing.fingerprints` is None and the caller asks for them.
+    """
     wanted = normalize_exts(exts)
     fs, path = listing_filesystem(root, storage_options)
-    walk = _walk_local(path, recursive) if is_local(fs) else _walk_fsspec(fs, path, recursive)
+    if is_local(fs):
+        walk = _walk_local(path, recursive, fingerprints)
+    else:
+        walk = _walk_fsspec(fs, path, recursive)
     entries: list[LstEntry] = []
     class_map: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
-    for rel_dir, fname, not_a_file in walk:
+    prints: dict[str, str] | None = {} if fingerprints else None
+    for rel_dir, fname, not_a_file, fingerprint in walk:
         if posixpath.splitext(fname)[1].lower() not in wanted:
             continue
         rel = fname if rel_dir == "." else posixpath.join(rel_dir, fname)
@@ -211,9 +237,15 @@ def list_images(
             continue
         label = class_map.setdefault(rel_dir, len(class_map)) if recursive else 0
         entries.append(LstEntry(index=len(entries), labels=(float(label),), path=rel))
+        if prints is not None:
+            prints[rel] = fingerprint
+    if prints is not None and not all(prints.values()):
+        prints = None  # a stat failed: the caller takes them again (and sees what is missing)
     if not recursive and entries:
         class_map = {".": 0}
-    return Listing(entries=tuple(entries), class_map=class_map, skipped=tuple(skipped))
+    return Listing(
+        entries=tuple(entries), class_map=class_map, skipped=tuple(skipped), fingerprints=prints
+    )
 
 
 def format_class_map(class_map: Mapping[str, int]) -> str:

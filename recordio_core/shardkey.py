@@ -34,14 +34,22 @@ def _fingerprint(info: Mapping[str, Any]) -> str:
     return f"{size}:"
 
 
+def stat_fingerprint(st: os.stat_result) -> str:
+    """What `_fingerprint(LocalFileSystem.info(path))` gives (size, then the target's mtime)
+    from an `os.stat` of the path (10x cheaper per file than fsspec's info dict)."""
+    return f"{st.st_size}:{st.st_mtime}"
+
+
+def info_fingerprint(info: Mapping[str, Any]) -> str:
+    """The fingerprint of a file from its fsspec listing details (`ls(detail=True)`)."""
+    return _fingerprint(info)
+
+
 def _local_fingerprint(path: str) -> str:
-    """What `_fingerprint(LocalFileSystem.info(path))` gives (size, then the target's mtime),
-    from one `os.stat` instead of fsspec's info dict (10x cheaper per file)."""
     try:
-        st = os.stat(path)
+        return stat_fingerprint(os.stat(path))
     except (FileNotFoundError, NotADirectoryError):
         return MISSING
-    return f"{st.st_size}:{st.st_mtime}"
 
 
 def source_fingerprints(

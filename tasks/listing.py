@@ -49,7 +49,11 @@ def list_source(
     early = listing is not None
     if listing is None:
         listing = list_images(
-            source, recursive=recursive, exts=tuple(exts), storage_options=storage_options
+            source,
+            recursive=recursive,
+            exts=tuple(exts),
+            storage_options=storage_options,
+            fingerprints=True,  # the plan's shard keys need them: one listing for both
         )
     logger.info(
         "found %d images in %d classes under %s%s%s",

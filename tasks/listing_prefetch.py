@@ -43,7 +43,9 @@ class _Prefetch(threading.Thread):
     def run(self) -> None:
         source, recursive, exts, so = self.args_
         try:
-            self.listing = list_images(source, recursive=recursive, exts=exts, storage_options=so)
+            self.listing = list_images(
+                source, recursive=recursive, exts=exts, storage_options=so, fingerprints=True
+            )
         except Exception:  # the list task lists again and reports it
             self.listing = None
 

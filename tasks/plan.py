@@ -147,12 +147,17 @@ def plan_shards(
     max_shards: int,
     source_options: dict[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
+    fingerprints: Carry | None = None,
 ) -> list[ShardJob]:
-    """Shard jobs for the carried `list[SplitList]`."""
+    """Shard jobs for the carried `list[SplitList]`. `fingerprints`: the carried
+    `{path: fingerprint}` the listing took (`Listing.fingerprints`); the source is asked for
+    any path it lacks (all of them without it, e.g. for a user's `.lst`)."""
     logger = run_logger()
     splits = splits.value
     paths = [e.path for s in splits for e in s.entries]
-    fingerprints = source_fingerprints(source, paths, source_options)
+    known = dict(fingerprints.value or {}) if fingerprints is not None else {}
+    missing = [path for path in paths if path not in known]
+    fingerprints = {**known, **source_fingerprints(source, missing, source_options)}
     rps = effective_records_per_shard(
         [len(s.entries) for s in splits], records_per_shard, max_shards
     )

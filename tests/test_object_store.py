@@ -377,3 +377,10 @@ def test_listing_many_class_folders_concurrently_gives_the_same_listing(
     }
     assert fps == {p: walked[p] for p in paths}
     assert all(fingerprint_size(fps[p]) == (root / p).stat().st_size for p in paths)
+    # the listing can take them itself, with no more requests than without
+    proxy.reset_stats()
+    with_prints = list_images(url, recursive=True, storage_options=so, fingerprints=True)
+    assert proxy.stats()["requests"] <= stats["requests"]  # none per object
+    assert with_prints == listing and dict(with_prints.fingerprints) == fps
+    local = list_images(str(root), recursive=True, fingerprints=True)
+    assert dict(local.fingerprints) == source_fingerprints(str(root), paths)
