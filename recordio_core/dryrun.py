@@ -21,6 +21,7 @@ from recordio_core.framing import frame_record
 from recordio_core.fsio import StorageOptions, get_fs, is_local, join_url
 from recordio_core.image import ImageError, transform_image_checked
 from recordio_core.lst import LstEntry, format_lst_line
+from recordio_core.mdtable import class_table
 from recordio_core.pack import PackOptions, record_payload
 
 DEFAULT_SAMPLE = 32
@@ -220,19 +221,13 @@ def dry_run_markdown(d: DryRun) -> str:
     lines += ["| split | images | shards |", "| --- | ---: | ---: |"]
     for name, count in d.splits.items():
         lines.append(f"| {name} | {count} | {sum(1 for x in d.shards if x.split == name)} |")
-    if labels:
-        lines += [
-            "",
-            "## Images per class",
-            "",
-            "| class | label | " + " | ".join(names) + " |",
-            "| --- | ---: | " + " | ".join("---:" for _ in names) + " |",
-        ]
-        for label in labels:
-            counts = [str(d.labels.get(n, Counter()).get(label, 0)) for n in names]
-            lines.append(
-                f"| {d.class_names.get(label, '')} | {label} | " + " | ".join(counts) + " |"
-            )
+    lines += class_table(
+        "Images per class",
+        names,
+        labels,
+        lambda split, label: d.labels.get(split, Counter()).get(label, 0),
+        lambda label: d.class_names.get(label, ""),
+    )
     lines += ["", f"## Shards ({len(d.shards)})", ""]
     for shard in d.shards[:MAX_SHARDS_SHOWN]:
         lines.append(f"- `{shard.rec}`: {shard.images} images")

@@ -13,6 +13,7 @@ from typing import Any
 from recordio_core.inspect import SheetPick
 from recordio_core.lst import LstEntry
 from recordio_core.manifest import Manifest, RejectEntry
+from recordio_core.mdtable import class_table
 from recordio_core.quality import QualityReport
 
 MAX_REJECTS_SHOWN = 20
@@ -170,19 +171,18 @@ def summary_markdown(
     labels = sorted(
         {k for s in summary["splits"].values() for k in s["labels"]}, key=lambda k: float(k)
     )
-    if labels:
-        lines += [
-            "",
-            "## Records per class",
-            "",
-            "| class | label | " + " | ".join(split_names) + " |",
-            "| --- | ---: | " + " | ".join("---:" for _ in split_names) + " |",
-        ]
-        for label in labels:
-            counts = [str(summary["splits"][n]["labels"].get(label, 0)) for n in split_names]
-            value = float(label)
-            name = names.get(int(value), "") if value.is_integer() else ""
-            lines.append(f"| {name} | {label} | " + " | ".join(counts) + " |")
+
+    def class_name(label: str) -> str:
+        value = float(label)
+        return names.get(int(value), "") if value.is_integer() else ""
+
+    lines += class_table(
+        "Records per class",
+        split_names,
+        labels,
+        lambda split, label: summary["splits"][split]["labels"].get(label, 0),
+        class_name,
+    )
     if rejects:
         lines += ["", f"## Rejects ({len(rejects)})", ""]
         for r in rejects[:MAX_REJECTS_SHOWN]:
