@@ -21,7 +21,7 @@ from recordio_core.framing import frame_record
 from recordio_core.fsio import StorageOptions, get_fs, is_local, join_url
 from recordio_core.image import ImageError, transform_image_checked
 from recordio_core.lst import LstEntry, format_lst_line
-from recordio_core.mdtable import class_table
+from recordio_core.mdtable import class_table, human_bytes
 from recordio_core.pack import PackOptions, record_payload
 
 DEFAULT_SAMPLE = 32
@@ -185,14 +185,6 @@ def _num(item: tuple[str, int]) -> float:
         return math.inf
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -210,7 +202,8 @@ def dry_run_markdown(d: DryRun) -> str:
         f"**{d.images}** images in {len(d.shards)} shards would be packed "
         f"({d.listed} listed, {d.skipped} skipped by the listing"
         + (f", {d.dropped_duplicates} duplicate copies dropped" if d.dropped_duplicates else "")
-        + f"). Estimated **{_human(d.estimated_bytes)}** and **{_duration(d.estimated_seconds)}**"
+        + f"). Estimated **{human_bytes(d.estimated_bytes)}** and "
+        f"**{_duration(d.estimated_seconds)}**"
         f" of packing on {d.workers} worker(s), from a sample of {s.images} images "
         f"({s.rejects} would be rejects, {s.bytes_per_record / 1024:.1f} KiB per record, "
         f"{s.seconds_per_image * 1000:.1f} ms CPU per image).",
@@ -255,7 +248,7 @@ def dry_run_text(summary: Mapping[str, Any]) -> str:
     sample = summary["sample"]
     lines.append(
         f"  estimated {summary['estimated_records']} records, "
-        f"{_human(float(summary['estimated_bytes']))} ({summary['estimated_bytes']} bytes), "
+        f"{human_bytes(float(summary['estimated_bytes']))} ({summary['estimated_bytes']} bytes), "
         f"{_duration(float(summary['estimated_seconds']))} on {summary['workers']} worker(s) "
         f"(sample of {sample['images']} images: {sample['rejects']} rejects, "
         f"{sample['bytes_per_record']:.0f} bytes per record)"

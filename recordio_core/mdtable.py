@@ -1,8 +1,17 @@
-"""Markdown for the per-class tables of the run summary and the dry-run report."""
+"""Pieces of the run summary and the dry-run report: the per-class table, byte sizes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
+
+def human_bytes(n: float) -> str:
+    """`n` bytes in binary units: "512 B", "1.5 KiB", ... "2.0 TiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 def class_table(

@@ -157,7 +157,7 @@ def plan_shards(
     paths = [e.path for s in splits for e in s.entries]
     known = dict(fingerprints.value or {}) if fingerprints is not None else {}
     missing = [path for path in paths if path not in known]
-    fingerprints = {**known, **source_fingerprints(source, missing, source_options)}
+    prints = {**known, **source_fingerprints(source, missing, source_options)}
     rps = effective_records_per_shard(
         [len(s.entries) for s in splits], records_per_shard, max_shards
     )
@@ -174,7 +174,7 @@ def plan_shards(
         output=output,
         records_per_shard=rps,
         key_params=key_params,
-        fingerprints=fingerprints,
+        fingerprints=prints,
     )
     missing = set(missing_urls([u for j in jobs for u in (j.rec, j.idx, j.lst)], storage_options))
     jobs = [dataclasses.replace(j, present=not ({j.rec, j.idx, j.lst} & missing)) for j in jobs]

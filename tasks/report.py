@@ -13,7 +13,7 @@ from typing import Any
 from recordio_core.inspect import SheetPick
 from recordio_core.lst import LstEntry
 from recordio_core.manifest import Manifest, RejectEntry
-from recordio_core.mdtable import class_table
+from recordio_core.mdtable import class_table, human_bytes
 from recordio_core.quality import QualityReport
 
 MAX_REJECTS_SHOWN = 20
@@ -62,14 +62,6 @@ def sheet_picks(
             if len(group) < per_class:
                 group.append(SheetPick(cls=cls, rec=rec, idx=idx, key=e.index))
     return [p for cls in sorted(picked) for p in picked[cls]]
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def artifact_key(prefix: str, output: str) -> str:
