@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from recordio_core.plan import DEFAULT_RECORDS_PER_SHARD, MIN_SHARD_BYTES
+
 # --- one alias per parameter: type, limits, and the text the UI shows -------------------------
 Source = Annotated[
     str,
@@ -136,11 +138,13 @@ PackLabel = Annotated[
 ]
 MAX_SHARDS = 256  # per run: keeps a run to a few hundred task runs (pack + validate per shard)
 RecordsPerShard = Annotated[
-    int,
+    int | None,
     Field(
         ge=1,
-        description="Images per shard (raised automatically so a run has at most "
-        f"{MAX_SHARDS} shards).",
+        description="Images per shard; empty (the default): "
+        f"{DEFAULT_RECORDS_PER_SHARD}, or more for small files so that a shard holds at least "
+        f"{MIN_SHARD_BYTES >> 20} MiB of images. Raised automatically so a run has at most "
+        f"{MAX_SHARDS} shards.",
     ),
 ]
 NumWorkers = Annotated[
@@ -228,7 +232,6 @@ DaskAddress = Annotated[
 DEFAULT_EXTS = [".jpeg", ".jpg", ".png"]
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default limit (recordio_core.image)
 DEFAULT_REDUCING_GAP = 2.0
-DEFAULT_RECORDS_PER_SHARD = 2000
 DEFAULT_IO_CONCURRENCY = 64  # recordio_core.fetch.DEFAULT_IO_CONCURRENCY
 # Off by default: the difference hash costs ~5 % of the packing CPU (the sha256 of the bytes,
 # always on, ~2 %); 3 is the suggested value (re-encoded/resized copies land within 2-3 bits).
@@ -314,7 +317,7 @@ class BuildParameters(BaseModel):
     verify: Verify = "header"
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS
     reducing_gap: ReducingGap = DEFAULT_REDUCING_GAP
-    records_per_shard: RecordsPerShard = DEFAULT_RECORDS_PER_SHARD
+    records_per_shard: RecordsPerShard = None
     num_workers: NumWorkers = 0
     io_concurrency: IoConcurrency = DEFAULT_IO_CONCURRENCY
     reject_policy: RejectPolicy = "skip"

@@ -4,6 +4,9 @@
   one (the first `n % k` shards hold one more).
 - `num_shards_for(n, ...)`: how many shards for a target records-per-shard or bytes-per-shard,
   or a fixed count (im2rec's `--chunks`).
+- `auto_records_per_shard(known_bytes, known_count)`: the build's default images per shard,
+  `DEFAULT_RECORDS_PER_SHARD` raised so that small files still make shards of
+  `MIN_SHARD_BYTES`.
 - `plan_split(split, n, k)`: the `ShardPlan`s of one split, named
   `{split}-{shard:05d}-of-{num_shards:05d}`.
 - `nsplit_range(n, nsplit, part)` and `nsplit_line_range(data, nsplit, part)`: im2rec.cc's
@@ -21,6 +24,12 @@ import math
 from dataclasses import dataclass
 
 _NEWLINES = b"\r\n"
+
+DEFAULT_RECORDS_PER_SHARD = 2000
+# A shard of small files (a few KB: thumbnails, CIFAR-sized images) holds at least this much,
+# so 100k such files make a few shards, not 50: every shard is two task runs (pack, validate)
+# and a worker start, which cost more than packing 2,000 small files.
+MIN_SHARD_BYTES = 64 << 20
 
 
 def _check_int(name: str, value: int, minimum: int) -> int:
@@ -122,6 +131,30 @@ def num_shards_for(
         _check_int("total_bytes", total_bytes, 0)
         return max(1, min(n, math.ceil(total_bytes / bytes_per_shard)))
     return 1
+
+
+def auto_records_per_shard(
+    known_bytes: int,
+    known_count: int,
+    *,
+    records: int = DEFAULT_RECORDS_PER_SHARD,
+    min_bytes: int = MIN_SHARD_BYTES,
+) -> int:
+    """Images per shard when none is asked for: `records`, or more when images of the mean
+    size (`known_bytes / known_count`, over the images whose size is known) would make a
+    shard of fewer than `min_bytes`. No known size: `records`.
+
+    With the defaults, images of 33.5 KB or more keep 2,000 per shard; 2.5 KB files get
+    ~26,800 per shard (64 MiB).
+    """
+    _check_int("known_bytes", known_bytes, 0)
+    _check_int("known_count", known_count, 0)
+    _check_int("records", records, 1)
+    _check_int("min_bytes", min_bytes, 1)
+    if known_count == 0 or known_bytes == 0:
+        return records
+    mean = known_bytes / known_count
+    return max(records, math.ceil(min_bytes / mean))
 
 
 def plan_split(split: str, n: int, num_shards: int) -> list[ShardPlan]:

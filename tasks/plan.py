@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from recordio_core.fsio import join_url
 from recordio_core.lst import LstEntry
-from recordio_core.plan import num_shards_for, plan_split
+from recordio_core.plan import auto_records_per_shard, num_shards_for, plan_split
 from recordio_core.shardkey import fingerprint_size, shard_key, source_fingerprints
 from recordio_core.split import SplitList
 from tasks.common import RETRY_OPTIONS, Carry, run_logger
@@ -142,7 +142,7 @@ def plan_shards(
     *,
     source: str,
     output: str,
-    records_per_shard: int,
+    records_per_shard: int | None,
     key_params: Mapping[str, Any],
     max_shards: int,
     source_options: dict[str, Any] | None = None,
@@ -151,20 +151,30 @@ def plan_shards(
 ) -> list[ShardJob]:
     """Shard jobs for the carried `list[SplitList]`. `fingerprints`: the carried
     `{path: fingerprint}` the listing took (`Listing.fingerprints`); the source is asked for
-    any path it lacks (all of them without it, e.g. for a user's `.lst`)."""
+    any path it lacks (all of them without it, e.g. for a user's `.lst`).
+    `records_per_shard` None: `auto_records_per_shard` of the images' sizes (2,000, more for
+    small files). Either way it is raised to stay within `max_shards`."""
     logger = run_logger()
     splits = splits.value
     paths = [e.path for s in splits for e in s.entries]
     known = dict(fingerprints.value or {}) if fingerprints is not None else {}
     missing = [path for path in paths if path not in known]
     prints = {**known, **source_fingerprints(source, missing, source_options)}
-    rps = effective_records_per_shard(
-        [len(s.entries) for s in splits], records_per_shard, max_shards
-    )
-    if rps != records_per_shard:
+    asked = records_per_shard
+    if asked is None:
+        sizes = [n for n in (fingerprint_size(prints.get(p, "")) for p in paths) if n is not None]
+        asked = auto_records_per_shard(sum(sizes), len(sizes))
+        if sizes:
+            logger.info(
+                "records_per_shard: %d (images of %.1f KB on average)",
+                asked,
+                sum(sizes) / len(sizes) / 1000,
+            )
+    rps = effective_records_per_shard([len(s.entries) for s in splits], asked, max_shards)
+    if rps != asked:
         logger.info(
             "raised records_per_shard from %d to %d to stay within %d shards",
-            records_per_shard,
+            asked,
             rps,
             max_shards,
         )

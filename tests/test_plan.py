@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from recordio_core.plan import (
     ShardPlan,
+    auto_records_per_shard,
     nsplit_line_range,
     nsplit_output_name,
     nsplit_range,
@@ -216,3 +217,35 @@ def test_nsplit_parts_partition_lines_like_dmlc(lines, nsplit, final_eol):
 )
 def test_nsplit_output_name(output, nsplit, part, expected):
     assert nsplit_output_name(output, nsplit, part) == expected
+
+
+@pytest.mark.parametrize(
+    ("known_bytes", "known_count", "kwargs", "expected"),
+    [
+        (0, 0, {}, 2000),  # no size known: the plain default
+        (100 << 30, 1_000_000, {}, 2000),  # ~107 KB photos (ImageNet): unchanged
+        (2000 * 33_555, 2000, {}, 2000),  # 33.5 KB: 2,000 of them already make 64 MiB
+        (2000 * 33_554, 2000, {}, 2001),  # a byte less each: one image more
+        (2_500 * 100_000, 100_000, {}, 26_844),  # 2.5 KB files: ceil(64 MiB / 2,500 B)
+        (10, 10, {}, 64 << 20),  # 1-byte files: as many as make 64 MiB
+        (100, 10, {"records": 5, "min_bytes": 100}, 10),
+        (1000, 10, {"records": 5, "min_bytes": 100}, 5),
+        (5, 0, {}, 2000),  # sizes of nothing: the default
+    ],
+)
+def test_auto_records_per_shard(known_bytes, known_count, kwargs, expected):
+    assert auto_records_per_shard(known_bytes, known_count, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((-1, 1), {}, "known_bytes must be an integer >= 0"),
+        ((1, -1), {}, "known_count must be an integer >= 0"),
+        ((1, 1), {"records": 0}, "records must be an integer >= 1"),
+        ((1, 1), {"min_bytes": 0}, "min_bytes must be an integer >= 1"),
+    ],
+)
+def test_auto_records_per_shard_validates(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        auto_records_per_shard(*args, **kwargs)

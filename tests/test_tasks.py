@@ -249,6 +249,36 @@ def test_records_per_shard_is_raised_to_cap_the_shard_count():
     assert sum(num_shards_for(n, records_per_shard=rps) for n in [100_000, 30, 0]) <= 20
 
 
+@pytest.mark.parametrize(
+    ("size", "records_per_shard", "shards"),
+    [
+        (100_000, None, 3),  # photos: 2,000 per shard, as always
+        (1_000, None, 1),  # 1 KB files: 64 MiB of them per shard
+        (1_000, 1000, 5),  # asked for: exactly that
+        (None, None, 3),  # sizes unknown: 2,000 per shard
+    ],
+)
+def test_plan_shards_sizes_shards_by_bytes_unless_told(tmp_path, size, records_per_shard, shards):
+    from recordio_core.lst import LstEntry
+    from recordio_core.split import SplitList
+    from tasks.common import Carry
+    from tasks.plan import plan_shards
+
+    entries = tuple(LstEntry(i, (0.0,), f"c/{i}.jpg") for i in range(5000))
+    prints = {e.path: f"{size}:1.0" if size else "unknown" for e in entries}
+    jobs = plan_shards.fn(
+        Carry([SplitList("", "all", None, entries)]),
+        source=str(tmp_path / "src"),
+        output=str(tmp_path / "out"),
+        records_per_shard=records_per_shard,
+        key_params={},
+        max_shards=256,
+        fingerprints=Carry(prints),
+    )
+    assert len(jobs) == shards
+    assert sum(j.count for j in jobs) == 5000
+
+
 def test_retry_condition_only_retries_transient_errors():
     from tasks.common import is_transient
 
