@@ -85,6 +85,8 @@ sys.path.insert(0, str(REPO))
 
 from corpus import build_corpus, source_images, write_lst  # noqa: E402
 
+IMAGENET = 1_281_167  # ILSVRC-2012 training images
+
 MODES = {
     "resize": ["--resize", "256", "--quality", "95"],
     "pass-through": ["--pass-through"],
@@ -337,11 +339,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"MXNet interpreter not found at {mxnet_python()} (make mxnet-venv)")
 
     summary: dict[str, tuple[list[float], list[float]]] = {}
+    projections: dict[str, tuple[float, float]] = {}
     for mode in args.modes:
         opts = [*MODES[mode], "--num-thread", str(args.num_thread)]
         print(f"\n== {mode}: {' '.join(opts)}  ({args.n} images)", flush=True)
         ratios: list[float] = []
         cpu_ratios: list[float] = []
+        rates: list[float] = []  # ours, img/s wall
+        cpu_per_image: list[float] = []  # ours, CPU seconds per image
         for rnd in range(args.rounds):
             order = ["ours", "mxnet"] if rnd % 2 == 0 else ["mxnet", "ours"]
             times, cpus = {}, {}
@@ -353,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu_ratio = cpus["mxnet"] / cpus["ours"]
             ratios.append(ratio)
             cpu_ratios.append(cpu_ratio)
+            rates.append(n_ours / times["ours"])
+            cpu_per_image.append(cpus["ours"] / max(1, n_ours))
             print(
                 f"round {rnd + 1}: ours {times['ours']:.2f}s {n_ours / times['ours']:.0f} img/s"
                 f" (cpu {cpus['ours']:.1f}s) | im2rec.py {times['mxnet']:.2f}s"
@@ -361,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         summary[mode] = (ratios, cpu_ratios)
+        projections[mode] = (statistics.median(rates), statistics.median(cpu_per_image))
         if mode == "resize":
             print(
                 "pixels vs im2rec.py:",
@@ -374,6 +382,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{mode:13s} wall {statistics.median(ratios):.2f}x"
             f" (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
             f"  cpu {statistics.median(cpu_ratios):.2f}x"
+        )
+    cores = os.cpu_count() or 1
+    print(f"\n== ImageNet-scale projection: {IMAGENET:,} images like these, `recflow im2rec`")
+    for mode, (rate, cpu) in projections.items():
+        print(
+            f"{mode:13s} {IMAGENET / rate / 60:5.1f} min on this {cores}-core machine at "
+            f"{rate:.0f} img/s; {IMAGENET * cpu / 16 / 60:5.1f} min on 16 cores if CPU-bound "
+            f"({cpu * 1000:.2f} ms of CPU per image). Memory does not grow with the images "
+            "packed (a bounded window in flight); the .lst in memory is ~0.45 KB per image."
         )
     return 0
 
