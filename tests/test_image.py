@@ -546,3 +546,46 @@ def test_recflow_opencv_accepts_only_0_or_1(monkeypatch):
         ImageOptions(resize=64)
     monkeypatch.setenv("RECFLOW_OPENCV", "0")
     assert ImageOptions(resize=64).resize == 64
+
+
+# --------------------------------------------------------------------------- JPEG encoder
+
+
+def _pillow_jpeg(arr: np.ndarray, quality: int) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(arr, "L" if arr.ndim == 2 else "RGB").save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("quality", [0, 1, 2, 5, 10, 25, 50, 74, 75, 76, 90, 95, 99, 100])
+@pytest.mark.parametrize("size", [(1, 1), (1, 7), (9, 1), (17, 13), (256, 341), (341, 256)])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_opencv_jpeg_encoder_writes_pillows_bytes(quality, size, mode):
+    """OpenCV's `imencode` and Pillow's `save` are the same libjpeg-turbo call with the same
+    defaults (4:2:0, islow DCT, standard tables): the bytes must be equal, so which encoder ran
+    never shows in a dataset."""
+    import recordio_core.image as image_module
+
+    if image_module._opencv() is None:
+        pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
+    w, h = size
+    arr = np.asarray(Image.open(io.BytesIO(rgb_jpeg(w, h, seed=w * h))).convert(mode))
+    arr = np.ascontiguousarray(arr)
+    assert image_module._encode_jpeg_array(arr, quality) == _pillow_jpeg(arr, quality)
+
+
+@pytest.mark.parametrize("kind", sorted(GOOD))
+@pytest.mark.parametrize("resize", [0, 24])
+@pytest.mark.parametrize("color", [1, 0])
+def test_transform_bytes_do_not_depend_on_the_jpeg_encoder(kind, resize, color, monkeypatch):
+    """Every input kind, through the fast array path and the general one: the same JPEG bytes
+    whether OpenCV or Pillow encodes them."""
+    import recordio_core.image as image_module
+
+    if image_module._opencv() is None:
+        pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
+    data = GOOD[kind]()
+    opts = ImageOptions(resize=resize, color=color, quality=90)
+    with_opencv = transform_image(data, opts)
+    monkeypatch.setattr(image_module, "_encode_jpeg_array", lambda arr, quality: None)
+    assert transform_image(data, opts) == with_opencv
