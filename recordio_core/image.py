@@ -10,7 +10,9 @@ center crop to a square, shorter-side resize with `cv2.resize`, `imencode`), don
   decodes as before (same rejects, same pixels) and the image carries the warning
   (`transform_image_checked`). An upright RGB or gray JPEG resized by OpenCV goes from
   simplejpeg's array to `cv2.resize` without Pillow images in between (same bytes, ~15 % less
-  CPU per image on the bench corpus). Everything else: Pillow. EXIF orientation is applied
+  CPU per image on the bench corpus). Plain 8-bit gray or RGB PNGs (no EXIF, transparency
+  key or animation) are decoded by OpenCV's `imdecode` when OpenCV is in use: lossless, so
+  the same pixels, for ~25 % less CPU. Everything else: Pillow. EXIF orientation is applied
   for `color` 1 and 0 (as OpenCV's `imread` does; with -1, "unchanged", OpenCV ignores EXIF
   and so do we). CMYK/YCCK JPEGs, palette,
   RGBA, LA, 16-bit and gray inputs are normalised to `color`: 1 RGB, 0 gray, -1 as stored
@@ -667,6 +669,11 @@ def _transform(im: Image.Image, data: bytes, opts: ImageOptions, dhash: bool) ->
                 return fast
         im, warning = _decode(im, data, mode=draft_mode, scale=scale)
     else:
+        if _plain_png(im, data, target):
+            w, h = im.size
+            fast = _fast_png(data, (w, h), opts, target, *_geometry(w, h, opts), dhash)
+            if fast is not None:
+                return fast
         _load(im)
         orientation = _orientation(im) if opts.color != -1 else 1
         w, h = im.size
@@ -710,8 +717,7 @@ def _fast_jpeg(
     decoded_mode = draft_mode or im.mode
     if decoded_mode != target or target not in ("L", "RGB") or not jpeg.handles(im):
         return None
-    cv2 = _opencv()
-    if opts.resize and (cv2 is None or opts.inter_method != 1):
+    if opts.resize and (_opencv() is None or opts.inter_method != 1):
         return None
     arr = jpeg.decode_array(data, im, mode=draft_mode, scale=scale)
     if arr is None:
@@ -727,8 +733,23 @@ def _fast_jpeg(
             round(box[2] * dw / w),
             round(box[3] * dh / h),
         )
+    return _finish_array(arr, target, box, out_size, opts, dhash)
+
+
+def _finish_array(
+    arr: np.ndarray,
+    target: str,
+    box: tuple[int, int, int, int],
+    out_size: tuple[int, int],
+    opts: ImageOptions,
+    dhash: bool,
+) -> Transformed:
+    """Crop `box` out of the upright decoded `arr` (gray H x W or RGB H x W x 3, in `target`
+    mode), resize it to `out_size` with `cv2.resize` and encode it: the fast paths' common
+    end, the same arithmetic as the general path's."""
     arr = arr[box[1] : box[3], box[0] : box[2]]
     if (arr.shape[1], arr.shape[0]) != out_size:
+        cv2 = _opencv()
         arr = cv2.resize(arr, out_size, interpolation=cv2.INTER_LINEAR)
     arr = np.ascontiguousarray(arr)
     encoded = None if opts.is_png else _encode_jpeg_array(arr, opts.quality)
@@ -736,6 +757,65 @@ def _fast_jpeg(
         return Transformed(encoded, "", None)
     out = Image.fromarray(arr, target)
     return Transformed(encoded or _encode(out, opts), "", _dhash(out) if dhash else None)
+
+
+# Chunks that can carry EXIF for Pillow (an orientation the fast path would not apply).
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+_PNG_EXIF_TEXT = b"Raw profile type exif\0"
+
+
+def _plain_png(im: Image.Image, data: bytes, target: str) -> bool:
+    """Whether `_fast_png` may stand in for Pillow's decode of the opened PNG `im`: 8-bit gray
+    or RGB stored as `target` (no palette, alpha or transparency key, no 16-bit samples), not
+    animated, and no EXIF anywhere in the file (an orientation is applied by the general
+    path). Walks the chunk headers, not the pixel data."""
+    if im.format != "PNG" or im.mode != target or target not in ("L", "RGB"):
+        return False
+    if data[12:16] != b"IHDR" or data[24] != 8 or data[25] != (0 if target == "L" else 2):
+        return False
+    pos, end = 8, len(data)
+    while pos + 8 <= end:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IEND":
+            return True
+        if kind in (b"tRNS", b"eXIf", b"acTL") or (
+            kind in _PNG_TEXT_CHUNKS and data.startswith(_PNG_EXIF_TEXT, pos + 8)
+        ):
+            return False
+        pos += 12 + length
+    return True  # no IEND: OpenCV's decoder refuses the file and Pillow decides
+
+
+def _fast_png(
+    data: bytes,
+    size: tuple[int, int],
+    opts: ImageOptions,
+    target: str,
+    box: tuple[int, int, int, int],
+    out_size: tuple[int, int],
+    dhash: bool,
+) -> Transformed | None:
+    """A plain PNG (`_plain_png`) of `size` decoded by OpenCV's `imdecode` (libpng, ~25 % less
+    CPU than Pillow's decoder on photo-like PNGs) into the array `cv2.resize` takes. PNG
+    decoding is lossless, so the pixels are Pillow's. None when OpenCV is not in use or
+    refuses the file: the general path then decodes with Pillow, so what is rejected does not
+    change."""
+    cv2 = _opencv()
+    if cv2 is None or (opts.resize and opts.inter_method != 1):
+        return None
+    flags = cv2.IMREAD_IGNORE_ORIENTATION | (
+        cv2.IMREAD_GRAYSCALE if target == "L" else cv2.IMREAD_COLOR
+    )
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:
+        return None
+    if arr is None or (arr.shape[1], arr.shape[0]) != size:
+        return None
+    if target == "RGB":
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    return _finish_array(arr, target, box, out_size, opts, dhash)
 
 
 def _encode_jpeg_array(arr: np.ndarray, quality: int) -> bytes | None:

@@ -589,3 +589,129 @@ def test_transform_bytes_do_not_depend_on_the_jpeg_encoder(kind, resize, color, 
     with_opencv = transform_image(data, opts)
     monkeypatch.setattr(image_module, "_encode_jpeg_array", lambda arr, quality: None)
     assert transform_image(data, opts) == with_opencv
+
+
+# --------------------------------------------------------------------------- PNG decoder
+
+
+def _png_with(chunks_before_idat: list[tuple[bytes, bytes]], after: list[tuple[bytes, bytes]]):
+    """An 8-bit RGB PNG of 40x30 with extra chunks placed around its IDAT."""
+    import struct
+    import zlib
+
+    from imagecases import photo
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    arr = photo(40, 30, seed=5)
+    raw = b"".join(b"\0" + arr[y].tobytes() for y in range(30))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 40, 30, 8, 2, 0, 0, 0))
+        + b"".join(chunk(k, b) for k, b in chunks_before_idat)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + b"".join(chunk(k, b) for k, b in after)
+        + chunk(b"IEND", b"")
+    )
+
+
+def _exif6() -> bytes:
+    """EXIF saying "rotate 90 degrees" as an eXIf chunk holds it (TIFF header first)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    raw = exif.tobytes()
+    return raw[6:] if raw.startswith(b"Exif\0\0") else raw
+
+
+def _exif6_text() -> bytes:
+    """The same EXIF as ImageMagick's "Raw profile type exif" text chunk."""
+    hexed = (b"Exif\0\0" + _exif6()).hex().encode()
+    return b"Raw profile type exif\0\nexif\n%8d\n" % (len(hexed) // 2) + hexed + b"\n"
+
+
+def _saved_png(mode: str, **save: object) -> bytes:
+    from imagecases import photo
+
+    out = io.BytesIO()
+    Image.fromarray(photo(50, 36, seed=9)).convert(mode).save(out, format="PNG", **save)
+    return out.getvalue()
+
+
+PNG_CASES = {  # name: (bytes, whether OpenCV may decode it)
+    "plain": (lambda: _png_with([], []), True),
+    "gamma_and_text": (
+        lambda: _png_with([(b"gAMA", (45455).to_bytes(4, "big"))], [(b"tEXt", b"Software\0x")]),
+        True,
+    ),
+    "optimized": (lambda: _saved_png("RGB", optimize=True), True),
+    "gray": (lambda: _saved_png("L"), True),
+    "exif_after_idat": (lambda: _png_with([], [(b"eXIf", _exif6())]), False),
+    "exif_before_idat": (lambda: _png_with([(b"eXIf", _exif6())], []), False),
+    "exif_as_text": (lambda: _png_with([(b"zTXt", b"x\0\0")], [(b"tEXt", _exif6_text())]), False),
+    "transparency_key": (lambda: _png_with([(b"tRNS", b"\0\1\0\2\0\3")], []), False),
+    "sixteen_bit": (lambda: GOOD["rgb16_png"](), False),
+    "palette": (lambda: GOOD["palette_png"](), False),
+    "rgba": (lambda: GOOD["rgba_png"](), False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PNG_CASES))
+@pytest.mark.parametrize(
+    "opts",
+    [
+        ImageOptions(resize=24, quality=90),
+        ImageOptions(color=0, quality=90),
+        ImageOptions(resize=20, center_crop=True, encoding=".png", quality=1),
+        ImageOptions(color=-1, resize=24, encoding=".png", quality=1),
+    ],
+)
+def test_png_fast_path_gives_pillows_output(case, opts, monkeypatch):
+    """OpenCV decodes only plain 8-bit gray/RGB PNGs without EXIF, tRNS or animation; the
+    output is the same bytes as Pillow's decode gives, whichever path ran."""
+    import recordio_core.image as image_module
+
+    if image_module._opencv() is None:
+        pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
+    make, plain = PNG_CASES[case]
+    data = make()
+    with Image.open(io.BytesIO(data)) as im:
+        stored = im.mode
+        assert image_module._plain_png(im, data, stored) is plain
+    wanted = {1: "RGB", 0: "L", -1: stored}[opts.color]
+    used = []
+    real = image_module._fast_png
+    monkeypatch.setattr(
+        image_module,
+        "_fast_png",
+        lambda *a: used.append(1) or real(*a),  # type: ignore[func-returns-value]
+    )
+    fast = transform_image(data, opts)
+    assert bool(used) is (plain and wanted == stored)
+    monkeypatch.setattr(image_module, "_fast_png", lambda *a, **k: None)
+    assert transform_image(data, opts) == fast
+    if case.startswith("exif") and opts.color != -1 and not opts.center_crop:
+        assert Image.open(io.BytesIO(fast)).size[0] < Image.open(io.BytesIO(fast)).size[1]
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.9, 0.99])
+def test_png_fast_path_rejects_what_pillow_rejects(cut, monkeypatch):
+    """A damaged PNG that OpenCV refuses goes to Pillow: the reject (or the pixels Pillow
+    still gets) are the same as without the fast path."""
+    import recordio_core.image as image_module
+
+    data = _saved_png("RGB")
+    data = data[: int(len(data) * cut)]
+    bad_crc = bytearray(_saved_png("RGB"))
+    bad_crc[-20] ^= 0xFF  # inside the IDAT's data: zlib notices
+
+    def outcome(d: bytes) -> object:
+        try:
+            return transform_image(d, ImageOptions(resize=24))
+        except ImageError as exc:
+            return str(exc)
+
+    fast = [outcome(data), outcome(bytes(bad_crc))]
+    monkeypatch.setattr(image_module, "_fast_png", lambda *a, **k: None)
+    assert [outcome(data), outcome(bytes(bad_crc))] == fast
