@@ -1,0 +1,246 @@
+"""Per image kind, on one core: our `transform_image` against im2rec.py's own image calls.
+
+    .venv/bin/python benchmarks/bench_codecs.py                 # the bench_im2rec corpus
+    .venv/bin/python benchmarks/bench_codecs.py --rounds 3
+
+`bench_im2rec.py` times the whole tools; this looks inside them, in CPU time per image on
+one core, with the files already in memory (`--resize 256 --quality 95`, colour):
+
+- **ours**: `recordio_core.image.transform_image`, the work a packing worker does per image;
+  the time spent inside the codec calls (libjpeg-turbo through simplejpeg, OpenCV's
+  imdecode/resize/imencode/cvtColor, Pillow's decode and colour conversion) is counted apart,
+  so "Python" is everything of ours around them;
+- **im2rec.py's calls**: what `im2rec.py --resize 256 --quality 95` does to each image, run
+  in MXNet's venv with its OpenCV: `cv2.imdecode(IMREAD_COLOR)` (its `cv2.imread`),
+  the shorter-side `cv2.resize` and `cv2.imencode(.jpg, 95)`; its queues, pickling and
+  record writing are left out, so this is the most its per-image work can shrink to.
+
+Kinds: the corpus's small colour JPEGs, large JPEGs (800-2000 px), gray and CMYK JPEGs and
+PNGs, plus progressive JPEGs (the first 150 small JPEGs re-saved progressive, cached beside
+the corpus). Rounds alternate which side goes first. The last lines put the two together:
+our codec calls alone against im2rec.py's calls, i.e. the highest CPU ratio a re-encode
+with MXNet's pixels can reach on this corpus however little Python we run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_im2rec import ensure_corpus, mxnet_python  # noqa: E402
+
+RESIZE, QUALITY = 256, 95
+KINDS = ("jpeg", "large", "gray", "cmyk", "png", "progressive")
+
+# im2rec.py's image work (tools/im2rec.py, image_encode with --resize and --quality), timed
+# per kind in MXNet's venv. Input: JSON {kind: [paths]} on stdin; output: {kind: seconds}.
+_THEIRS = r"""
+import json, sys, time
+import cv2, numpy as np
+kinds, rounds = json.load(sys.stdin), int(sys.argv[1])
+datas = {k: [open(p, "rb").read() for p in ps] for k, ps in kinds.items()}
+out = {k: [] for k in kinds}
+for _ in range(rounds):
+    for k, ds in datas.items():
+        t = time.process_time()
+        for d in ds:
+            img = cv2.imdecode(np.frombuffer(d, np.uint8), 1)
+            if img.shape[0] > img.shape[1]:
+                newsize = (__RESIZE__, img.shape[0] * __RESIZE__ // img.shape[1])
+            else:
+                newsize = (img.shape[1] * __RESIZE__ // img.shape[0], __RESIZE__)
+            img = cv2.resize(img, newsize)
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, __QUALITY__])
+        out[k].append(time.process_time() - t)
+print(json.dumps({k: min(v) for k, v in out.items()}))
+""".replace("__RESIZE__", str(RESIZE)).replace("__QUALITY__", str(QUALITY))
+
+
+def classify(root: Path, paths: list[str]) -> dict[str, list[str]]:
+    """The corpus's files by kind (what the header says, not the name)."""
+    from PIL import Image
+
+    kinds: dict[str, list[str]] = {k: [] for k in KINDS}
+    for rel in paths:
+        path = root / rel
+        with Image.open(path) as im:
+            if im.format == "PNG":
+                kind = "png"
+            elif im.mode == "L":
+                kind = "gray"
+            elif im.mode == "CMYK":
+                kind = "cmyk"
+            else:
+                kind = "large" if max(im.size) >= 800 else "jpeg"
+        kinds[kind].append(str(path))
+    return kinds
+
+
+def progressive_copies(workdir: Path, jpegs: list[str], n: int = 150) -> list[str]:
+    """`n` small JPEGs of the corpus re-saved as progressive JPEGs (q90), made once."""
+    from PIL import Image
+
+    out_dir = workdir / "progressive"
+    out_dir.mkdir(exist_ok=True)
+    out = []
+    for i, src in enumerate(jpegs[:n]):
+        dst = out_dir / f"p{i:04d}.jpg"
+        if not dst.exists():
+            with Image.open(src) as im:
+                buf = io.BytesIO()
+                im.save(buf, format="JPEG", quality=90, progressive=True)
+            dst.write_bytes(buf.getvalue())
+        out.append(str(dst))
+    return out
+
+
+class CodecClock:
+    """Wraps the codec calls `recordio_core.image` makes and sums their CPU time."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+
+    def timed(self, fn: Any) -> Any:
+        clock = time.process_time
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.spent += clock() - t
+
+        return wrapper
+
+    def install(self) -> None:
+        import types
+
+        from recordio_core import image, jpeg
+
+        cv2 = image._opencv()
+        if cv2 is not None:
+            proxy = types.SimpleNamespace(**{k: getattr(cv2, k) for k in dir(cv2)})
+            for name in ("imdecode", "imencode", "resize", "cvtColor"):
+                setattr(proxy, name, self.timed(getattr(cv2, name)))
+            image._opencv = lambda: proxy
+        jpeg._strict = self.timed(jpeg._strict)
+        image._load = self.timed(image._load)
+        image._to_mode = self.timed(image._to_mode)
+
+
+def ours(kinds: dict[str, list[bytes]], clock: CodecClock) -> dict[str, tuple[float, float]]:
+    """{kind: (CPU seconds in transform_image, of which in codec calls)}."""
+    from recordio_core.image import ImageOptions, transform_image
+
+    opts = ImageOptions(resize=RESIZE, quality=QUALITY)
+    out = {}
+    for kind, datas in kinds.items():
+        clock.spent = 0.0
+        t = time.process_time()
+        for data in datas:
+            transform_image(data, opts)
+        out[kind] = (time.process_time() - t, clock.spent)
+    return out
+
+
+def theirs(kinds: dict[str, list[str]]) -> dict[str, float]:
+    """{kind: CPU seconds of im2rec.py's image calls}, one round, in MXNet's venv."""
+    proc = subprocess.run(
+        [mxnet_python(), "-c", _THEIRS, "1"],
+        input=json.dumps(kinds),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=2000, help="images in the corpus (default 2000)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; the fastest counts")
+    ap.add_argument(
+        "--workdir",
+        default=os.path.join(tempfile.gettempdir(), "recflow-bench"),
+        help="corpus cache (default: $TMPDIR/recflow-bench, shared with bench_im2rec.py)",
+    )
+    args = ap.parse_args(argv)
+    if not Path(mxnet_python()).is_file():
+        raise SystemExit(f"MXNet interpreter not found at {mxnet_python()} (make mxnet-venv)")
+
+    from recordio_core.image import _opencv
+    from recordio_core.lst import read_lst
+
+    if _opencv() is None:
+        print("note: OpenCV is not installed here (the `opencv` extra): ours runs Pillow-only")
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lst = ensure_corpus(workdir, args.n, args.seed)
+    root = lst.with_suffix("")
+    paths = classify(root, [e.path for e in read_lst(str(lst))])
+    paths["progressive"] = progressive_copies(workdir, paths["jpeg"])
+    paths = {k: v for k, v in paths.items() if v}
+    datas = {k: [Path(p).read_bytes() for p in v] for k, v in paths.items()}
+    clock = CodecClock()
+    clock.install()
+
+    best_ours: dict[str, tuple[float, float]] = {}
+    best_theirs: dict[str, float] = {}
+    for rnd in range(args.rounds):
+        for side in ("ours", "theirs") if rnd % 2 == 0 else ("theirs", "ours"):
+            if side == "ours":
+                for kind, got in ours(datas, clock).items():
+                    if kind not in best_ours or got[0] < best_ours[kind][0]:
+                        best_ours[kind] = got
+            else:
+                for kind, got in theirs(paths).items():
+                    best_theirs[kind] = min(got, best_theirs.get(kind, got))
+        print(f"round {rnd + 1} done", flush=True)
+
+    print(f"\n== CPU ms per image, one core, fastest of {args.rounds} rounds")
+    print(
+        f"{'kind':12s} {'images':>6s} {'ours':>7s} {'codecs':>7s} {'Python':>7s}"
+        f" {'im2rec.py':>9s} {'ratio':>6s} {'codecs-only':>11s}"
+    )
+    totals = [0.0, 0.0, 0.0, 0]
+    for kind in paths:
+        n = len(paths[kind])
+        total, codecs = best_ours[kind]
+        their = best_theirs[kind]
+        if kind != "progressive":  # the corpus proper; progressive copies are extra
+            totals = [totals[0] + total, totals[1] + codecs, totals[2] + their, totals[3] + n]
+        print(
+            f"{kind:12s} {n:6d} {total / n * 1e3:7.2f} {codecs / n * 1e3:7.2f}"
+            f" {(total - codecs) / n * 1e3:7.2f} {their / n * 1e3:9.2f}"
+            f" {their / total:5.2f}x {their / codecs:10.2f}x"
+        )
+    total, codecs, their, n = totals
+    print(
+        f"{'corpus':12s} {n:6d} {total / n * 1e3:7.2f} {codecs / n * 1e3:7.2f}"
+        f" {(total - codecs) / n * 1e3:7.2f} {their / n * 1e3:9.2f}"
+        f" {their / total:5.2f}x {their / codecs:10.2f}x"
+    )
+    print(
+        f"\nOn this corpus our codec calls alone take {codecs / n * 1e3:.2f} ms per image and"
+        f" im2rec.py's image calls {their / n * 1e3:.2f} ms: no re-encode with MXNet's pixels"
+        f" can use less than 1/{their / codecs:.2f} of im2rec.py's per-image CPU here, before"
+        " im2rec.py's own queues and writes (bench_im2rec.py measures the whole tools)."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
