@@ -7,7 +7,8 @@ For each corpus size N (images in 10 class folders, built once under --workdir, 
 as benchmarks/bench_im2rec.py when benchmarks/corpus.py is there) it times, in fresh processes:
 
 - `library`: `list_images` + the same shard plan + `pack_shard` per shard with the flow's
-  concurrency (shards on a thread pool, the same threads per shard) — packing only;
+  concurrency (shards on a thread pool, the same workers per shard, as forkserver processes
+  the way the flow's pack task starts them) — packing only;
 - `library+validate`: the same plus `validate_shard` of every shard (the flow validates too);
 - `recflow build`: the whole command, Prefect's temporary API included (its start and stop);
   the time inside the flow run (listing to manifest) is printed too.
@@ -128,14 +129,16 @@ source, output = sys.argv[1], sys.argv[2]
 resize, rps, validate = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 entries = list_images(source, recursive=True).entries
 plans = plan_split("all", len(entries), num_shards_for(len(entries), records_per_shard=rps))
-# the flow's concurrency (flows/build.py): shards on a pool of max(2, CPUs) threads, CPUs
-# shared among the shards packed at once
+# the flow's concurrency (flows/build.py, tasks/pack.py): shards on a pool of max(2, CPUs)
+# threads, CPUs shared among the shards packed at once, each shard's workers in processes
+# forked from a forkserver
 cpus = os.cpu_count() or 1
 SHARD_CONCURRENCY = max(2, cpus)
 workers = max(1, cpus // min(cpus, len(plans)))
 opts = PackOptions(image=ImageOptions(resize=resize), num_workers=workers)
 def one(plan):
-    r = pack_shard(entries[plan.start:plan.stop], source, join_url(output, plan.name), opts)
+    r = pack_shard(entries[plan.start:plan.stop], source, join_url(output, plan.name), opts,
+                   processes=True, start_method="forkserver")
     if validate:
         rep = validate_shard(r.rec, r.idx, r.lst, expected_sha256=r.sha256)
         if not rep.ok:
