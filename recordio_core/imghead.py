@@ -11,6 +11,9 @@ plugins read when they open a file, in a few microseconds:
 - PNG: the signature, then each chunk up to the first IDAT, checking lengths and CRCs, with an
   IHDR first whose size, bit depth and colour type form a valid combination.
 
+`jpeg_frame` gives the rest of what a JPEG's header says that packing needs (the number of
+components, whether EXIF is there), so a re-encode can skip Pillow's `open` too.
+
 It answers only when the header is clean: `(format, width, height)`, or `None` for anything
 else (another format, a damaged or unusual header). `None` is not a verdict: the caller then
 asks Pillow, whose answer (and error message) stays the reference. So a file this module
@@ -21,13 +24,14 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Bit depths Pillow's PNG plugin accepts for each colour type (PNG spec, table 11.1).
 _PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 # Frame headers: SOF0-SOF3, SOF5-SOF7, SOF9-SOF11, SOF13-SOF15 (C4 is DHT, C8 JPG, CC DAC).
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_SOS, _DQT, _APP0, _APP2 = 0xDA, 0xDB, 0xE0, 0xE2
+_SOS, _DQT, _APP0, _APP1, _APP2 = 0xDA, 0xDB, 0xE0, 0xE1, 0xE2
 # Segments met before the scan in ordinary files: DHT, DRI, APPn, COM. Anything else (RSTn,
 # SOI/EOI, reserved codes) is left to Pillow.
 _PLAIN = frozenset({0xC4, 0xDD, 0xFE} | set(range(0xE0, 0xF0)))
@@ -40,16 +44,34 @@ _U32x2 = struct.Struct(">II")
 def header_size(data: bytes) -> tuple[str, int, int] | None:
     """`(format, width, height)` of a JPEG or PNG whose header is clean, else `None`."""
     if data.startswith(b"\xff\xd8\xff"):
-        return _jpeg(data)
+        frame = jpeg_frame(data)
+        return None if frame is None else ("JPEG", frame.width, frame.height)
     if data.startswith(_PNG_SIGNATURE):
         return _png(data)
     return None
 
 
-def _jpeg(data: bytes) -> tuple[str, int, int] | None:
+@dataclass(frozen=True)
+class JpegFrame:
+    """What a clean JPEG header says: the size, the number of components (1 gray, 3 colour,
+    4 CMYK/YCCK; Pillow's modes L, RGB and CMYK) and whether an APP1 segment holds EXIF
+    (which may rotate the image)."""
+
+    width: int
+    height: int
+    components: int
+    exif: bool
+
+
+def jpeg_frame(data: bytes) -> JpegFrame | None:
+    """The frame of a JPEG whose header is clean (see the module notes), else `None`."""
+    if not data.startswith(b"\xff\xd8\xff"):
+        return None
     n = len(data)
     pos = 2
     size: tuple[int, int] | None = None
+    components = 0
+    exif = False
     while pos + 2 <= n:
         if data[pos] != 0xFF:
             return None  # Pillow would resynchronise or fail: let it decide
@@ -78,7 +100,9 @@ def _jpeg(data: bytes) -> tuple[str, int, int] | None:
         elif not _segment_plain(data, marker, pos + 4, end):
             return None
         elif marker == _SOS:
-            return ("JPEG", *size) if size is not None else None
+            return None if size is None else JpegFrame(*size, components, exif)
+        elif marker == _APP1 and data.startswith(b"Exif", pos + 4):
+            exif = True
         pos = end
     return None
 

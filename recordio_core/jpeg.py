@@ -57,24 +57,27 @@ def handles(im: Image.Image) -> bool:
     return im.format == "JPEG" and im.mode in _COLORSPACES and available()
 
 
-def _strict(data: bytes, im: Image.Image, mode: str | None, scale: int) -> tuple[Any, str]:
-    """simplejpeg's strict decode: (pixels, "") or (None, libjpeg's message)."""
+def _strict(data: bytes, size: tuple[int, int], mode: str, scale: int) -> tuple[Any, str]:
+    """simplejpeg's strict decode of a JPEG of `size` to `mode`: (pixels, "") or (None,
+    libjpeg's message)."""
     sj = _simplejpeg()
-    w, h = im.size
+    w, h = size
     kwargs: dict[str, Any] = {}
     if scale > 1:
         kwargs = {"min_width": math.ceil(w / scale), "min_height": math.ceil(h / scale)}
     try:
-        colorspace = _COLORSPACES[mode or im.mode]
+        colorspace = _COLORSPACES[mode]
         return sj.decode_jpeg(data, colorspace=colorspace, strict=True, **kwargs), ""
     except (ValueError, RuntimeError, MemoryError) as exc:
         return None, (str(exc).strip() or type(exc).__name__)[:200]
 
 
-def decode_array(data: bytes, im: Image.Image, *, mode: str | None = None, scale: int = 1) -> Any:
+def decode_array(data: bytes, size: tuple[int, int], mode: str, *, scale: int = 1) -> Any:
     """`decode`'s pixels as simplejpeg returns them (H x W x 3 for RGB, H x W x 1 for L), or
-    None when the strict decode fails. Only for `mode or im.mode` in "L", "RGB"."""
-    return _strict(data, im, mode, scale)[0]
+    None when the strict decode fails: for a JPEG of `size` (as its frame header says) decoded
+    to `mode` "L" or "RGB". Needs no Pillow image, so a caller that read the header itself
+    (`recordio_core.imghead.jpeg_frame`) skips Pillow's `open`."""
+    return _strict(data, size, mode, scale)[0]
 
 
 def decode(data: bytes, im: Image.Image, *, mode: str | None = None, scale: int = 1) -> Decoded:
@@ -88,7 +91,7 @@ def decode(data: bytes, im: Image.Image, *, mode: str | None = None, scale: int 
     Call only when `handles(im)`. A libjpeg warning or error gives `Decoded(None, message)`.
     """
     target = mode or im.mode
-    arr, message = _strict(data, im, mode, scale)
+    arr, message = _strict(data, im.size, target, scale)
     if arr is None:
         return Decoded(None, message)
     if target == "L":

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from recordio_core.image import ImageError, ImageOptions, transform_image
-from recordio_core.imghead import header_size
+from recordio_core.imghead import header_size, jpeg_frame
 
 
 def _pillow_size(data: bytes) -> tuple[str, int, int] | None:
@@ -110,3 +110,95 @@ def test_whatever_it_accepts_pillow_opens_with_the_same_size(seed, edits, cut):
     got = header_size(data)
     if got is not None:
         assert _pillow_size(data) == got
+
+
+_MODES = {1: "L", 3: "RGB", 4: "CMYK"}
+
+
+def _pillow_frame(data: bytes) -> tuple[str, int, int, bool] | None:
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.mode, im.width, im.height, "exif" in im.info
+    except Exception:
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+@pytest.mark.parametrize(
+    ("make", "components", "exif"),
+    [
+        (lambda: ic.rgb_jpeg(64, 48), 3, False),
+        (lambda: ic.gray_jpeg(31, 17), 1, False),
+        (lambda: ic.cmyk_jpeg(20, 10), 4, False),
+        (lambda: ic.ycck_jpeg(20, 10), 4, False),
+        (lambda: ic.exif_jpeg(6), 3, True),
+        (lambda: ic.exif_jpeg(1), 3, True),
+        (lambda: ic.solid_jpeg(1, 1), 3, False),
+    ],
+)
+def test_jpeg_frame_table(make, components, exif):
+    data = make()
+    frame = jpeg_frame(data)
+    assert frame is not None
+    assert (frame.components, frame.exif) == (components, exif)
+    assert _pillow_frame(data) == (_MODES[components], frame.width, frame.height, exif)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.sampled_from([ic.rgb_jpeg(33, 21), ic.exif_jpeg(6, 20, 12), ic.gray_jpeg(9, 7)]),
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=4),
+    st.integers(0, 800),
+)
+def test_whatever_jpeg_frame_accepts_pillow_opens_the_same_way(seed, edits, cut):
+    """Same size and mode as Pillow's open, and EXIF never missed (a re-encode that skips
+    Pillow's open must not skip a rotation)."""
+    data = bytearray(seed)
+    for pos, value in edits:
+        if pos < len(data):
+            data[pos] = value
+    data = bytes(data[: max(cut, 2)]) if cut < len(data) else bytes(data)
+    frame = jpeg_frame(data)
+    if frame is not None:
+        pillow = _pillow_frame(data)
+        assert pillow is not None
+        mode, width, height, exif = pillow
+        assert (mode, width, height) == (_MODES[frame.components], frame.width, frame.height)
+        assert frame.exif or not exif
+
+
+def _outcome(data: bytes, opts: ImageOptions) -> object:
+    try:
+        return transform_image(data, opts)
+    except ImageError as exc:
+        return f"reject: {exc}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([ic.rgb_jpeg(40, 30), ic.exif_jpeg(6, 20, 12), ic.gray_jpeg(25, 19)]),
+    st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=3),
+    st.integers(0, 2500),
+    st.sampled_from([(1, 24), (0, 16), (-1, 0)]),
+)
+def test_re_encode_without_pillows_open_changes_no_outcome(seed, edits, cut, color_resize):
+    """A re-encode that reads the JPEG header itself (`_jpeg_without_pillow`) gives the same
+    bytes, or the same reject, as one that lets Pillow open the file, on damaged files too."""
+    import recordio_core.image as image_module
+
+    data = bytearray(seed)
+    for pos, value in edits:
+        if pos < len(data):
+            data[pos] = value
+    data = bytes(data[: max(cut, 2)]) if cut < len(data) else bytes(data)
+    color, resize = color_resize
+    opts = ImageOptions(resize=resize, color=color, quality=90)
+    fast = _outcome(data, opts)
+    real = image_module._jpeg_without_pillow
+    image_module._jpeg_without_pillow = lambda *a: None
+    try:
+        assert _outcome(data, opts) == fast
+    finally:
+        image_module._jpeg_without_pillow = real
