@@ -743,20 +743,22 @@ def _fast_jpeg(
     dhash: bool,
 ) -> Transformed | None:
     """The common case without Pillow images in between: an upright JPEG of `size`, stored
-    gray or colour (`stored` "L" or "RGB"), decoded by simplejpeg to `target` (a colour JPEG
-    to gray from its Y channel, as Pillow's `draft("L")`) straight into the array
+    gray or colour (`stored` "L" or "RGB"), decoded by simplejpeg for `target` (a colour JPEG
+    to gray from its Y channel, as Pillow's `draft("L")`; a gray one for colour output as
+    gray, widened after the resize) straight into the array
     `cv2.resize` takes (OpenCV's INTER_LINEAR) and, as a JPEG, encoded from that array by
     `cv2.imencode`, so no Pillow image is made unless a PNG or a dhash is asked for. Same
     bytes as the general path; None when it does not apply or the strict decode fails (the
     general path then decodes with Pillow and reports the warning)."""
-    if stored not in ("L", "RGB") or target not in (stored, "L"):
-        return None  # CMYK, or gray to colour: the general path converts with Pillow
+    if stored not in ("L", "RGB") or target not in ("L", "RGB"):
+        return None  # CMYK: the general path converts with Pillow
     if opts.resize and (_opencv() is None or opts.inter_method != 1):
         return None
-    arr = jpeg.decode_array(data, size, target, scale=scale)
+    gray = "L" in (stored, target)  # a gray JPEG for colour output is widened after resizing
+    arr = jpeg.decode_array(data, size, "L" if gray else "RGB", scale=scale)
     if arr is None:
         return None
-    if target == "L":
+    if gray:
         arr = arr[:, :, 0]
     dh, dw = arr.shape[:2]
     w, h = size
@@ -778,13 +780,16 @@ def _finish_array(
     opts: ImageOptions,
     dhash: bool,
 ) -> Transformed:
-    """Crop `box` out of the upright decoded `arr` (gray H x W or RGB H x W x 3, in `target`
-    mode), resize it to `out_size` with `cv2.resize` and encode it: the fast paths' common
-    end, the same arithmetic as the general path's."""
+    """Crop `box` out of the upright decoded `arr` (gray H x W or RGB H x W x 3), resize it to
+    `out_size` with `cv2.resize`, widen gray to `target` "RGB" (cheaper after the resize than
+    before, and the same values) and encode it: the fast paths' common end, the same
+    arithmetic as the general path's."""
     arr = arr[box[1] : box[3], box[0] : box[2]]
     if (arr.shape[1], arr.shape[0]) != out_size:
         cv2 = _opencv()
         arr = cv2.resize(arr, out_size, interpolation=cv2.INTER_LINEAR)
+    if target == "RGB" and arr.ndim == 2:  # gray for colour output: Pillow's convert("RGB")
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
     arr = np.ascontiguousarray(arr)
     encoded = None if opts.is_png else _encode_jpeg_array(arr, opts.quality)
     if encoded is not None and not dhash:

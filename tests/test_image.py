@@ -715,3 +715,31 @@ def test_png_fast_path_rejects_what_pillow_rejects(cut, monkeypatch):
     fast = [outcome(data), outcome(bytes(bad_crc))]
     monkeypatch.setattr(image_module, "_fast_png", lambda *a, **k: None)
     assert [outcome(data), outcome(bytes(bad_crc))] == fast
+
+
+# --------------------------------------------------------------------------- fast paths
+
+FAST_PATH_OPTS = [
+    ImageOptions(resize=24, quality=90),
+    ImageOptions(resize=24, color=0, quality=90),
+    ImageOptions(color=-1, quality=80),
+    ImageOptions(resize=20, center_crop=True, encoding=".png", quality=1),
+    ImageOptions(resize=9, reducing_gap=1.0, quality=90),
+    ImageOptions(resize=24, inter_method=2, quality=90),
+]
+
+
+@pytest.mark.parametrize("kind", sorted(GOOD))
+@pytest.mark.parametrize("opts", FAST_PATH_OPTS, ids=lambda o: f"{o.resize}-{o.color}-{o.encoding}")
+@pytest.mark.parametrize("dhash", [False, True])
+def test_fast_paths_give_the_general_paths_output(kind, opts, dhash, monkeypatch):
+    """Every input kind: the array fast paths (`_jpeg_without_pillow`, `_fast_jpeg`,
+    `_fast_png`) give the same bytes, warning and dHash as Pillow's general path."""
+    import recordio_core.image as image_module
+    from recordio_core.image import transform_image_checked
+
+    data = GOOD[kind]()
+    fast = transform_image_checked(data, opts, dhash=dhash)
+    for name in ("_jpeg_without_pillow", "_fast_jpeg", "_fast_png"):
+        monkeypatch.setattr(image_module, name, lambda *a: None)
+    assert transform_image_checked(data, opts, dhash=dhash) == fast
