@@ -44,8 +44,8 @@ _U32x2 = struct.Struct(">II")
 def header_size(data: bytes) -> tuple[str, int, int] | None:
     """`(format, width, height)` of a JPEG or PNG whose header is clean, else `None`."""
     if data.startswith(b"\xff\xd8\xff"):
-        frame = jpeg_frame(data)
-        return None if frame is None else ("JPEG", frame.width, frame.height)
+        frame = _jpeg(data)  # a tuple: pass-through checks every file, so no object per file
+        return None if frame is None else ("JPEG", frame[0], frame[1])
     if data.startswith(_PNG_SIGNATURE):
         return _png(data)
     return None
@@ -67,6 +67,12 @@ def jpeg_frame(data: bytes) -> JpegFrame | None:
     """The frame of a JPEG whose header is clean (see the module notes), else `None`."""
     if not data.startswith(b"\xff\xd8\xff"):
         return None
+    frame = _jpeg(data)
+    return None if frame is None else JpegFrame(*frame)
+
+
+def _jpeg(data: bytes) -> tuple[int, int, int, bool] | None:
+    """`(width, height, components, exif)` of a JPEG (after its SOI) whose header is clean."""
     n = len(data)
     pos = 2
     size: tuple[int, int] | None = None
@@ -100,7 +106,7 @@ def jpeg_frame(data: bytes) -> JpegFrame | None:
         elif not _segment_plain(data, marker, pos + 4, end):
             return None
         elif marker == _SOS:
-            return None if size is None else JpegFrame(*size, components, exif)
+            return None if size is None else (*size, components, exif)
         elif marker == _APP1 and data.startswith(b"Exif", pos + 4):
             exif = True
         pos = end
