@@ -164,22 +164,27 @@ def run_build(root: Path, work: Path, env) -> dict:
 
 
 @contextlib.contextmanager
-def running_api(env: dict[str, str]) -> Iterator[dict[str, str]]:
+def running_api(env: dict[str, str], log: Path) -> Iterator[dict[str, str]]:
     """A Prefect API server started once for the rounds (the one `recflow build` starts
-    for itself, kept running): `env` with PREFECT_API_URL pointing at it."""
+    for itself, kept running), its log in `log`: `env` with PREFECT_API_URL pointing at it.
+
+    On SQLite a long-lived server logs the odd "database is locked" traceback from its
+    background services (Prefect's issues #18934 and #19771; the builds are not affected), so
+    its log goes to a file rather than between the bench's lines."""
     from flows.local_api import LocalAPI
 
     saved = dict(os.environ)
     os.environ.update({k: env[k] for k in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")})
     api = LocalAPI()
-    try:
-        api.start()
-        api.wait_ready()
-        yield {**env, "PREFECT_API_URL": api.api_url}
-    finally:
-        api.stop()
-        os.environ.clear()
-        os.environ.update(saved)
+    with open(log, "wb") as output:
+        try:
+            api.start(output)
+            api.wait_ready()
+            yield {**env, "PREFECT_API_URL": api.api_url}
+        finally:
+            api.stop()
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     warm = work / "warm"
     make_files(warm, 200)
     run_build(warm, work, env)
-    with running_api(env) as served:
+    with running_api(env, work / "running-api.log") as served:
         run_build(warm, work, served)
         return _rounds(args, work, lst, root, env, served)
 

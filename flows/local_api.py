@@ -29,6 +29,7 @@ import tomllib
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 DEFAULT_STARTUP_TIMEOUT = 90.0  # a first start creates the database: ~15 s on a busy 2-core box
 PORT_IN_USE_EXIT = 3  # flows.api_server's (and uvicorn's) exit code when it cannot bind
@@ -77,12 +78,15 @@ class LocalAPI:
     def __init__(self) -> None:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
+        self._output: IO[bytes] | None = None
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
-    def start(self) -> None:
+    def start(self, output: IO[bytes] | None = None) -> None:
+        """Start the server in a child process; its log goes to `output` (a file opened for
+        writing) or, by default, to this process's stdout and stderr."""
         if importlib.util.find_spec("prefect") is None:
             raise RuntimeError("prefect is not installed")
         self.port = _free_port()
@@ -99,7 +103,10 @@ class LocalAPI:
             ),
         }
         args = [sys.executable, "-m", "flows.api_server", str(self.port)]
-        self.process = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+        )
+        self._output = output
         os.environ["PREFECT_API_URL"] = self.api_url
         os.environ.setdefault("PREFECT_UI_URL", "")  # no UI here: print no "View at" links
 
@@ -112,7 +119,7 @@ class LocalAPI:
             assert self.process is not None
             code = self.process.poll()
             if code == PORT_IN_USE_EXIT:
-                self.start()  # the port was taken in between: try another one
+                self.start(self._output)  # the port was taken in between: try another one
                 continue
             if code is not None:
                 raise RuntimeError(f"the temporary Prefect API exited with code {code}")
