@@ -21,7 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from recordio_core.fsio import join_url
-from recordio_core.lst import LstEntry
+from recordio_core.lst import LstEntry, checked_entry
 from recordio_core.plan import auto_records_per_shard, num_shards_for, plan_split
 from recordio_core.shardkey import fingerprint_size, shard_key, source_fingerprints
 from recordio_core.split import SplitList
@@ -53,9 +53,9 @@ class ShardJob:
         return json.loads(self.sizes_json) if self.sizes_json else None
 
     def entries(self) -> list[LstEntry]:
+        """The entries, from the JSON `encode_entries` made of checked entries."""
         return [
-            LstEntry(index=i, labels=tuple(labels), path=p)
-            for i, labels, p in json.loads(self.entries_json)
+            checked_entry(i, tuple(labels), p) for i, labels, p in json.loads(self.entries_json)
         ]
 
     @property

@@ -252,3 +252,33 @@ def test_bad_lines_are_not_plain(line):
 def test_a_plain_line_of_the_wrong_width_is_refused_with_the_general_message():
     with pytest.raises(ListFileError, match="label_width=2 but the line has 1 label"):
         parse_lst("5\t3.0\tx.jpg", label_width=2)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("1\t0\ta.jpg\n2\t0\t../b.jpg\n1\t0\tc.jpg\n", 2, "climbs out"),
+        ("1\t0\ta.jpg\n1\t0\tc.jpg\n2\t0\t../b.jpg\n", 2, "duplicate index 1"),
+        ("1\t0\ta.jpg\n2\t0\tb.jpg\n3\t0\t/abs.jpg\n", 3, "absolute path"),
+    ],
+)
+def test_the_first_problem_in_line_order_is_reported(text, line, words):
+    """Duplicates and paths outside the root are checked in bulk; a failure still names the
+    first bad line, whichever kind of problem it is."""
+    from recordio_core.lst import ListFileError, parse_lst
+
+    with pytest.raises(ListFileError, match=words) as err:
+        parse_lst(text, allow_outside_root=False)
+    assert err.value.lineno == line
+    assert len(parse_lst(text, allow_outside_root=True, allow_duplicates=True)) == 3
+
+
+def test_checked_entry_is_an_ordinary_entry():
+    from recordio_core.lst import LstEntry, checked_entry
+
+    made = checked_entry(7, (1.0, 2.5), "a/b.jpg")
+    assert made == LstEntry(7, (1.0, 2.5), "a/b.jpg")
+    assert hash(made) == hash(LstEntry(7, (1.0, 2.5), "a/b.jpg"))
+    assert made.label == 1.0
+    with pytest.raises(AttributeError):
+        made.index = 8  # type: ignore[misc]
