@@ -25,12 +25,13 @@ with MXNet's pixels can reach on this corpus however little Python we run.
 against Pillow's (what the code did before 2026-12-03), alternating per image, and counts
 outputs that differ (there must be none).
 
-Measured 2026-12-03 on the 2-core machine (`--rounds 2`; CPU ms per image, ours / im2rec.py's
-calls): small JPEGs 0.95 / 2.88 (3.02x), large JPEGs 3.84 / 13.45 (3.50x), gray 1.83 / 3.51
-(1.91x), CMYK 4.89 / 8.06 (1.65x), PNG 7.35 / 8.01 (1.09x), progressive 1.73 / 3.45 (2.00x);
-the corpus 1.76 / 4.53 (2.57x), of which our codec calls 1.66 ms and our Python 0.10 ms, so
-the codecs-only ceiling is 2.73x of im2rec.py's calls. `--opencv-ab` (five rounds in two runs):
-1.70-1.98 ms against 1.89-2.19 ms per image (0.89-0.91), 0 of 2,000 outputs differ.
+Measured 2026-12-03 on the 2-core machine (`--rounds 2`, after gray JPEGs took the fast path;
+CPU ms per image, ours / im2rec.py's calls): small JPEGs 0.90 / 2.83 (3.14x), large JPEGs
+3.71 / 13.35 (3.60x), gray 1.25 / 3.45 (2.76x; 1.83 before), CMYK 4.78 / 8.17 (1.71x), PNG
+7.23 / 8.04 (1.11x), progressive 1.72 / 3.63 (2.11x); the corpus 1.68 / 4.49 (2.67x), of which
+our codec calls 1.62 ms and our Python 0.06 ms, so the codecs-only ceiling is 2.77x of
+im2rec.py's calls. `--opencv-ab` (five rounds in two runs): 1.65-1.98 ms against 1.84-2.19
+ms per image (0.89-0.91), 0 of 2,000 outputs differ.
 """
 
 from __future__ import annotations

@@ -62,6 +62,13 @@ Measured on the 2-core shared machine (2,000 images: 1,759 JPEG, 102 PNG, 78 gra
   2,000 outputs differ. `--hash-overhead` (rounds 2): sha256 0.084-0.090 ms/image = 2.3-2.4 %
   of the packing work (always on); dHash 0.15-0.18 ms = 4.2-4.5 % (only with
   near_duplicate_distance set, hence opt-in).
+- 2026-12-03, `--modes resize --rounds 3`, after JPEGs are encoded by `cv2.imencode` (Pillow's
+  bytes), plain PNGs decoded by `cv2.imdecode`, clean JPEG headers read without Pillow and
+  gray JPEGs kept gray through the resize: **2.57x** wall (rounds 2.65/2.57/2.55), 2.45x CPU
+  (ours 4.2-4.3 s, im2rec.py 10.3-10.6 s; the same morning before these changes 2.33-2.50x
+  wall, 2.26-2.33x CPU); pixels unchanged (mean |diff| 0.18, worst image 10.27). Why 3.0x
+  is out of reach with MXNet's pixels: `bench_codecs.py` (our codec calls alone are 1.62 ms
+  per image, im2rec.py's image calls 4.49 ms, its whole tool 5.2-5.3 ms).
 """
 
 from __future__ import annotations
