@@ -119,9 +119,8 @@ _MAX_INDEX = 1 << 64
 
 def checked_entry(index: int, labels: tuple[float, ...], path: str) -> LstEntry:
     """An `LstEntry` of values already checked as its `__post_init__` would (an index in
-    [0, 2**64), at least one label, a non-empty path): a plain line's match below, or the
-    JSON of entries that were checked when made (`tasks.plan.ShardJob`). ~5x cheaper than the
-    checking constructor, which counts at 100,000 lines."""
+    [0, 2**64), at least one label, a non-empty path), as a plain line's match below is.
+    ~5x cheaper than the checking constructor, which counts at 100,000 lines."""
     entry = _new_object(LstEntry)
     _set_field(entry, "index", index)
     _set_field(entry, "labels", labels)

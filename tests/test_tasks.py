@@ -181,7 +181,7 @@ def test_jobs_are_named_keyed_and_cover_every_entry():
     from flows.build import Planned
 
     planned = Planned(None, 28, splits, None, jobs)  # the flow's slices equal the decoded jobs
-    assert [list(e) for e in planned.job_entries] == [j.entries() for j in jobs]
+    assert [list(e) for e in planned.job_entries] == [list(j.entries()) for j in jobs]
     assert len({j.key for j in jobs}) == 4
     again = make_jobs(
         splits, source="/src", output="/x", records_per_shard=10, key_params=kp, fingerprints={}
