@@ -19,11 +19,13 @@ serves unchanged:
 
 from __future__ import annotations
 
-import gc
+import contextlib
 import re
 import sqlite3
 import sys
 from pathlib import Path
+
+from flows.gcfreeze import frozen_imports
 
 STARTUP_FAILURE_EXIT = 3  # what `uvicorn` exits with when it cannot bind
 
@@ -85,28 +87,26 @@ def main(argv: list[str]) -> int:
         print("usage: python -m flows.api_server PORT", file=sys.stderr)
         return 2
     port = int(argv[1])
-    gc.disable()
-    import prefect.server.database
-    import uvicorn
-    from prefect.server.api.server import create_app
-    from prefect.settings import (
-        PREFECT_API_DATABASE_MIGRATE_ON_START,
-        get_current_settings,
-        temporary_settings,
-    )
+    with contextlib.ExitStack() as stack:
+        with frozen_imports():
+            import prefect.server.database
+            import uvicorn
+            from prefect.server.api.server import create_app
+            from prefect.settings import (
+                PREFECT_API_DATABASE_MIGRATE_ON_START,
+                get_current_settings,
+                temporary_settings,
+            )
 
-    settings = get_current_settings()
-    versions = Path(prefect.server.database.__file__).parent / "_migrations/versions/sqlite"
-    updates = {}
-    if settings.server.database.migrate_on_start and database_is_current(
-        str(settings.server.database.connection_url.get_secret_value()), versions
-    ):
-        updates[PREFECT_API_DATABASE_MIGRATE_ON_START] = False
-    with temporary_settings(updates=updates):
-        app = create_app(ephemeral=True, final=True)
-        gc.collect()
-        gc.freeze()
-        gc.enable()
+            settings = get_current_settings()
+            versions = Path(prefect.server.database.__file__).parent / "_migrations/versions/sqlite"
+            updates = {}
+            if settings.server.database.migrate_on_start and database_is_current(
+                str(settings.server.database.connection_url.get_secret_value()), versions
+            ):
+                updates[PREFECT_API_DATABASE_MIGRATE_ON_START] = False
+            stack.enter_context(temporary_settings(updates=updates))
+            app = create_app(ephemeral=True, final=True)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
         server = uvicorn.Server(config)
         server.run()

@@ -142,8 +142,11 @@ def run(args: argparse.Namespace) -> int:
                 exts=list(params.exts),
                 storage_options=params.source_options,
             )
-        from flows.build import build_dataset
-        from flows.runner import run_flow_quietly, wait_for_api
+        from flows.gcfreeze import frozen_imports
+
+        with frozen_imports():  # Prefect's objects, out of every later collection
+            from flows.build import build_dataset
+            from flows.runner import run_flow_quietly, wait_for_api
 
         wait_for_api(api)
         if api is None:  # a long-lived server: a run killed on the way must not stay Running
