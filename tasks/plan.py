@@ -47,7 +47,6 @@ class ShardJob:
     present: bool = False  # all three output files existed when the shard was planned
     # the images' sizes from the listing (None: unknown), for the fetch's byte budget
     carried_sizes: Carry | None = None  # list[int | None]
-    start: int = 0  # where its entries begin in its split's list (the plan's slice)
 
     def sizes(self) -> list[int | None] | None:
         """The images' sizes in bytes (None for unknown), or None when not planned."""
@@ -120,7 +119,6 @@ def make_jobs(
                     carried_sizes=Carry(
                         [fingerprint_size(fingerprints.get(e.path, "")) for e in entries]
                     ),
-                    start=plan.start,
                 )
             )
     return jobs
