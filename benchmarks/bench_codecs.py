@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_im2rec import ensure_corpus, mxnet_python  # noqa: E402
+from bench_im2rec import ensure_corpus, mxnet_python, transform_ab  # noqa: E402
 
 RESIZE, QUALITY = 256, 95
 KINDS = ("jpeg", "large", "gray", "cmyk", "png", "progressive")
@@ -180,38 +180,22 @@ def theirs(kinds: dict[str, list[str]]) -> dict[str, float]:
 
 
 def opencv_ab(datas: list[bytes], rounds: int) -> None:
-    """`transform_image` with OpenCV's JPEG encoder and PNG decoder (the default) against
-    Pillow's, alternating per image, in CPU per image on one core; the outputs must not
-    differ."""
+    """`bench_im2rec.transform_ab` with OpenCV's JPEG encoder and PNG decoder (the default)
+    against Pillow's; the outputs must not differ."""
     import recordio_core.image as image
 
     if image._opencv() is None:
         raise SystemExit("--opencv-ab needs OpenCV (the `opencv` extra)")
-    opts = image.ImageOptions(resize=RESIZE, quality=QUALITY)
     encode, png = image._encode_jpeg_array, image._fast_png
-    clock = time.process_time
-    for rnd in range(rounds):
-        spent = {"opencv": 0.0, "pillow": 0.0}
-        differ = 0
-        for i, data in enumerate(datas):
-            outs = {}
-            for side in ("opencv", "pillow") if i % 2 == 0 else ("pillow", "opencv"):
-                image._encode_jpeg_array = encode if side == "opencv" else (lambda a, q: None)
-                image._fast_png = png if side == "opencv" else (lambda *a: None)
-                t = clock()
-                outs[side] = image.transform_image(data, opts)
-                spent[side] += clock() - t
-            differ += outs["opencv"] != outs["pillow"]
+
+    def opencv() -> None:
         image._encode_jpeg_array, image._fast_png = encode, png
-        n = len(datas)
-        print(
-            f"round {rnd + 1}: OpenCV encodes JPEGs and decodes plain PNGs"
-            f" {spent['opencv'] / n * 1e3:.3f} ms/image, Pillow"
-            f" {spent['pillow'] / n * 1e3:.3f} ms/image"
-            f" (OpenCV / Pillow = {spent['opencv'] / spent['pillow']:.3f});"
-            f" {differ} of {n} outputs differ",
-            flush=True,
-        )
+
+    def pillow() -> None:
+        image._encode_jpeg_array = lambda arr, quality: None
+        image._fast_png = lambda *args: None
+
+    transform_ab(datas, rounds, {"OpenCV": opencv, "Pillow": pillow}, opencv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,6 +83,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -266,42 +267,61 @@ def hash_overhead(lst: Path, root: Path, rounds: int) -> None:
         )
 
 
-def decoder_ab(lst: Path, root: Path, rounds: int) -> None:
+def transform_ab(
+    datas: list[bytes],
+    rounds: int,
+    sides: dict[str, Callable[[], None]],
+    restore: Callable[[], None],
+) -> None:
     """CPU per image, in-process, one core: `transform_image` (`--resize 256 --quality 95`)
-    with JPEGs decoded by simplejpeg (strict, the default) against Pillow's decode, alternating
-    per image; also checks that both give the same bytes."""
-    from recordio_core import jpeg
+    under each of two `sides` (name -> a function that patches the code that way), alternating
+    per image, then `restore`; also counts the outputs that differ (a reject counts as None)."""
     from recordio_core.image import ImageError, ImageOptions, transform_image
-    from recordio_core.lst import read_lst
 
-    entries = read_lst(str(lst))
-    datas = [(root / e.path).read_bytes() for e in entries]
     opts = ImageOptions(resize=256, quality=95)
     clock = time.process_time
-    real = jpeg._simplejpeg
+    first, second = sides
     for rnd in range(rounds):
-        spent = {"simplejpeg": 0.0, "pillow": 0.0}
+        spent = dict.fromkeys(sides, 0.0)
         differ = 0
         for i, data in enumerate(datas):
             outs = {}
-            for name in ("simplejpeg", "pillow") if i % 2 == 0 else ("pillow", "simplejpeg"):
-                jpeg._simplejpeg = real if name == "simplejpeg" else (lambda: None)
+            for name in (first, second) if i % 2 == 0 else (second, first):
+                sides[name]()
                 t = clock()
                 try:
                     outs[name] = transform_image(data, opts)
                 except ImageError:
                     outs[name] = None
                 spent[name] += clock() - t
-            differ += outs["simplejpeg"] != outs["pillow"]
-        jpeg._simplejpeg = real
+            differ += outs[first] != outs[second]
+        restore()
         n = len(datas)
         print(
-            f"round {rnd + 1}: simplejpeg {spent['simplejpeg'] / n * 1e3:.3f} ms/image, "
-            f"Pillow {spent['pillow'] / n * 1e3:.3f} ms/image "
-            f"(simplejpeg / Pillow = {spent['simplejpeg'] / spent['pillow']:.3f}); "
+            f"round {rnd + 1}: {first} {spent[first] / n * 1e3:.3f} ms/image, "
+            f"{second} {spent[second] / n * 1e3:.3f} ms/image "
+            f"({first} / {second} = {spent[first] / spent[second]:.3f}); "
             f"{differ} of {n} outputs differ",
             flush=True,
         )
+
+
+def decoder_ab(lst: Path, root: Path, rounds: int) -> None:
+    """`transform_ab` with JPEGs decoded by simplejpeg (strict, the default) against Pillow's
+    decode."""
+    from recordio_core import jpeg
+    from recordio_core.lst import read_lst
+
+    real = jpeg._simplejpeg
+
+    def simplejpeg() -> None:
+        jpeg._simplejpeg = real
+
+    def pillow() -> None:
+        jpeg._simplejpeg = lambda: None
+
+    datas = [(root / e.path).read_bytes() for e in read_lst(str(lst))]
+    transform_ab(datas, rounds, {"simplejpeg": simplejpeg, "Pillow": pillow}, simplejpeg)
 
 
 def main(argv: list[str] | None = None) -> int:

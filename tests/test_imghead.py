@@ -92,6 +92,15 @@ def test_pass_through_header_check_honours_both_pixel_limits():
         transform_image(data, ImageOptions(pass_through=True, max_pixels=199))
 
 
+def _mutated(seed: bytes, edits: list[tuple[int, int]], cut: int) -> bytes:
+    """`seed` with the bytes at `edits` positions changed, then cut after `cut` bytes."""
+    data = bytearray(seed)
+    for pos, value in edits:
+        if pos < len(data):
+            data[pos] = value
+    return bytes(data[: max(cut, 2)]) if cut < len(data) else bytes(data)
+
+
 _SEEDS = [ic.rgb_jpeg(33, 21), ic.cmyk_jpeg(9, 7), ic.rgb_png(12, 5), ic.palette_png()]
 
 
@@ -102,11 +111,7 @@ _SEEDS = [ic.rgb_jpeg(33, 21), ic.cmyk_jpeg(9, 7), ic.rgb_png(12, 5), ic.palette
     st.integers(0, 800),
 )
 def test_whatever_it_accepts_pillow_opens_with_the_same_size(seed, edits, cut):
-    data = bytearray(seed)
-    for pos, value in edits:
-        if pos < len(data):
-            data[pos] = value
-    data = bytes(data[: max(cut, 2)]) if cut < len(data) else bytes(data)
+    data = _mutated(seed, edits, cut)
     got = header_size(data)
     if got is not None:
         assert _pillow_size(data) == got
@@ -155,11 +160,7 @@ def test_jpeg_frame_table(make, components, exif):
 def test_whatever_jpeg_frame_accepts_pillow_opens_the_same_way(seed, edits, cut):
     """Same size and mode as Pillow's open, and EXIF never missed (a re-encode that skips
     Pillow's open must not skip a rotation)."""
-    data = bytearray(seed)
-    for pos, value in edits:
-        if pos < len(data):
-            data[pos] = value
-    data = bytes(data[: max(cut, 2)]) if cut < len(data) else bytes(data)
+    data = _mutated(seed, edits, cut)
     frame = jpeg_frame(data)
     if frame is not None:
         pillow = _pillow_frame(data)
@@ -188,11 +189,7 @@ def test_re_encode_without_pillows_open_changes_no_outcome(seed, edits, cut, col
     bytes, or the same reject, as one that lets Pillow open the file, on damaged files too."""
     import recordio_core.image as image_module
 
-    data = bytearray(seed)
-    for pos, value in edits:
-        if pos < len(data):
-            data[pos] = value
-    data = bytes(data[: max(cut, 2)]) if cut < len(data) else bytes(data)
+    data = _mutated(seed, edits, cut)
     color, resize = color_resize
     opts = ImageOptions(resize=resize, color=color, quality=90)
     fast = _outcome(data, opts)
