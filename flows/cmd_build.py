@@ -132,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
         )
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with prefect_api() as api:  # starts a temporary API while Prefect imports, if needed
-        if api is not None and params.lst is None:
-            # the API takes seconds to start: list the source meanwhile (the list task takes it)
+        if params.lst is None and not params.dask_address:
+            # Prefect takes seconds to import and (without a configured API) to start: list
+            # the source meanwhile, in a child process for a local folder (the list task takes
+            # it; on Dask the task runs elsewhere, so nothing is listed early)
             from tasks.listing_prefetch import prefetch_listing
 
             prefetch_listing(

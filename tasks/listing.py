@@ -30,8 +30,8 @@ def list_source(
     whose paths must stay inside `source` unless `allow_outside_root`.
 
     Not cached: a listing is cheap next to packing and must see images added since last time.
-    A listing `recflow build` started while its temporary API was starting
-    (`tasks.listing_prefetch`) is taken when it was made with these very arguments.
+    A listing `recflow build` started while Prefect was starting (`tasks.listing_prefetch`)
+    is taken when it was made with these very arguments.
     """
     logger = run_logger()
     if lst is not None:
@@ -61,6 +61,6 @@ def list_source(
         len(listing.class_map),
         source,
         f" ({len(listing.skipped)} skipped)" if listing.skipped else "",
-        " (listed while the temporary API started)" if early else "",
+        " (listed while Prefect started)" if early else "",
     )
     return Carry(listing)

@@ -1,23 +1,38 @@
-"""List a source folder while the temporary Prefect API starts, for the list task to take.
+"""List a source folder while `recflow build` starts Prefect, for the list task to take.
 
-`recflow build` with no Prefect API configured starts a temporary one (flows/local_api.py),
-which takes seconds during which the command itself only imports Prefect. `prefetch_listing`
-lists the source on a background thread in that time; the list task
-(`tasks.listing.list_source`) still runs, and is what the UI and the logs show, but takes the
-prefetched listing (`take_prefetched`) when it was asked for with exactly the task's arguments,
-waiting for it if it is not finished. A prefetch that failed is dropped without a word: the
-task then lists by itself, so its error, and its retries, are the task's as always. Each
-prefetch is taken at most once. This module imports no Prefect.
+`recflow build` spends its first seconds importing Prefect, creating the flow run and, with no
+Prefect API configured, starting a temporary one (flows/local_api.py). `prefetch_listing`
+lists the source in that time; the list task (`tasks.listing.list_source`) still runs, and is
+what the UI and the logs show, but takes the prefetched listing (`take_prefetched`) when it was
+asked for with exactly the task's arguments, waiting for it if it is not finished.
+
+A local folder is listed in a child process forked before Prefect is imported (only while the
+command is still single-threaded, where forking is safe): the walk then runs on another core
+instead of taking turns with Prefect's import for the GIL. At 100,000 files the walk costs
+~1.2 s of CPU and the hand-over ~0.2 s (the entries travel as plain columns, not pickled
+dataclasses). Elsewhere (an object store, or a process that already runs threads) it lists on
+a background thread, as I/O overlaps well there.
+
+A prefetch that failed is dropped without a word: the task then lists by itself, so its error,
+and its retries, are the task's as always. Each prefetch is taken at most once. This module
+imports no Prefect.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import pickle
 import threading
 from collections.abc import Mapping, Sequence
+from multiprocessing.connection import Connection
 from typing import Any
 
+from recordio_core.fsio import get_fs, is_local
 from recordio_core.listing import Listing, list_images
+from recordio_core.lst import checked_entry
+
+_Args = tuple[str, bool, tuple[str, ...], dict[str, Any] | None]
 
 
 def listing_key(
@@ -28,30 +43,100 @@ def listing_key(
     return json.dumps(args, sort_keys=True, default=repr)
 
 
-class _Prefetch(threading.Thread):
-    def __init__(
-        self,
-        source: str,
-        recursive: bool,
-        exts: Sequence[str],
-        storage_options: Mapping[str, Any] | None,
-    ) -> None:
+def _list(args: _Args) -> Listing:
+    source, recursive, exts, so = args
+    return list_images(
+        source, recursive=recursive, exts=exts, storage_options=so, fingerprints=True
+    )
+
+
+def listing_columns(listing: Listing) -> tuple[Any, ...]:
+    """`listing` as plain lists and dicts: ~2x cheaper to pickle and rebuild than its entries."""
+    entries = listing.entries
+    prints = listing.fingerprints
+    return (
+        [e.index for e in entries],
+        [e.labels for e in entries],
+        [e.path for e in entries],
+        listing.class_map,
+        listing.skipped,
+        None if prints is None else [prints[e.path] for e in entries],
+    )
+
+
+def listing_from_columns(columns: tuple[Any, ...]) -> Listing:
+    """The `Listing` that `listing_columns` took apart."""
+    indices, labels, paths, class_map, skipped, prints = columns
+    return Listing(
+        entries=tuple(map(checked_entry, indices, labels, paths)),
+        class_map=class_map,
+        skipped=skipped,
+        fingerprints=None if prints is None else dict(zip(paths, prints, strict=True)),
+    )
+
+
+class _ThreadPrefetch(threading.Thread):
+    def __init__(self, args: _Args) -> None:
         super().__init__(name="recflow-prefetch-listing", daemon=True)
-        self.args_ = (source, recursive, tuple(exts), dict(storage_options or {}) or None)
+        self.args_ = args
         self.listing: Listing | None = None
 
     def run(self) -> None:
-        source, recursive, exts, so = self.args_
         try:
-            self.listing = list_images(
-                source, recursive=recursive, exts=exts, storage_options=so, fingerprints=True
-            )
+            self.listing = _list(self.args_)
         except Exception:  # the list task lists again and reports it
             self.listing = None
 
+    def take(self) -> Listing | None:
+        self.join()
+        return self.listing
+
+
+def _list_in_child(conn: Connection, args: _Args) -> None:
+    try:
+        payload = pickle.dumps(listing_columns(_list(args)), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # the list task lists again and reports it
+        payload = b""
+    conn.send_bytes(payload)
+    conn.close()
+
+
+class _ForkPrefetch:
+    """`list_images` in a forked child; the columns come back through a pipe."""
+
+    def __init__(self, args: _Args) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._conn, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(
+            target=_list_in_child, args=(send, args), name="recflow-prefetch-listing", daemon=True
+        )
+        self._proc.start()
+        send.close()
+
+    def take(self) -> Listing | None:
+        try:
+            payload = self._conn.recv_bytes()
+        except (EOFError, OSError):  # the child died: the list task lists by itself
+            payload = b""
+        finally:
+            self._conn.close()
+            self._proc.join()
+        return listing_from_columns(pickle.loads(payload)) if payload else None
+
+
+def _forkable(source: str, storage_options: Mapping[str, Any] | None) -> bool:
+    """Whether to list in a forked child: a local folder, from a process with no other thread
+    (forking a threaded process can copy a lock some thread holds)."""
+    if threading.active_count() != 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    try:
+        return is_local(get_fs(source, dict(storage_options or {}) or None)[0])
+    except Exception:  # an unknown protocol, say: the list task reports it
+        return False
+
 
 _lock = threading.Lock()
-_started: dict[str, _Prefetch] = {}
+_started: dict[str, _ThreadPrefetch | _ForkPrefetch] = {}
 
 
 def prefetch_listing(
@@ -61,12 +146,16 @@ def prefetch_listing(
     exts: Sequence[str],
     storage_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Start listing `source` on a background thread (once per set of arguments)."""
+    """Start listing `source` in a forked child or on a thread (once per set of arguments)."""
     key = listing_key(source, recursive, exts, storage_options)
+    args: _Args = (source, bool(recursive), tuple(exts), dict(storage_options or {}) or None)
     with _lock:
         if key in _started:
             return
-        _started[key] = worker = _Prefetch(source, recursive, exts, storage_options)
+        if _forkable(source, storage_options):
+            _started[key] = _ForkPrefetch(args)
+            return
+        _started[key] = worker = _ThreadPrefetch(args)
     worker.start()
 
 
@@ -81,7 +170,4 @@ def take_prefetched(
     or None: none was started, it failed, or it was already taken."""
     with _lock:
         worker = _started.pop(listing_key(source, recursive, exts, storage_options), None)
-    if worker is None:
-        return None
-    worker.join()
-    return worker.listing
+    return None if worker is None else worker.take()

@@ -113,7 +113,7 @@ def test_recflow_build_on_the_temporary_api_twice(tmp_path):
         text = proc.stdout + proc.stderr
         assert proc.returncode == 0, text
         assert "8 records" in proc.stdout
-        assert "(listed while the temporary API started)" in text  # tasks.listing_prefetch
+        assert "(listed while Prefect started)" in text  # tasks.listing_prefetch
         assert "ERROR" not in text and "Traceback" not in text, text
         assert (out / "manifest.json").is_file()
     db = tmp_path / "home" / "prefect.db"
