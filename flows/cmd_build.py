@@ -132,32 +132,35 @@ def run(args: argparse.Namespace) -> int:
         )
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with prefect_api() as api:  # starts a temporary API while Prefect imports, if needed
-        if params.lst is None and not params.dask_address:
-            # Prefect takes seconds to import and (without a configured API) to start: list
-            # the source meanwhile, in a child process for a local folder (the list task takes
-            # it; on Dask the task runs elsewhere, so nothing is listed early)
-            from tasks.listing_prefetch import prefetch_listing
+        from tasks.listing_prefetch import drop_prefetched, prefetch_listing
 
-            prefetch_listing(
-                params.source,
-                recursive=params.recursive,
-                exts=list(params.exts),
-                storage_options=params.source_options,
+        try:
+            if params.lst is None and not params.dask_address:
+                # Prefect takes seconds to import and (without a configured API) to start:
+                # list the source meanwhile, in a child process for a local folder (the list
+                # task takes it; on Dask the task runs elsewhere, so nothing is listed early)
+                prefetch_listing(
+                    params.source,
+                    recursive=params.recursive,
+                    exts=list(params.exts),
+                    storage_options=params.source_options,
+                )
+            from flows.gcfreeze import frozen_imports
+
+            with frozen_imports():  # Prefect's objects, out of every later collection
+                from flows.build import build_dataset
+                from flows.runner import run_flow_quietly, wait_for_api
+
+            wait_for_api(api)
+            if api is None:  # a long-lived server: a run killed on the way must not stay Running
+                from flows.zombies import install
+
+                install(quiet=True)
+            ok, result = run_flow_quietly(
+                build_dataset, params.model_dump(exclude_unset=True), heartbeats=api is None
             )
-        from flows.gcfreeze import frozen_imports
-
-        with frozen_imports():  # Prefect's objects, out of every later collection
-            from flows.build import build_dataset
-            from flows.runner import run_flow_quietly, wait_for_api
-
-        wait_for_api(api)
-        if api is None:  # a long-lived server: a run killed on the way must not stay Running
-            from flows.zombies import install
-
-            install(quiet=True)
-        ok, result = run_flow_quietly(
-            build_dataset, params.model_dump(exclude_unset=True), heartbeats=api is None
-        )
+        finally:
+            drop_prefetched()  # a run that ended before its list task leaves no lister behind
     if not ok:
         print(f"recflow build: failed: {result}", file=sys.stderr)
         return 1

@@ -20,9 +20,11 @@ imports no Prefect.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import pickle
+import signal
 import threading
 from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
@@ -91,13 +93,20 @@ class _ThreadPrefetch(threading.Thread):
         self.join()
         return self.listing
 
+    def drop(self) -> None:
+        pass  # a daemon thread: it ends with the command
+
 
 def _list_in_child(conn: Connection, args: _Args) -> None:
+    # Ctrl-C reaches the whole process group: end quietly, without a KeyboardInterrupt's
+    # traceback from a helper the user never asked for
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         payload = pickle.dumps(listing_columns(_list(args)), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # the list task lists again and reports it
         payload = b""
-    conn.send_bytes(payload)
+    with contextlib.suppress(OSError):  # the command ended without taking it
+        conn.send_bytes(payload)
     conn.close()
 
 
@@ -122,6 +131,11 @@ class _ForkPrefetch:
             self._conn.close()
             self._proc.join()
         return listing_from_columns(pickle.loads(payload)) if payload else None
+
+    def drop(self) -> None:
+        self._proc.terminate()
+        self._proc.join()
+        self._conn.close()
 
 
 def _forkable(source: str, storage_options: Mapping[str, Any] | None) -> bool:
@@ -171,3 +185,12 @@ def take_prefetched(
     with _lock:
         worker = _started.pop(listing_key(source, recursive, exts, storage_options), None)
     return None if worker is None else worker.take()
+
+
+def drop_prefetched() -> None:
+    """Stop every prefetch nobody took (the run ended before its list task did)."""
+    with _lock:
+        workers = list(_started.values())
+        _started.clear()
+    for worker in workers:
+        worker.drop()

@@ -111,3 +111,29 @@ def test_a_threaded_process_lists_on_a_thread(tmp_path, monkeypatch):
     prefetch_listing(src, **args)
     assert not isinstance(listing_prefetch._started[listing_key(src, **args)], _ForkPrefetch)
     assert take_prefetched(src, **args) == list_images(src, recursive=True, exts=(".jpg",))
+
+
+_DROPPED = r"""
+import json, sys
+from tasks import listing_prefetch
+from tasks.listing_prefetch import drop_prefetched, prefetch_listing, take_prefetched
+args = {"recursive": True, "exts": [".jpg"], "storage_options": None}
+prefetch_listing(sys.argv[1], **args)
+(worker,) = listing_prefetch._started.values()
+drop_prefetched()
+print(json.dumps({"alive": worker._proc.is_alive(), "taken": take_prefetched(sys.argv[1], **args)}))
+"""
+
+
+def test_a_prefetch_nobody_took_is_stopped(tmp_path):
+    image_tree(tmp_path / "src", classes=2, per_class=2)
+    proc = subprocess.run(
+        [sys.executable, "-c", _DROPPED, str(tmp_path / "src")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"alive": False, "taken": None}
+    assert "Traceback" not in proc.stderr
