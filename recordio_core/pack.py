@@ -493,7 +493,7 @@ def chunk_size(done_bytes: int, done_images: int) -> int:
     return max(_CHUNK, min(_CHUNK_MAX, _CHUNK_BYTES // per_image))
 
 
-def _process_context(start_method: StartMethod) -> Any:
+def process_context(start_method: StartMethod) -> Any:
     """The multiprocessing context; a forkserver preloads the packing code, so each worker
     forked from it starts in milliseconds."""
     ctx = multiprocessing.get_context(start_method)
@@ -517,7 +517,7 @@ def _results_processes(
     pending: deque[tuple[int, int, Future]] = deque()
     executor = ProcessPoolExecutor(
         opts.num_workers,
-        mp_context=_process_context(start_method),
+        mp_context=process_context(start_method),
         initializer=_init_worker,
         initargs=(entries, reader, opts, write_lst),
     )
@@ -614,7 +614,7 @@ def _results_fetched(
     if processes:
         executor = ProcessPoolExecutor(
             opts.num_workers,
-            mp_context=_process_context(start_method),
+            mp_context=process_context(start_method),
             initializer=_init_transform_worker,
             initargs=(opts, write_lst),
         )

@@ -6,12 +6,11 @@ lists the source in that time; the list task (`tasks.listing.list_source`) still
 what the UI and the logs show, but takes the prefetched listing (`take_prefetched`) when it was
 asked for with exactly the task's arguments, waiting for it if it is not finished.
 
-A local folder is listed in a child process forked before Prefect is imported (only while the
-command is still single-threaded, where forking is safe): the walk then runs on another core
-instead of taking turns with Prefect's import for the GIL. At 100,000 files the walk costs
-~1.2 s of CPU and the hand-over ~0.2 s (the entries travel as plain columns, not pickled
-dataclasses). Elsewhere (an object store, or a process that already runs threads) it lists on
-a background thread, as I/O overlaps well there.
+A local folder is listed in a child process (forked from the forkserver the pack tasks use,
+which it starts early): the walk then runs on another core instead of taking turns with
+Prefect's import for the GIL. At 100,000 files the walk costs ~1.2 s of CPU and the hand-over
+~0.2 s (the entries travel as plain columns, not pickled dataclasses). An object store is
+listed on a background thread instead (the listing waits on requests there, not on the GIL).
 
 A prefetch that failed is dropped without a word: the task then lists by itself, so its error,
 and its retries, are the task's as always. Each prefetch is taken at most once. This module
@@ -33,6 +32,7 @@ from typing import Any
 from recordio_core.fsio import get_fs, is_local
 from recordio_core.listing import Listing, list_images
 from recordio_core.lst import checked_entry
+from recordio_core.pack import process_context
 
 _Args = tuple[str, bool, tuple[str, ...], dict[str, Any] | None]
 
@@ -110,11 +110,11 @@ def _list_in_child(conn: Connection, args: _Args) -> None:
     conn.close()
 
 
-class _ForkPrefetch:
-    """`list_images` in a forked child; the columns come back through a pipe."""
+class _ProcessPrefetch:
+    """`list_images` in a child process; the columns come back through a pipe."""
 
     def __init__(self, args: _Args) -> None:
-        ctx = multiprocessing.get_context("fork")
+        ctx = process_context("forkserver")
         self._conn, send = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(
             target=_list_in_child, args=(send, args), name="recflow-prefetch-listing", daemon=True
@@ -138,10 +138,9 @@ class _ForkPrefetch:
         self._conn.close()
 
 
-def _forkable(source: str, storage_options: Mapping[str, Any] | None) -> bool:
-    """Whether to list in a forked child: a local folder, from a process with no other thread
-    (forking a threaded process can copy a lock some thread holds)."""
-    if threading.active_count() != 1 or "fork" not in multiprocessing.get_all_start_methods():
+def _in_a_process(source: str, storage_options: Mapping[str, Any] | None) -> bool:
+    """Whether to list in a child process: a local folder, where a forkserver can run."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
         return False
     try:
         return is_local(get_fs(source, dict(storage_options or {}) or None)[0])
@@ -150,7 +149,7 @@ def _forkable(source: str, storage_options: Mapping[str, Any] | None) -> bool:
 
 
 _lock = threading.Lock()
-_started: dict[str, _ThreadPrefetch | _ForkPrefetch] = {}
+_started: dict[str, _ThreadPrefetch | _ProcessPrefetch] = {}
 
 
 def prefetch_listing(
@@ -160,14 +159,14 @@ def prefetch_listing(
     exts: Sequence[str],
     storage_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Start listing `source` in a forked child or on a thread (once per set of arguments)."""
+    """Start listing `source` in a child process or on a thread (once per set of arguments)."""
     key = listing_key(source, recursive, exts, storage_options)
     args: _Args = (source, bool(recursive), tuple(exts), dict(storage_options or {}) or None)
     with _lock:
         if key in _started:
             return
-        if _forkable(source, storage_options):
-            _started[key] = _ForkPrefetch(args)
+        if _in_a_process(source, storage_options):
+            _started[key] = _ProcessPrefetch(args)
             return
         _started[key] = worker = _ThreadPrefetch(args)
     worker.start()
