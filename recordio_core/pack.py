@@ -48,6 +48,7 @@ import hashlib
 import multiprocessing
 import os
 import queue
+import signal
 import struct
 import threading
 from collections import deque
@@ -495,11 +496,30 @@ def chunk_size(done_bytes: int, done_images: int) -> int:
 
 def process_context(start_method: StartMethod) -> Any:
     """The multiprocessing context; a forkserver preloads the packing code, so each worker
-    forked from it starts in milliseconds."""
+    forked from it starts in milliseconds. Asked for on the main thread, the forkserver is
+    started there with Ctrl-C ignored (`_start_forkserver`)."""
     ctx = multiprocessing.get_context(start_method)
     if start_method == "forkserver":
         ctx.set_forkserver_preload(["recordio_core.pack"])
+        _start_forkserver()
     return ctx
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver now, if this is the main thread, with SIGINT ignored: Ctrl-C
+    reaches the whole process group, and would otherwise print a KeyboardInterrupt traceback
+    from the server's preload import or from each idle worker. The workers inherit the
+    ignoring; stopping them is left to the process that asked for them, which sees the
+    KeyboardInterrupt itself and shuts its pool down (the running chunks finish first)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal dispositions can only be changed there; it starts on first use
+    from multiprocessing import forkserver
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _results_processes(

@@ -131,3 +131,55 @@ def test_recflow_build_on_the_temporary_api_twice(tmp_path):
             ).fetchall()
             # list, split, plan, pack, validate, manifest: one shard of 8 images
             assert states == [("COMPLETED", 6)], states
+
+
+def _group(pgid: int) -> list[tuple[int, str, str]]:
+    """(pid, state, command line) of the live processes in process group `pgid`."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append((int(name), fields[0], cmd))
+    return out
+
+
+def test_ctrl_c_while_recflow_build_starts_ends_quietly(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) once the listing's
+    forkserver is up: the command says it was interrupted, exits 130, prints no traceback
+    from any of its processes (the forkserver's preload import once did), and none of them
+    outlives it."""
+    import signal
+    import time
+
+    image_tree(tmp_path / "src", classes=2, per_class=3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), DO_NOT_TRACK="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "build", str(tmp_path / "src"), str(tmp_path / "o")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any("forkserver" in cmd for _, _, cmd in _group(proc.pid)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "recflow: interrupted" in out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    deadline = time.monotonic() + 30
+    while _group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _group(proc.pid) == []
