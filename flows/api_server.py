@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from flows.gcfreeze import frozen_imports
@@ -82,11 +84,34 @@ def database_is_current(connection_url: str, versions_dir: Path) -> bool:
     return len(heads) == 1 and database_revisions(path) == heads
 
 
+def _sigterm_only_server() -> type:
+    import uvicorn
+
+    class SigtermOnlyServer(uvicorn.Server):
+        """uvicorn's server, shut down by SIGTERM only (it also takes SIGINT by default)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = signal.signal(signal.SIGTERM, self.handle_exit)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+
+    return SigtermOnlyServer
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or not argv[1].isdigit():
         print("usage: python -m flows.api_server PORT", file=sys.stderr)
         return 2
     port = int(argv[1])
+    # Ctrl-C in a terminal reaches the whole process group. This server ignores it, from
+    # before Prefect's import (a KeyboardInterrupt traceback there) to the end of serving:
+    # the interrupted command still reports its crashed run through it and drains its logs
+    # and events, then stops it with SIGTERM. (Stopped by Ctrl-C, the server had left the
+    # command retrying those requests for minutes.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.ExitStack() as stack:
         with frozen_imports():
             import prefect.server.database
@@ -108,7 +133,7 @@ def main(argv: list[str]) -> int:
             stack.enter_context(temporary_settings(updates=updates))
             app = create_app(ephemeral=True, final=True)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
-        server = uvicorn.Server(config)
+        server = _sigterm_only_server()(config)
         server.run()
     return 0 if server.started else STARTUP_FAILURE_EXIT
 

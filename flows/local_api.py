@@ -9,7 +9,9 @@ client-side one, which cuts the command's fixed cost by several seconds. The com
 exactly the app Prefect runs (`prefect.server.api.server:create_app`, UI off, the same
 environment; `flows/api_server.py` says how it starts sooner), points `PREFECT_API_URL` at
 it, and at the end drains Prefect's log and event queues before stopping it, so nothing is
-lost and no connection errors are printed.
+lost and no connection errors are printed. The server ignores Ctrl-C (flows/api_server.py):
+an interrupted command still records its crashed run there, then stops it the same way
+(waiting first for a server still starting).
 
 When an API URL is configured (environment or the active Prefect profile), nothing is started.
 This module imports no Prefect at import time.
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import IO
 
 DEFAULT_STARTUP_TIMEOUT = 90.0  # a first start creates the database: ~15 s on a busy 2-core box
+STOP_WHILE_STARTING_WAIT = 15.0  # seconds a stop waits for a server still starting
 PORT_IN_USE_EXIT = 3  # flows.api_server's (and uvicorn's) exit code when it cannot bind
 
 
@@ -79,6 +82,7 @@ class LocalAPI:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
+        self._ready = False
 
     @property
     def api_url(self) -> str:
@@ -123,14 +127,18 @@ class LocalAPI:
                 continue
             if code is not None:
                 raise RuntimeError(f"the temporary Prefect API exited with code {code}")
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
+            if self._healthy():
+                self._ready = True
+                return
             time.sleep(0.05)
         raise RuntimeError(f"the temporary Prefect API did not start within {timeout:.0f} s")
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
 
     def stop(self) -> None:
         """Drain Prefect's log and event queues into the API, then stop the server."""
@@ -144,15 +152,32 @@ class LocalAPI:
                 APILogWorker.drain_all(timeout=10)
                 EventsWorker.drain_all(timeout=10)
         process, self.process = self.process, None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if os.environ.get("PREFECT_API_URL") == self.api_url:
-            del os.environ["PREFECT_API_URL"]
+        try:
+            self._wait_started(process)
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        except KeyboardInterrupt:  # Ctrl-C again while it stops: now
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            if os.environ.get("PREFECT_API_URL") == self.api_url:
+                del os.environ["PREFECT_API_URL"]
+
+    def _wait_started(self, process: subprocess.Popen[bytes]) -> None:
+        """A server stopped while still starting (Ctrl-C early in the command) is let finish
+        starting first: Prefect's app fails its shutdown with a traceback when stopped
+        half-way."""
+        deadline = time.monotonic() + STOP_WHILE_STARTING_WAIT
+        while not self._ready and process.poll() is None and time.monotonic() < deadline:
+            self._ready = self._healthy()
+            if not self._ready:
+                time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -152,9 +152,9 @@ def _group(pgid: int) -> list[tuple[int, str, str]]:
 
 def test_ctrl_c_while_recflow_build_starts_ends_quietly(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) once the listing's
-    forkserver is up: the command says it was interrupted, exits 130, prints no traceback
-    from any of its processes (the forkserver's preload import once did), and none of them
-    outlives it."""
+    child runs, while the temporary API is still starting: the command says it was
+    interrupted, exits 130, prints no traceback from any of its processes (the forkserver's
+    preload import and the API server's own import once did), and none of them outlives it."""
     import signal
     import time
 
@@ -171,7 +171,8 @@ def test_ctrl_c_while_recflow_build_starts_ends_quietly(tmp_path):
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
-    while not any("forkserver" in cmd for _, _, cmd in _group(proc.pid)):
+    # the forkserver and the listing child forked from it: the command is past starting them
+    while sum("forkserver" in cmd for _, _, cmd in _group(proc.pid)) < 2:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGINT)
@@ -179,6 +180,49 @@ def test_ctrl_c_while_recflow_build_starts_ends_quietly(tmp_path):
     assert proc.returncode == 130, out
     assert "recflow: interrupted" in out
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    deadline = time.monotonic() + 30
+    while _group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _group(proc.pid) == []
+
+
+def test_ctrl_c_during_the_flow_run_records_the_crash_and_ends(tmp_path):
+    """Ctrl-C once the flow runs on the temporary API: the server ignores it, so the command
+    records the run as Crashed there and stops it, instead of retrying requests against a
+    server that had stopped itself (it used to hang for minutes)."""
+    import signal
+    import time
+
+    image_tree(tmp_path / "src", classes=4, per_class=200)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), DO_NOT_TRACK="1")
+    args = [str(tmp_path / "src"), str(tmp_path / "o"), "--resize", "24", "--num-workers", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "build", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "Beginning flow run" in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    start = time.monotonic()
+    rest, _ = proc.communicate(timeout=120)
+    out = "".join(seen) + rest
+    assert proc.returncode == 130, out
+    assert time.monotonic() - start < 60
+    assert "Traceback" not in out and "Error logging to API" not in out, out
+    assert "recflow: interrupted" in out
+    with sqlite3.connect(tmp_path / "home" / "prefect.db") as conn:
+        states = [s for (s,) in conn.execute("SELECT state_type FROM flow_run")]
+    assert states == ["CRASHED"]
     deadline = time.monotonic() + 30
     while _group(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
