@@ -150,6 +150,32 @@ def _group(pgid: int) -> list[tuple[int, str, str]]:
     return out
 
 
+def _build_in_its_own_group(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """`recflow build SRC OUT ARGS` on a temporary API in a fresh PREFECT_HOME, as the leader
+    of its own process group (so SIGINT can reach the group, as from a terminal)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), DO_NOT_TRACK="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "build", str(tmp_path / "src"), str(tmp_path / "o")]
+        + list(args),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _assert_group_ends(pgid: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while _group(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _group(pgid) == []
+
+
 def test_ctrl_c_while_recflow_build_starts_ends_quietly(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) once the listing's
     child runs, while the temporary API is still starting: the command says it was
@@ -159,17 +185,7 @@ def test_ctrl_c_while_recflow_build_starts_ends_quietly(tmp_path):
     import time
 
     image_tree(tmp_path / "src", classes=2, per_class=3)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "home"), DO_NOT_TRACK="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "build", str(tmp_path / "src"), str(tmp_path / "o")],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _build_in_its_own_group(tmp_path)
     deadline = time.monotonic() + 60
     # the forkserver and the listing child forked from it: the command is past starting them
     while sum("forkserver" in cmd for _, _, cmd in _group(proc.pid)) < 2:
@@ -180,10 +196,7 @@ def test_ctrl_c_while_recflow_build_starts_ends_quietly(tmp_path):
     assert proc.returncode == 130, out
     assert "recflow: interrupted" in out
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
-    deadline = time.monotonic() + 30
-    while _group(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _group(proc.pid) == []
+    _assert_group_ends(proc.pid)
 
 
 def test_ctrl_c_during_the_flow_run_records_the_crash_and_ends(tmp_path):
@@ -194,18 +207,7 @@ def test_ctrl_c_during_the_flow_run_records_the_crash_and_ends(tmp_path):
     import time
 
     image_tree(tmp_path / "src", classes=4, per_class=200)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "home"), DO_NOT_TRACK="1")
-    args = [str(tmp_path / "src"), str(tmp_path / "o"), "--resize", "24", "--num-workers", "1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "build", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _build_in_its_own_group(tmp_path, "--resize", "24", "--num-workers", "1")
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:
@@ -223,7 +225,4 @@ def test_ctrl_c_during_the_flow_run_records_the_crash_and_ends(tmp_path):
     with sqlite3.connect(tmp_path / "home" / "prefect.db") as conn:
         states = [s for (s,) in conn.execute("SELECT state_type FROM flow_run")]
     assert states == ["CRASHED"]
-    deadline = time.monotonic() + 30
-    while _group(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _group(proc.pid) == []
+    _assert_group_ends(proc.pid)
