@@ -44,6 +44,7 @@ from flows.params import (
     CenterCrop,
     Chunks,
     Color,
+    CredentialsBlockParam,
     DaskAddress,
     Dedupe,
     DryRun,
@@ -70,6 +71,7 @@ from flows.params import (
     Seed,
     Shuffle,
     Source,
+    SourceCredentialsBlockParam,
     SourceStorageOptionsParam,
     SplitMethod,
     SplitSalt,
@@ -234,6 +236,8 @@ def build_dataset(
     dry_run: DryRun = False,
     storage_options: StorageOptionsParam = None,
     source_storage_options: SourceStorageOptionsParam = None,
+    credentials_block: CredentialsBlockParam = None,
+    source_credentials_block: SourceCredentialsBlockParam = None,
     dask_address: DaskAddress = None,
 ) -> dict[str, Any]:
     """Build the dataset; returns a summary (records, bytes, rejects, shards, time)."""

@@ -135,10 +135,12 @@ def run(args: argparse.Namespace) -> int:
         from tasks.listing_prefetch import drop_prefetched, prefetch_listing
 
         try:
-            if params.lst is None and not params.dask_address:
+            named_block = params.credentials_block or params.source_credentials_block
+            if params.lst is None and not params.dask_address and not named_block:
                 # Prefect takes seconds to import and (without a configured API) to start:
                 # list the source meanwhile, in a child process for a local folder (the list
-                # task takes it; on Dask the task runs elsewhere, so nothing is listed early)
+                # task takes it; on Dask the task runs elsewhere, so nothing is listed early;
+                # a credentials block can only be loaded once the API is up)
                 prefetch_listing(
                     params.source,
                     recursive=params.recursive,

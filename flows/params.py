@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from recordio_core.fsio import CREDENTIALS_KEY
 from recordio_core.plan import DEFAULT_RECORDS_PER_SHARD, MIN_SHARD_BYTES
+from tasks.credentials import check_block_ref
 
 # --- one alias per parameter: type, limits, and the text the UI shows -------------------------
 Source = Annotated[
@@ -220,6 +222,18 @@ SourceStorageOptionsParam = Annotated[
     dict[str, Any] | None,
     Field(description="fsspec options for SOURCE when they differ from storage_options."),
 ]
+CredentialsBlockParam = Annotated[
+    str | None,
+    Field(
+        description="Credentials for OUTPUT (and SOURCE) from a saved Prefect block, named "
+        "TYPE/NAME: aws-credentials/NAME, minio-credentials/NAME or s3-bucket/NAME "
+        "(prefect-aws). Loaded where the files are read and written; only the name is stored.",
+    ),
+]
+SourceCredentialsBlockParam = Annotated[
+    str | None,
+    Field(description="Credentials block for SOURCE when it differs from credentials_block."),
+]
 
 DaskAddress = Annotated[
     str | None,
@@ -329,6 +343,8 @@ class BuildParameters(BaseModel):
     dry_run: DryRun = False
     storage_options: StorageOptionsParam = None
     source_storage_options: SourceStorageOptionsParam = None
+    credentials_block: CredentialsBlockParam = None
+    source_credentials_block: SourceCredentialsBlockParam = None
     dask_address: DaskAddress = None
 
     @field_validator("exts")
@@ -367,6 +383,11 @@ class BuildParameters(BaseModel):
             )
         return value
 
+    @field_validator("credentials_block", "source_credentials_block")
+    @classmethod
+    def _block_ref(cls, value: str | None) -> str | None:
+        return value if value is None else check_block_ref(value)
+
     @model_validator(mode="after")
     def _cross_checks(self) -> BuildParameters:
         if self.train_ratio < 1.0 and self.train_ratio + self.test_ratio > 1.0 + 1e-9:
@@ -404,15 +425,26 @@ class BuildParameters(BaseModel):
 
     @property
     def output_options(self) -> dict[str, Any]:
-        """fsspec options for OUTPUT."""
-        return dict(self.storage_options or {})
+        """fsspec options for OUTPUT: `storage_options`, naming `credentials_block` if set."""
+        return with_credentials(self.storage_options, self.credentials_block)
 
     @property
     def source_options(self) -> dict[str, Any]:
-        """fsspec options for SOURCE (and `lst`): `source_storage_options` or the output's."""
-        if self.source_storage_options is not None:
-            return dict(self.source_storage_options)
-        return self.output_options
+        """fsspec options for SOURCE (and `lst`): `source_storage_options` or the output's,
+        naming `source_credentials_block` or else `credentials_block` if either is set."""
+        options = self.source_storage_options
+        if options is None:
+            options = self.storage_options
+        return with_credentials(options, self.source_credentials_block or self.credentials_block)
+
+
+def with_credentials(options: Mapping[str, Any] | None, block: str | None) -> dict[str, Any]:
+    """`options` naming `block` as where their credentials are (resolved by tasks.credentials
+    where a filesystem is opened: the block is loaded there, never passed around)."""
+    out = dict(options or {})
+    if block is not None:
+        out[CREDENTIALS_KEY] = block
+    return out
 
 
 PARAMETER_NAMES: tuple[str, ...] = tuple(BuildParameters.model_fields)

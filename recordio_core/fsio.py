@@ -1,7 +1,9 @@
 """fsspec helpers: one way to open URLs, join them, and write files atomically.
 
 Paths are fsspec URLs (`/local/path`, `file://...`, `s3://bucket/key`, `memory://...`);
-`storage_options` are passed to fsspec untouched.
+`storage_options` are passed to fsspec untouched, but for one key: `CREDENTIALS_KEY` names
+where credentials are kept (a Prefect block, say) instead of holding them, and is replaced by
+what the resolver registered for it returns, in the process that opens the filesystem.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import posixpath
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import fsspec
@@ -19,11 +21,52 @@ from fsspec.core import url_to_fs
 
 StorageOptions = Mapping[str, Any] | None
 
+# Storage options may name their credentials instead of holding them: `{CREDENTIALS_KEY: ref}`
+# is turned into fsspec options by the resolver registered with `register_credentials`, where
+# the filesystem is opened (a Dask worker, say), so the credentials themselves never travel in
+# parameters or task arguments. This module knows nothing of what a ref is.
+CREDENTIALS_KEY = "recflow_credentials"
+CredentialsResolver = Callable[[str, str], Mapping[str, Any]]  # (ref, url) -> fsspec options
+_credentials_resolver: CredentialsResolver | None = None
+
+
+def register_credentials(resolver: CredentialsResolver) -> None:
+    """Install the function that turns a `CREDENTIALS_KEY` ref into fsspec options."""
+    global _credentials_resolver
+    _credentials_resolver = resolver
+
+
+def resolve_options(url: str, storage_options: StorageOptions) -> dict[str, Any]:
+    """`storage_options` as fsspec takes them: a `CREDENTIALS_KEY` ref replaced by its options.
+
+    The ref's options are the base; the mapping's own keys win, and its nested dicts
+    (`client_kwargs`, `config_kwargs`) are merged into the ref's one level deep.
+    """
+    options = dict(storage_options or {})
+    ref = options.pop(CREDENTIALS_KEY, None)
+    if ref is None:
+        return options
+    if _credentials_resolver is None:
+        raise ValueError(
+            f"the storage options for {url} name credentials ({ref!r}) but nothing in this "
+            "process can load them: import the pipeline's tasks package (tasks.credentials)"
+        )
+    merged = dict(_credentials_resolver(str(ref), url))
+    for key, value in options.items():
+        base = merged.get(key)
+        if isinstance(base, Mapping) and isinstance(value, Mapping):
+            merged[key] = {**base, **value}
+        else:
+            merged[key] = value
+    return merged
+
 
 def get_fs(
     url: str, storage_options: StorageOptions = None
 ) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return `(filesystem, path)` for a URL; `path` is what the filesystem's methods take."""
+    if storage_options and CREDENTIALS_KEY in storage_options:
+        return url_to_fs(url, **resolve_options(url, storage_options))
     return url_to_fs(url, **dict(storage_options or {}))
 
 
