@@ -247,79 +247,18 @@ def _require(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], so
 
 def parse_manifest(data: bytes | str | Mapping[str, Any], source: str = "<manifest>") -> Manifest:
     """Parse and check a manifest document (bytes, text or an already-decoded dict)."""
-    if isinstance(data, bytes | str):
-        try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ManifestError(source, f"not JSON ({exc})") from None
-    else:
-        doc = data
-    if not isinstance(doc, Mapping):
-        raise ManifestError(source, "the document is not a JSON object")
-    if doc.get("format") != MANIFEST_FORMAT:
-        raise ManifestError(source, f"format is {doc.get('format')!r}, not {MANIFEST_FORMAT!r}")
-    if doc.get("version") != MANIFEST_VERSION:
-        raise ManifestError(source, f"version {doc.get('version')!r} is not supported (expected 1)")
+    doc = _document(data, source)
     parameters = _require(doc, "parameters", dict, source)
     class_map = _require(doc, "class_map", dict, source)
     for name, label in class_map.items():
         if not isinstance(label, int) or isinstance(label, bool):
             raise ManifestError(source, f"class_map[{name!r}] is not an integer")
-    splits: dict[str, SplitEntry] = {}
-    for name, split in _require(doc, "splits", dict, source).items():
-        where = f"{source} split {name!r}"
-        if not isinstance(split, Mapping):
-            raise ManifestError(where, "is not an object")
-        shards = []
-        for i, shard in enumerate(_require(split, "shards", list, where)):
-            here = f"{where} shard {i}"
-            if not isinstance(shard, Mapping):
-                raise ManifestError(here, "is not an object")
-            try:
-                shards.append(
-                    ShardEntry(
-                        rec=_require(shard, "rec", str, here),
-                        idx=_require(shard, "idx", str, here),
-                        lst=_require(shard, "lst", str, here),
-                        records=_require(shard, "records", int, here),
-                        bytes=_require(shard, "bytes", int, here),
-                        sha256=_require(shard, "sha256", str, here),
-                        idx_sha256=str(shard.get("idx_sha256", "")),
-                        lst_sha256=str(shard.get("lst_sha256", "")),
-                    )
-                )
-            except ValueError as exc:
-                if isinstance(exc, ManifestError):
-                    raise
-                raise ManifestError(here, str(exc)) from None
-        entry = SplitEntry(shards=tuple(shards))
-        records = _require(split, "records", int, where)
-        if records != entry.records:
-            raise ManifestError(where, f"records is {records} but its shards hold {entry.records}")
-        splits[name] = entry
-    rejects = []
-    for i, rej in enumerate(_require(doc, "rejects", list, source)):
-        here = f"{source} reject {i}"
-        if not isinstance(rej, Mapping):
-            raise ManifestError(here, "is not an object")
-        index = rej.get("index")
-        rejects.append(
-            RejectEntry(
-                path=_require(rej, "path", str, here),
-                reason=_require(rej, "reason", str, here),
-                index=index if isinstance(index, int) else None,
-            )
-        )
-    warnings = []
-    for i, item in enumerate(_optional_list(doc, "warnings", source)):
-        here = f"{source} warning {i}"
-        if not isinstance(item, Mapping):
-            raise ManifestError(here, "is not an object")
-        warnings.append(
-            WarningEntry(
-                path=_require(item, "path", str, here), reason=_require(item, "reason", str, here)
-            )
-        )
+    splits = {
+        name: _parse_split(split, f"{source} split {name!r}")
+        for name, split in _require(doc, "splits", dict, source).items()
+    }
+    rejects = _parse_rejects(doc, source)
+    warnings = _parse_warnings(doc, source)
     groups = {}
     for key in ("duplicates", "near_duplicates"):
         items = _optional_list(doc, key, source)
@@ -338,6 +277,89 @@ def parse_manifest(data: bytes | str | Mapping[str, Any], source: str = "<manife
         duplicates=groups["duplicates"],
         near_duplicates=groups["near_duplicates"],
     )
+
+
+def _document(data: bytes | str | Mapping[str, Any], source: str) -> Mapping[str, Any]:
+    """The decoded JSON object, of this format and version."""
+    if isinstance(data, bytes | str):
+        try:
+            doc = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ManifestError(source, f"not JSON ({exc})") from None
+    else:
+        doc = data
+    if not isinstance(doc, Mapping):
+        raise ManifestError(source, "the document is not a JSON object")
+    if doc.get("format") != MANIFEST_FORMAT:
+        raise ManifestError(source, f"format is {doc.get('format')!r}, not {MANIFEST_FORMAT!r}")
+    if doc.get("version") != MANIFEST_VERSION:
+        raise ManifestError(source, f"version {doc.get('version')!r} is not supported (expected 1)")
+    return doc
+
+
+def _parse_split(split: Any, where: str) -> SplitEntry:
+    if not isinstance(split, Mapping):
+        raise ManifestError(where, "is not an object")
+    shards = [
+        _parse_shard(shard, f"{where} shard {i}")
+        for i, shard in enumerate(_require(split, "shards", list, where))
+    ]
+    entry = SplitEntry(shards=tuple(shards))
+    records = _require(split, "records", int, where)
+    if records != entry.records:
+        raise ManifestError(where, f"records is {records} but its shards hold {entry.records}")
+    return entry
+
+
+def _parse_shard(shard: Any, here: str) -> ShardEntry:
+    if not isinstance(shard, Mapping):
+        raise ManifestError(here, "is not an object")
+    try:
+        return ShardEntry(
+            rec=_require(shard, "rec", str, here),
+            idx=_require(shard, "idx", str, here),
+            lst=_require(shard, "lst", str, here),
+            records=_require(shard, "records", int, here),
+            bytes=_require(shard, "bytes", int, here),
+            sha256=_require(shard, "sha256", str, here),
+            idx_sha256=str(shard.get("idx_sha256", "")),
+            lst_sha256=str(shard.get("lst_sha256", "")),
+        )
+    except ValueError as exc:
+        if isinstance(exc, ManifestError):
+            raise
+        raise ManifestError(here, str(exc)) from None
+
+
+def _parse_rejects(doc: Mapping[str, Any], source: str) -> list[RejectEntry]:
+    rejects = []
+    for i, rej in enumerate(_require(doc, "rejects", list, source)):
+        here = f"{source} reject {i}"
+        if not isinstance(rej, Mapping):
+            raise ManifestError(here, "is not an object")
+        index = rej.get("index")
+        rejects.append(
+            RejectEntry(
+                path=_require(rej, "path", str, here),
+                reason=_require(rej, "reason", str, here),
+                index=index if isinstance(index, int) else None,
+            )
+        )
+    return rejects
+
+
+def _parse_warnings(doc: Mapping[str, Any], source: str) -> list[WarningEntry]:
+    warnings = []
+    for i, item in enumerate(_optional_list(doc, "warnings", source)):
+        here = f"{source} warning {i}"
+        if not isinstance(item, Mapping):
+            raise ManifestError(here, "is not an object")
+        warnings.append(
+            WarningEntry(
+                path=_require(item, "path", str, here), reason=_require(item, "reason", str, here)
+            )
+        )
+    return warnings
 
 
 def _optional_list(doc: Mapping[str, Any], key: str, source: str) -> list[Any]:
