@@ -71,6 +71,77 @@ def _bucket(w: int, h: int) -> str:
     return "?"
 
 
+@dataclass
+class _Tally:
+    """What `inspect_dataset` counts, one record at a time."""
+
+    sample_classes: int = 0  # classes to keep sample images of (0: none)
+    per_class: int = 0
+    labels: Counter[str] = field(default_factory=Counter)
+    sizes: Counter[str] = field(default_factory=Counter)
+    buckets: Counter[str] = field(default_factory=Counter)
+    formats: Counter[str] = field(default_factory=Counter)
+    samples: dict[int, list[bytes]] = field(default_factory=dict)
+    undecodable: int = 0
+    records: int = 0
+    bytes: int = 0
+
+    def add(self, payload: bytes) -> None:
+        self.records += 1
+        self.bytes += len(payload)
+        try:
+            flag, header_label, _rid, img = image_bytes(payload)
+            key, cls = _label_key(flag, header_label, payload)
+        except ValueError:
+            self.undecodable += 1
+            self.labels["(no header)"] += 1
+            return
+        self.labels[key] += 1
+        try:
+            with Image.open(io.BytesIO(img)) as im:
+                w, h = im.size
+                self.formats[im.format or "?"] += 1
+        except (OSError, SyntaxError, Image.DecompressionBombError):
+            self.undecodable += 1
+            return
+        self.sizes[f"{w}x{h}"] += 1
+        self.buckets[_bucket(w, h)] += 1
+        if self.sample_classes and cls is not None:
+            bucket = self.samples.setdefault(cls, [])
+            if len(bucket) < self.per_class and len(self.samples) <= self.sample_classes:
+                bucket.append(bytes(img))
+
+
+def _check_inspect_options(
+    per_class: int, thumb: int, max_classes: int, max_records: int | None
+) -> None:
+    for name, value, low in (
+        ("per_class", per_class, 1),
+        ("thumb", thumb, 8),
+        ("max_classes", max_classes, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if max_records is not None and (not isinstance(max_records, int) or max_records < 1):
+        raise ValueError(f"max_records must be None or an integer >= 1, got {max_records!r}")
+
+
+def _tally(
+    shards: Sequence[Any], tally: _Tally, max_records: int | None, so: StorageOptions
+) -> bool:
+    """Count the records of `shards` into `tally`; False if `max_records` stopped it early."""
+    for shard in shards:
+        src = open_source(shard.rec, so)
+        try:
+            for _, payload in iter_records(src):
+                if max_records is not None and tally.records >= max_records:
+                    return False
+                tally.add(payload)
+        finally:
+            src.close()
+    return True
+
+
 def inspect_dataset(
     source: str | Sequence[str],
     *,
@@ -85,15 +156,7 @@ def inspect_dataset(
     """Read the dataset at `source` (what the reader accepts) and summarise it; with `sheet`,
     also write a contact sheet PNG there (`per_class` thumbnails of `thumb` pixels for each of
     the first `max_classes` classes)."""
-    for name, value, low in (
-        ("per_class", per_class, 1),
-        ("thumb", thumb, 8),
-        ("max_classes", max_classes, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if max_records is not None and (not isinstance(max_records, int) or max_records < 1):
-        raise ValueError(f"max_records must be None or an integer >= 1, got {max_records!r}")
+    _check_inspect_options(per_class, thumb, max_classes, max_records)
     shards = resolve_shards(source, split=split, use_index=False, storage_options=storage_options)
     names: dict[int, str] = {}
     if isinstance(source, str) and (source.endswith(".json") or _is_manifest_dir(source, shards)):
@@ -101,63 +164,24 @@ def inspect_dataset(
             source if source.endswith(".json") else source.rstrip("/") + "/manifest.json",
             storage_options,
         )
-    labels: Counter[str] = Counter()
-    sizes: Counter[str] = Counter()
-    buckets: Counter[str] = Counter()
-    formats: Counter[str] = Counter()
-    samples: dict[int, list[bytes]] = {}
-    undecodable = records = nbytes = 0
-    complete = True
-    for shard in shards:
-        src = open_source(shard.rec, storage_options)
-        try:
-            for _, payload in iter_records(src):
-                if max_records is not None and records >= max_records:
-                    complete = False
-                    break
-                records += 1
-                nbytes += len(payload)
-                try:
-                    flag, header_label, _rid, img = image_bytes(payload)
-                    key, cls = _label_key(flag, header_label, payload)
-                except ValueError:
-                    undecodable += 1
-                    labels["(no header)"] += 1
-                    continue
-                labels[key] += 1
-                try:
-                    with Image.open(io.BytesIO(img)) as im:
-                        w, h = im.size
-                        formats[im.format or "?"] += 1
-                except (OSError, SyntaxError, Image.DecompressionBombError):
-                    undecodable += 1
-                    continue
-                sizes[f"{w}x{h}"] += 1
-                buckets[_bucket(w, h)] += 1
-                if sheet and cls is not None:
-                    bucket = samples.setdefault(cls, [])
-                    if len(bucket) < per_class and len(samples) <= max_classes:
-                        bucket.append(bytes(img))
-        finally:
-            src.close()
-        if not complete:
-            break
+    tally = _Tally(sample_classes=max_classes if sheet else 0, per_class=per_class)
+    complete = _tally(shards, tally, max_records, storage_options)
     written = None
     if sheet:
-        png = contact_sheet(samples, labels, names, per_class=per_class, thumb=thumb)
+        png = contact_sheet(tally.samples, tally.labels, names, per_class=per_class, thumb=thumb)
         write_bytes_atomic(sheet, png, storage_options)
         written = sheet
     return InspectReport(
         source=source if isinstance(source, str) else ",".join(source),
         shards=len(shards),
-        records=records,
-        bytes=nbytes,
+        records=tally.records,
+        bytes=tally.bytes,
         complete=complete,
-        labels=dict(sorted(labels.items(), key=_natural)),
-        sizes=dict(sizes.most_common()),
-        size_buckets={k: buckets[k] for k in _bucket_order() if buckets[k]},
-        formats=dict(formats.most_common()),
-        undecodable=undecodable,
+        labels=dict(sorted(tally.labels.items(), key=_natural)),
+        sizes=dict(tally.sizes.most_common()),
+        size_buckets={k: tally.buckets[k] for k in _bucket_order() if tally.buckets[k]},
+        formats=dict(tally.formats.most_common()),
+        undecodable=tally.undecodable,
         class_names={str(k): v for k, v in sorted(names.items())},
         sheet=written,
     )
