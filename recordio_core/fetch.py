@@ -164,6 +164,85 @@ async def _fetch_one(
             await asyncio.sleep(delays[attempt - 1])
 
 
+class _Window:
+    """The requests of one `fetch_ordered` call: at most `concurrency` in flight, and the
+    bytes reserved by them and by results waiting for their turn within `budget` (one object
+    always fits when nothing is held). An object of unknown size reserves the largest size
+    seen so far (the whole budget before the first result)."""
+
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        paths: Sequence[str],
+        sizes: Sequence[int | None] | None,
+        concurrency: int,
+        budget: int,
+        delays: list[float],
+        stats: FetchStats,
+    ) -> None:
+        self.fs, self.paths, self.sizes = fs, paths, sizes
+        self.concurrency, self.budget, self.delays, self.stats = concurrency, budget, delays, stats
+        self.kwargs: dict[str, Any] = {"max_concurrency": 1} if is_s3(fs) else {}
+        self.estimate = budget
+        self.seen = False
+        self.pending: dict[int, concurrent.futures.Future] = {}
+        self.reserved: dict[int, int] = {}
+        self.ready: dict[int, bytes | BaseException] = {}
+        self.held = 0
+        self.next_submit = 0
+
+    def fill(self) -> None:
+        """Submit requests while the count and the byte budget allow."""
+        n = len(self.paths)
+        while self.next_submit < n and len(self.pending) < self.concurrency:
+            k = self.next_submit
+            size = self.sizes[k] if self.sizes is not None else None
+            need = size if size is not None and size >= 0 else self.estimate
+            if self.held and self.held + need > self.budget:
+                break
+            coro = _fetch_one(self.fs, self.paths[k], self.kwargs, self.delays)
+            self.pending[k] = asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
+            self.reserved[k] = need
+            self.held += need
+            self.next_submit += 1
+        self.stats.max_in_flight = max(self.stats.max_in_flight, len(self.pending))
+        self.stats.peak_held = max(self.stats.peak_held, self.held)
+
+    def collect(self) -> None:
+        """Wait for at least one request to finish; keep what finished (its real size held)."""
+        done, _ = concurrent.futures.wait(
+            self.pending.values(), return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        for j in [j for j, fut in self.pending.items() if fut in done]:
+            fut = self.pending.pop(j)
+            result, tries = fut.result()  # a transient error past retries raises here
+            self.stats.requests += tries
+            self.stats.retries += tries - 1
+            got = len(result) if isinstance(result, bytes) else 0
+            self.held += got - self.reserved.pop(j)
+            if isinstance(result, bytes):
+                self.estimate = max(self.estimate, got) if self.seen else max(1, got)
+                self.seen = True
+            self.ready[j] = result
+            self.reserved[j] = got
+        self.stats.peak_held = max(self.stats.peak_held, self.held)
+
+    def take(self, i: int) -> bytes | BaseException:
+        """Object `i`'s result, once it has arrived (requests go on meanwhile)."""
+        while True:
+            self.fill()
+            if i in self.ready:
+                break
+            self.collect()
+        result = self.ready.pop(i)
+        self.held -= self.reserved.pop(i)
+        return result
+
+    def cancel(self) -> None:
+        for fut in self.pending.values():
+            fut.cancel()
+
+
 def fetch_ordered(
     fs: fsspec.AbstractFileSystem,
     paths: Sequence[str],
@@ -193,57 +272,19 @@ def fetch_ordered(
         raise ValueError(f"budget must be >= 1 byte, got {budget}")
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
-    n = len(paths)
-    if sizes is not None and len(sizes) != n:
-        raise ValueError(f"sizes has {len(sizes)} items for {n} paths")
-    stats = stats if stats is not None else FetchStats()
-    kwargs: dict[str, Any] = {"max_concurrency": 1} if is_s3(fs) else {}
-    delays = backoff_delays(attempts, backoff)
-    loop = fs.loop
-    estimate = budget  # reserved for an object of unknown size: the largest seen so far
-    seen = False
-    pending: dict[int, concurrent.futures.Future] = {}
-    reserved: dict[int, int] = {}
-    ready: dict[int, bytes | BaseException] = {}
-    held = 0
-    next_submit = 0
+    if sizes is not None and len(sizes) != len(paths):
+        raise ValueError(f"sizes has {len(sizes)} items for {len(paths)} paths")
+    window = _Window(
+        fs,
+        paths,
+        sizes,
+        concurrency,
+        budget,
+        backoff_delays(attempts, backoff),
+        stats if stats is not None else FetchStats(),
+    )
     try:
-        for i in range(n):
-            while True:
-                # fill the window: count, then bytes (one object always fits when none is held)
-                while next_submit < n and len(pending) < concurrency:
-                    size = sizes[next_submit] if sizes is not None else None
-                    need = size if size is not None and size >= 0 else estimate
-                    if held and held + need > budget:
-                        break
-                    coro = _fetch_one(fs, paths[next_submit], kwargs, delays)
-                    pending[next_submit] = asyncio.run_coroutine_threadsafe(coro, loop)
-                    reserved[next_submit] = need
-                    held += need
-                    next_submit += 1
-                stats.max_in_flight = max(stats.max_in_flight, len(pending))
-                stats.peak_held = max(stats.peak_held, held)
-                if i in ready:
-                    break
-                done, _ = concurrent.futures.wait(
-                    pending.values(), return_when=concurrent.futures.FIRST_COMPLETED
-                )
-                for j in [j for j, fut in pending.items() if fut in done]:
-                    fut = pending.pop(j)
-                    result, tries = fut.result()  # a transient error past retries raises here
-                    stats.requests += tries
-                    stats.retries += tries - 1
-                    got = len(result) if isinstance(result, bytes) else 0
-                    held += got - reserved.pop(j)
-                    if isinstance(result, bytes):
-                        estimate = max(estimate, got) if seen else max(1, got)
-                        seen = True
-                    ready[j] = result
-                    reserved[j] = got
-                stats.peak_held = max(stats.peak_held, held)
-            result = ready.pop(i)
-            held -= reserved.pop(i)
-            yield result
+        for i in range(len(paths)):
+            yield window.take(i)
     finally:
-        for fut in pending.values():
-            fut.cancel()
+        window.cancel()
