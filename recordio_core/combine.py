@@ -155,88 +155,98 @@ def _copy_through(recs: Sequence[str], out_rec: str, so: StorageOptions) -> int:
     return total
 
 
+class _MultipartCopy:
+    """One S3 object assembled by a multipart upload from ranges of other objects: copied on
+    the server where a range makes a valid part (>= 5 MiB, or the last), else downloaded into
+    a buffer that is uploaded once it makes a part."""
+
+    def __init__(self, fs: Any, out_path: str) -> None:
+        self.fs = fs
+        self.bucket, self.key, _ = fs.split_path(out_path)
+        upload = fs.call_s3("create_multipart_upload", Bucket=self.bucket, Key=self.key)
+        self.upload_id = upload["UploadId"]
+        self.parts: list[dict[str, Any]] = []
+        self.buffer = bytearray()
+        self.server_side = self.through = 0
+
+    def _call(self, op: str, **kwargs: Any) -> Any:
+        return self.fs.call_s3(op, Bucket=self.bucket, Key=self.key, **kwargs)
+
+    def put_buffer(self) -> None:
+        number = len(self.parts) + 1
+        resp = self._call(
+            "upload_part", UploadId=self.upload_id, PartNumber=number, Body=bytes(self.buffer)
+        )
+        self.parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+        self.buffer = bytearray()
+
+    def copy_range(self, src_path: str, lo: int, hi: int) -> None:
+        src_bucket, src_key, _ = self.fs.split_path(src_path)
+        pieces = -(-(hi - lo) // S3_MAX_PART)  # equal pieces, so none falls under 5 MiB
+        step = -(-(hi - lo) // pieces)
+        while lo < hi:
+            end = min(hi, lo + step)
+            number = len(self.parts) + 1
+            resp = self._call(
+                "upload_part_copy",
+                UploadId=self.upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": src_bucket, "Key": src_key},
+                CopySourceRange=f"bytes={lo}-{end - 1}",
+            )
+            self.parts.append({"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]})
+            lo = end
+
+    def add(self, src_path: str, size: int, last: bool) -> None:
+        """Append the whole of `src_path` (`size` bytes); `last`: no object follows."""
+        pos = 0
+        if self.buffer:  # top the pending piece up to a valid part size from this file's head
+            take = min(size, S3_MIN_PART - len(self.buffer))
+            self.buffer += self.fs.cat_file(src_path, start=0, end=take)
+            self.through += take
+            pos = take
+            if len(self.buffer) >= S3_MIN_PART:
+                self.put_buffer()
+        rest = size - pos
+        if rest and (rest >= S3_MIN_PART or (last and not self.buffer)):
+            self.copy_range(src_path, pos, size)
+            self.server_side += rest
+        elif rest:
+            self.buffer += self.fs.cat_file(src_path, start=pos, end=size)
+            self.through += rest
+
+    def complete(self) -> None:
+        if self.buffer or not self.parts:
+            self.put_buffer()
+        self._call(
+            "complete_multipart_upload",
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": self.parts},
+        )
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._call("abort_multipart_upload", UploadId=self.upload_id)
+
+
 def _copy_s3_multipart(
     recs: Sequence[str], sizes: Sequence[int], out_rec: str, so: StorageOptions
 ) -> tuple[int, int]:
     """Assemble `out_rec` on S3 from `recs` by multipart upload; returns (server-side bytes,
     bytes downloaded and re-uploaded)."""
     fs, out_path = get_fs(out_rec, so)
-    bucket, key, _ = fs.split_path(out_path)
-    upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)
-    upload_id = upload["UploadId"]
-    parts: list[dict[str, Any]] = []
-    buffer = bytearray()
-    server_side = through = 0
-
-    def put_buffer() -> None:
-        nonlocal buffer
-        number = len(parts) + 1
-        resp = fs.call_s3(
-            "upload_part",
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=bytes(buffer),
-        )
-        parts.append({"PartNumber": number, "ETag": resp["ETag"]})
-        buffer = bytearray()
-
-    def copy_range(src_path: str, lo: int, hi: int) -> None:
-        src_bucket, src_key, _ = fs.split_path(src_path)
-        pieces = -(-(hi - lo) // S3_MAX_PART)  # equal pieces, so none falls under 5 MiB
-        step = -(-(hi - lo) // pieces)
-        while lo < hi:
-            end = min(hi, lo + step)
-            number = len(parts) + 1
-            resp = fs.call_s3(
-                "upload_part_copy",
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource={"Bucket": src_bucket, "Key": src_key},
-                CopySourceRange=f"bytes={lo}-{end - 1}",
-            )
-            parts.append({"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]})
-            lo = end
-
+    copy = _MultipartCopy(fs, out_path)
     try:
         last = max((i for i, s in enumerate(sizes) if s), default=-1)
         for i, (rec, size) in enumerate(zip(recs, sizes, strict=True)):
-            if not size:
-                continue
-            _, src_path = get_fs(rec, so)
-            pos = 0
-            if buffer:  # top the pending piece up to a valid part size from this file's head
-                take = min(size, S3_MIN_PART - len(buffer))
-                buffer += fs.cat_file(src_path, start=0, end=take)
-                through += take
-                pos = take
-                if len(buffer) >= S3_MIN_PART:
-                    put_buffer()
-            rest = size - pos
-            if rest and (rest >= S3_MIN_PART or (i == last and not buffer)):
-                copy_range(src_path, pos, size)
-                server_side += rest
-            elif rest:
-                buffer += fs.cat_file(src_path, start=pos, end=size)
-                through += rest
-        if buffer or not parts:
-            put_buffer()
-        fs.call_s3(
-            "complete_multipart_upload",
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": parts},
-        )
+            if size:
+                copy.add(get_fs(rec, so)[1], size, last=i == last)
+        copy.complete()
     except BaseException:
-        with contextlib.suppress(Exception):
-            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+        copy.abort()
         raise
     fs.invalidate_cache(out_path)
-    return server_side, through
+    return copy.server_side, copy.through
 
 
 def merge_shards(
