@@ -224,47 +224,71 @@ def atomic_write(
     failure aborts the multipart upload. Other filesystems write a temporary name and move it.
     """
     fs, path = get_fs(url, storage_options)
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
     if is_local(fs):
-        directory, name = os.path.split(path)
-        os.makedirs(directory or ".", exist_ok=True)
-        tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
-        try:
-            with open(tmp, mode) as raw, _EarlyWriteback(raw) as f:
-                yield f  # type: ignore[misc]
-                f.finish()
-                os.fsync(raw.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    if {"s3", "s3a"} & set(protocols) and "b" in mode and hasattr(fs, "_call_s3"):
-        from recordio_core.upload import S3PartWriter
+        writing = _write_local(path, mode)
+    elif {"s3", "s3a"} & protocols and "b" in mode and hasattr(fs, "_call_s3"):
+        writing = _write_s3_parts(fs, path)
+    elif {"s3", "s3a", "gs", "gcs", "az", "abfs"} & protocols:
+        writing = _write_object(fs, path, mode)
+    else:
+        writing = _write_and_move(fs, path, mode)
+    with writing as f:
+        yield f
 
-        writer = S3PartWriter(fs, path)
-        try:
-            yield writer  # type: ignore[misc]
-        except BaseException:
-            writer.abort()
-            raise
-        writer.commit()
-        return
-    if {"s3", "s3a", "gs", "gcs", "az", "abfs"} & set(protocols):
-        f = fs.open(path, mode)
-        try:
-            yield f
-        except BaseException:
-            discard = getattr(f, "discard", None)
-            if discard is not None:
-                discard()
-            # s3fs's discard() leaves the file "open"; closing it later would try to upload
-            with contextlib.suppress(Exception):
-                f.closed = True
-            raise
-        f.close()
-        return
+
+@contextlib.contextmanager
+def _write_local(path: str, mode: str) -> Iterator[IO]:
+    """A hidden temporary file in the same folder, flushed, synced and renamed over `path`."""
+    directory, name = os.path.split(path)
+    os.makedirs(directory or ".", exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        with open(tmp, mode) as raw, _EarlyWriteback(raw) as f:
+            yield f  # type: ignore[misc]
+            f.finish()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _write_s3_parts(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[IO]:
+    """A multipart upload whose parts go while writing goes on; aborted on an exception."""
+    from recordio_core.upload import S3PartWriter
+
+    writer = S3PartWriter(fs, path)
+    try:
+        yield writer  # type: ignore[misc]
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+
+
+@contextlib.contextmanager
+def _write_object(fs: fsspec.AbstractFileSystem, path: str, mode: str) -> Iterator[IO]:
+    """The store's own file object: the object appears at close, is discarded on an error."""
+    f = fs.open(path, mode)
+    try:
+        yield f
+    except BaseException:
+        discard = getattr(f, "discard", None)
+        if discard is not None:
+            discard()
+        # s3fs's discard() leaves the file "open"; closing it later would try to upload
+        with contextlib.suppress(Exception):
+            f.closed = True
+        raise
+    f.close()
+
+
+@contextlib.contextmanager
+def _write_and_move(fs: fsspec.AbstractFileSystem, path: str, mode: str) -> Iterator[IO]:
+    """Any other filesystem: a temporary name beside `path`, moved over it when complete."""
     parent = posixpath.dirname(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)  # as the local branch does; a no-op on flat stores
