@@ -3,6 +3,7 @@
 - A tag concurrency limit of 1 on `tasks.pack.PACK_TAG` lets one pack task run at a time,
   across two builds running at once (each of which would otherwise pack two shards at once).
   The pack task runs' start and end times are read back from the API.
+- The limit holds on Dask too: the task engine asks the server for a slot in the worker.
 - Without a limit, two pack tasks of one build do run at once (their `.idx` writes wait for
   each other on `meet://`), and the same timing check sees the overlap: the check can fail.
 - `PREFECT_TASKS_REFRESH_CACHE=true` packs every shard of an unchanged dataset again.
@@ -144,6 +145,42 @@ def test_a_limit_of_one_on_the_pack_tag_packs_one_shard_at_a_time_in_two_runs(pa
     intervals = pack_intervals([s.state_details.flow_run_id for s in states], expected=6)
     assert most_at_once(intervals) == 1, intervals
     assert shard_files(tmp_path / "a") == shard_files(tmp_path / "b")
+
+
+def subflow_ids(flow_run_id: Any) -> list[Any]:
+    """The flow runs started by this one (the Dask path runs its tasks in a subflow)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+            )
+        )
+    return [r.id for r in runs]
+
+
+def test_the_limit_holds_on_dask_workers(pack_limit, prefect_harness, tmp_path, monkeypatch):  # noqa: F811
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("prefect_dask")
+
+    src = tmp_path / "src"
+    image_tree(src, classes=2, per_class=4)
+    monkeypatch.setenv("PREFECT_API_URL", prefect_harness)  # the workers' server
+    pack_limit(1)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        state = build_state(
+            source=str(src),
+            output=str(tmp_path / "out"),
+            records_per_shard=2,
+            dask_address=cluster.scheduler_address,
+        )
+    assert state.is_completed(), state
+    intervals = pack_intervals(subflow_ids(state.state_details.flow_run_id), expected=4)
+    assert most_at_once(intervals) == 1, intervals
 
 
 def test_without_a_limit_two_pack_tasks_run_at_once(tmp_path):
