@@ -161,13 +161,14 @@ def subflow_ids(flow_run_id: Any) -> list[Any]:
     return [r.id for r in runs]
 
 
-def test_the_limit_holds_on_dask_workers(pack_limit, prefect_harness, tmp_path, monkeypatch):  # noqa: F811
+def test_the_limit_holds_on_dask_workers(pack_limit, tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     pytest.importorskip("prefect_dask")
+    from prefect.settings import PREFECT_API_URL
 
     src = tmp_path / "src"
     image_tree(src, classes=2, per_class=4)
-    monkeypatch.setenv("PREFECT_API_URL", prefect_harness)  # the workers' server
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # the workers' server
     pack_limit(1)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
