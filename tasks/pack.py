@@ -7,6 +7,13 @@ shard whose `.rec`, `.idx` or `.lst` is missing, and the flow runs those with
 `refresh_cache=True` (packed again, cache record replaced). Validation then reads every shard
 back and checks its sha256, so a file that exists but was damaged is caught and repacked the
 same way.
+
+Every pack task run carries the tag `PACK_TAG`, and no other task does: a Prefect tag
+concurrency limit on it (`prefect concurrency-limit create recordio-flow-pack 4`) caps how
+many shards pack at once across every flow run reporting to that server, e.g. scheduled runs
+sharing one Dask cluster. A task waiting for a slot stays Pending and holds its thread or Dask
+worker thread meanwhile; a cache hit takes a slot too, briefly (see README, "Limits and
+caching").
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ from tasks.common import RETRY_OPTIONS, run_logger
 from tasks.plan import ShardJob
 
 PROGRESS_LOG_SECONDS = 10.0  # how often a long shard logs its progress
+# The tag of every pack task run (and of no other task): the name for a Prefect tag
+# concurrency limit on packing. Not the runs' `recordio-flow` tag (flows.zombies.RUN_TAG):
+# `recflow build` gives that one to every task of its run (a `prefect.tags` block).
+PACK_TAG = "recordio-flow-pack"
 
 
 def pack_cache_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -57,6 +68,7 @@ class _Progress:
     name="pack-shard",
     task_run_name="pack {job.label}",
     cache_key_fn=pack_cache_key,
+    tags={PACK_TAG},
     **RETRY_OPTIONS,
 )
 def pack_shard_task(

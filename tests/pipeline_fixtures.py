@@ -7,6 +7,9 @@
   in class folders.
 - `FlakyFileSystem` (protocol `flaky://`): the local filesystem, except that writing a file
   whose name contains one of `FlakyFileSystem.fail_names` fails (once per name) half way.
+- `SlowFileSystem` (`slow://`): local files, each whole-file read delayed.
+- `MeetingFileSystem` (`meet://`): local files; the first two `.idx` files opened for writing
+  wait for each other, so two pack tasks provably run at once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import io
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +209,38 @@ class SlowFileSystem(_NamedLocalFileSystem):
 
 
 register_implementation("slow", SlowFileSystem, clobber=True)
+
+
+class MeetingFileSystem(_NamedLocalFileSystem):
+    """`meet:///path`: local files, except that the first `parties` writes of an `.idx` (one
+    per pack task, in the task's own thread) wait for each other, up to `timeout` seconds. Call
+    `reset()` first; `met` then names the files whose writers met (empty if they never did)."""
+
+    protocol = ("meet",)
+    parties = 2
+    timeout = 60.0
+    met: list[str] = []
+    _lock = threading.Lock()
+    _opened = 0
+    _barrier = threading.Barrier(parties)
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.met, cls._opened, cls._barrier = [], 0, threading.Barrier(cls.parties)
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if "w" in mode and ".idx" in path:
+            cls = type(self)
+            with cls._lock:
+                cls._opened += 1
+                waits = cls._opened <= cls.parties
+            if waits:
+                try:
+                    cls._barrier.wait(timeout=cls.timeout)
+                    cls.met.append(path)
+                except threading.BrokenBarrierError:
+                    pass  # not met: `met` stays short and the test says so
+        return super()._open(path, mode, **kwargs)
+
+
+register_implementation("meet", MeetingFileSystem, clobber=True)

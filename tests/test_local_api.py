@@ -150,14 +150,56 @@ def _group(pgid: int) -> list[tuple[int, str, str]]:
     return out
 
 
+# Runs `argv[1:]` with SIGINT at its default disposition. A shell starting background jobs
+# (`make test &`, `nohup`) ignores SIGINT, every child inherits that across exec, and Python
+# then installs no KeyboardInterrupt handler: a test that sends SIGINT would test the caller's
+# shell, not the command. Popen's restore_signals covers SIGPIPE/SIGXFSZ only, and a
+# preexec_fn is unsafe in the threaded pytest process; this step costs one small exec.
+_SIGINT_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def with_default_sigint(argv: list[str]) -> list[str]:
+    """`argv` started through a tiny interpreter that resets SIGINT to SIG_DFL, then execs it
+    (same process, so the same pid and process group)."""
+    return [sys.executable, "-I", "-S", "-c", _SIGINT_DEFAULT, *argv]
+
+
+def test_a_child_started_by_these_tests_gets_sigint_even_if_the_caller_ignores_it():
+    """As under `nohup` or `make test &`: the parent ignores SIGINT; the command started by
+    `with_default_sigint` still has Python's KeyboardInterrupt handler."""
+    import json
+
+    probe = [
+        sys.executable,
+        "-c",
+        "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)",
+    ]
+    caller = (
+        "import json, signal, subprocess, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "print(*(subprocess.run(a, capture_output=True, text=True, check=True).stdout.strip() "
+        "for a in json.loads(sys.argv[1])))"
+    )
+    argvs = json.dumps([probe, with_default_sigint(probe)])
+    out = subprocess.run(
+        [sys.executable, "-c", caller, argvs], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "True"], out  # ignored when started plainly; handled through it
+
+
 def _build_in_its_own_group(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     """`recflow build SRC OUT ARGS` on a temporary API in a fresh PREFECT_HOME, as the leader
-    of its own process group (so SIGINT can reach the group, as from a terminal)."""
+    of its own process group (so SIGINT can reach the group, as from a terminal), with SIGINT
+    at its default even if this process ignores it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp_path / "home"), DO_NOT_TRACK="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "build", str(tmp_path / "src"), str(tmp_path / "o")]
-        + list(args),
+        with_default_sigint(
+            [sys.executable, "-m", "flows.cli", "build"]
+            + [str(tmp_path / "src"), str(tmp_path / "o"), *args]
+        ),
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
