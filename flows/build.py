@@ -62,6 +62,7 @@ from flows.params import (
     PackLabel,
     PassThrough,
     Quality,
+    RecordOrder,
     RecordsPerShard,
     Recursive,
     ReducingGap,
@@ -211,6 +212,7 @@ def build_dataset(
     recursive: Recursive = True,
     exts: Exts = tuple(DEFAULT_EXTS),  # type: ignore[assignment]
     split_method: SplitMethod = "stable",
+    record_order: RecordOrder = "hash",
     shuffle: Shuffle = True,
     seed: Seed = 100,
     chunks: Chunks = 1,
@@ -421,6 +423,7 @@ def list_split_plan(p: BuildParameters) -> Planned:
         seed=p.seed,
         chunks=p.chunks,
         salt=p.split_salt,
+        order=p.record_order,
     )
     dedupe: DedupePlan | None = None
     if p.dedupe == "drop":
