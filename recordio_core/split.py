@@ -194,10 +194,8 @@ def stable_split(
             f"train_ratio + test_ratio must be <= 1 for a stable split, got "
             f"{train_ratio} + {test_ratio}"
         )
-    if order == "hash":
-        entries = hash_order(entries, seed)  # each split then keeps this order
     if train_ratio == 1.0:
-        return [SplitList("", "all", None, tuple(entries))]
+        return [SplitList("", "all", None, _ordered(entries, order, seed))]
     has_val = train_ratio + test_ratio < 1.0 - 1e-12
     parts: dict[str, list[LstEntry]] = {"test": [], "train": [], "val": []}
     for entry in entries:
@@ -208,10 +206,16 @@ def stable_split(
             parts["train"].append(entry)
         else:
             parts["val"].append(entry)
+    # each part sorted on its own: the loop above then walks the entries in input order (in
+    # memory order), not scattered; the relative order is the same as sorting them all first
     out: list[SplitList] = []
     if test_ratio:
-        out.append(SplitList("_test", "test", None, tuple(parts["test"])))
+        out.append(SplitList("_test", "test", None, _ordered(parts["test"], order, seed)))
     if has_val:
-        out.append(SplitList("_val", "val", None, tuple(parts["val"])))
-    out.append(SplitList("_train", "train", None, tuple(parts["train"])))
+        out.append(SplitList("_val", "val", None, _ordered(parts["val"], order, seed)))
+    out.append(SplitList("_train", "train", None, _ordered(parts["train"], order, seed)))
     return out
+
+
+def _ordered(entries: Sequence[LstEntry], order: str, seed: int) -> tuple[LstEntry, ...]:
+    return tuple(hash_order(entries, seed) if order == "hash" else entries)
