@@ -155,8 +155,8 @@ def hash_order(entries: Sequence[LstEntry], seed: int = 100) -> list[LstEntry]:
 
     A function of each entry's path and `seed` only, so adding or removing entries never
     changes the relative order of the others; entries with the same path (a `.lst` may
-    repeat one) keep their input order. Indexes and labels are untouched. About 0.5 s per
-    million entries, 8 bytes of key each.
+    repeat one) keep their input order. Indexes and labels are untouched. About 0.06 s of CPU
+    per 100,000 entries (0.75 s per million), with 8 bytes of key each.
     """
     items = list(entries)
     keys = np.frombuffer(order_digests([e.path for e in items], seed), dtype=">u8")
