@@ -155,7 +155,8 @@ def hash_order(entries: Sequence[LstEntry], seed: int = 100) -> list[LstEntry]:
 
     A function of each entry's path and `seed` only, so adding or removing entries never
     changes the relative order of the others; entries with the same path (a `.lst` may
-    repeat one) keep their input order. Indexes and labels are untouched. About 0.06 s of CPU
+    repeat one) keep their input order, as would two paths with the same 64-bit digest (odds
+    about 3e-8 among a million paths). Indexes and labels are untouched. About 0.06 s of CPU
     per 100,000 entries (0.75 s per million), with 8 bytes of key each.
     """
     items = list(entries)
