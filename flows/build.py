@@ -63,6 +63,7 @@ from flows.params import (
     PackLabel,
     PassThrough,
     Quality,
+    RecordOrder,
     RecordsPerShard,
     Recursive,
     ReducingGap,
@@ -213,6 +214,7 @@ def build_dataset(
     recursive: Recursive = True,
     exts: Exts = tuple(DEFAULT_EXTS),  # type: ignore[assignment]
     split_method: SplitMethod = "stable",
+    record_order: RecordOrder = "hash",
     shuffle: Shuffle = True,
     seed: Seed = 100,
     chunks: Chunks = 1,
@@ -425,6 +427,7 @@ def list_split_plan(p: BuildParameters) -> Planned:
         seed=p.seed,
         chunks=p.chunks,
         salt=p.split_salt,
+        order=p.record_order,
     )
     dedupe: DedupePlan | None = None
     if p.dedupe == "drop":

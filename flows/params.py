@@ -73,9 +73,25 @@ Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 TrainRatio = Annotated[Ratio, Field(description="Fraction for train (1.0: one list, no split).")]
 TestRatio = Annotated[Ratio, Field(description="Fraction for test; val gets the rest.")]
 Shuffle = Annotated[bool, Field(description="im2rec method: shuffle before cutting.")]
-Seed = Annotated[int, Field(description="im2rec method: shuffle seed (im2rec uses 100).")]
+Seed = Annotated[
+    int,
+    Field(
+        description="Seed of the record order: im2rec method, the shuffle's (im2rec uses 100); "
+        "stable method, the hash of record_order='hash'.",
+    ),
+]
 Chunks = Annotated[int, Field(ge=1, le=1024, description="im2rec method: number of chunks.")]
 SplitSalt = Annotated[str, Field(description="stable method: salt mixed into the path hash.")]
+RecordOrder = Annotated[
+    Literal["hash", "listing"],
+    Field(
+        description="stable method: the order of records inside each split. hash: sorted by a "
+        "seeded hash of each path, so any run of records mixes the classes and adding images "
+        "never reorders the others; listing: as listed (class folder after class folder) or "
+        "as in the .lst, what earlier versions wrote. The im2rec method shuffles as im2rec.py "
+        "does (shuffle, seed).",
+    ),
+]
 Resize = Annotated[
     int,
     Field(ge=0, le=65535, description="Shorter side becomes this many pixels (0: keep size)."),
@@ -320,6 +336,7 @@ class BuildParameters(BaseModel):
     recursive: Recursive = True
     exts: Exts = Field(default_factory=lambda: list(DEFAULT_EXTS))
     split_method: SplitMethod = "stable"
+    record_order: RecordOrder = "hash"
     shuffle: Shuffle = True
     seed: Seed = 100
     chunks: Chunks = 1

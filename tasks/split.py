@@ -1,4 +1,5 @@
-"""Task: cut the entries into train/val/test lists (`stable` hash split or im2rec's)."""
+"""Task: cut the entries into train/val/test lists (`stable` hash split or im2rec's), in the
+order their shards will hold them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Literal
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from recordio_core.split import SplitList, im2rec_split, stable_split
+from recordio_core.split import Order, SplitList, im2rec_split, stable_split
 from tasks.common import RETRY_OPTIONS, Carry, run_logger
 
 
@@ -22,8 +23,11 @@ def split_entries(
     seed: int = 100,
     chunks: int = 1,
     salt: str = "",
+    order: Order = "hash",
 ) -> Carry:
-    """`entries` (a carried sequence of `LstEntry`) cut into lists: a carried `list[SplitList]`."""
+    """`entries` (a carried sequence of `LstEntry`) cut into lists: a carried `list[SplitList]`.
+    `shuffle`, `chunks` are im2rec's; `salt`, `order` the stable method's; `seed` is the
+    im2rec shuffle's seed or the stable method's `order="hash"` seed."""
     entries = entries.value
     if method == "im2rec":
         lists = im2rec_split(
@@ -35,7 +39,14 @@ def split_entries(
             seed=seed,
         )
     elif method == "stable":
-        lists = stable_split(entries, train_ratio=train_ratio, test_ratio=test_ratio, salt=salt)
+        lists = stable_split(
+            entries,
+            train_ratio=train_ratio,
+            test_ratio=test_ratio,
+            salt=salt,
+            order=order,
+            seed=seed,
+        )
     else:
         raise ValueError(f"split method must be 'stable' or 'im2rec', got {method!r}")
     run_logger().info(

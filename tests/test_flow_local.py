@@ -146,6 +146,45 @@ def test_label_width_and_pack_label_from_a_list(source, tmp_path):
     assert not (tmp_path / "o3").exists()
 
 
+def test_records_mix_classes_unless_the_listing_order_is_asked(source, tmp_path):
+    """record_order="hash" (the default) writes each split in the hash order of its paths,
+    every record with its own id and labels; "listing" writes the listing's order (class after
+    class), the bytes and shard names of earlier versions. A user's .lst is hash-ordered too,
+    its index column kept."""
+    from recordio_core.lst import read_lst
+    from recordio_core.recordio import MXRecordIO
+    from recordio_core.split import hash_order
+
+    def written(out):
+        """The one shard's .lst entries, the ids of its records in file order, its name."""
+        ((_, shard),) = read_manifest(str(out)).shards()
+        r = MXRecordIO(str(out / shard.rec), "r")
+        ids = []
+        while (item := r.read()) is not None:
+            ids.append(unpack(item)[0].id)
+        r.close()
+        return read_lst(str(out / shard.lst)), ids, shard.rec
+
+    kw = dict(source=str(source), pass_through=True)
+    build(**kw, output=str(tmp_path / "hash"))
+    build(**kw, output=str(tmp_path / "listing"), record_order="listing")
+    hashed, hashed_ids, hashed_rec = written(tmp_path / "hash")
+    listed, listed_ids, listed_rec = written(tmp_path / "listing")
+    assert [e.index for e in listed] == listed_ids == sorted(listed_ids)
+    assert [e.labels[0] for e in listed] == sorted(e.labels[0] for e in listed)
+    assert hashed == hash_order(listed) != listed  # the same entries, ids and labels, mixed
+    assert hashed_ids == [e.index for e in hashed]
+    assert hashed_rec.split(".")[0] == listed_rec.split(".")[0] and hashed_rec != listed_rec
+
+    lst = tmp_path / "mine.lst"
+    mine = listed[::-1]  # ids of the user's own choosing, in the user's order
+    lst.write_text("".join(f"{100 + e.index}\t{e.labels[0]:g}\t{e.path}\n" for e in mine))
+    build(**kw, output=str(tmp_path / "lst"), lst=str(lst))
+    from_lst, ids, _ = written(tmp_path / "lst")
+    assert from_lst == hash_order(read_lst(str(lst)))
+    assert ids == [e.index for e in from_lst] and min(ids) >= 100
+
+
 def test_missing_or_damaged_shards_are_packed_again(source, tmp_path):
     out = tmp_path / "out"
     kw = dict(source=str(source), output=str(out), records_per_shard=4)

@@ -187,8 +187,9 @@ def test_the_flow_takes_a_user_list_and_refuses_bad_ones_before_packing(tmp_path
     assert m.parameters["allow_outside_root"] is True
     ((_, shard),) = m.shards()
     packed = read_lst(str(out / shard.lst), allow_outside_root=True)
+    # every line's own index and label; in the hash order of the paths (record_order="hash")
     assert [(e.index, e.label, e.path) for e in packed] == [
-        (0, 0.0, "class0/img00.jpg"),
-        (1, 0.0, "class0/img01.jpg"),
         (2, 1.0, "../elsewhere/x.jpg"),
+        (1, 0.0, "class0/img01.jpg"),
+        (0, 0.0, "class0/img00.jpg"),
     ]

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from recordio_core.lst import LstEntry
-from recordio_core.split import SplitList, hash_fraction, im2rec_split, stable_split
+from recordio_core.plan import num_shards_for, plan_split
+from recordio_core.split import (
+    SplitList,
+    hash_fraction,
+    hash_order,
+    im2rec_split,
+    order_digests,
+    stable_split,
+)
 
 
 def entries(n: int) -> list[LstEntry]:
@@ -222,8 +236,12 @@ def test_stable_split_proportions_and_order():
     assert abs(len(lists["train"]) / 4000 - 0.7) < 0.03
     assert abs(len(lists["test"]) / 4000 - 0.1) < 0.02
     assert abs(len(lists["val"]) / 4000 - 0.2) < 0.03
-    for s in lists.values():  # input order kept inside each split
+    listed = stable_split(src, train_ratio=0.7, test_ratio=0.1, order="listing")
+    for s in listed:  # order="listing": input order kept inside each split
         assert [e.index for e in s.entries] == sorted(e.index for e in s.entries)
+        hashed = lists[s.split]  # the default: the same entries, in hash order
+        assert list(hashed.entries) == hash_order(s.entries)
+        assert hashed.name == s.name and list(hashed.entries) != list(s.entries)
 
 
 def test_stable_split_never_moves_existing_entries():
@@ -245,8 +263,159 @@ def test_stable_split_never_moves_existing_entries():
         ({"train_ratio": -1}, r"train_ratio must be in \[0, 1\]"),
         ({"test_ratio": 1.01}, r"test_ratio must be in \[0, 1\]"),
         ({"salt": 3}, "salt must be a string"),
+        ({"order": "random"}, r"order must be one of \('hash', 'listing'\), got 'random'"),
+        ({"order": None}, "order must be one of"),
+        ({"seed": "100"}, "seed must be an integer, got '100'"),
+        ({"seed": True}, "seed must be an integer"),
+        ({"seed": 1.0, "order": "listing"}, "seed must be an integer"),
     ],
 )
 def test_stable_split_validates(kwargs, message):
     with pytest.raises(ValueError, match=message):
         stable_split(entries(3), **kwargs)
+
+
+# --------------------------------------------------------------------------- hash order
+@pytest.mark.parametrize(
+    ("path", "seed", "digest"),
+    [
+        # pinned: the order of records in every shard (and so its name) must never change
+        # between versions, machines or processes
+        ("cats/c1.jpg", 100, "abc61eae995933ef"),
+        ("cats/c1.jpg", 0, "75af7cd3c23084ea"),
+        ("a/b.jpg", 100, "107fa593329a08ce"),
+        ("é/ü 1.jpg", -3, "611a61b1b9555633"),
+    ],
+)
+def test_order_digests_pinned_values(path, seed, digest):
+    assert order_digests([path], seed).hex() == digest
+    assert order_digests([path, path], seed).hex() == digest * 2
+
+
+def _six():
+    return [LstEntry(i, (float(i // 3),), f"c{i // 3}/{i % 3}.jpg") for i in range(6)]
+
+
+@pytest.mark.parametrize(
+    ("src", "seed", "expected"),
+    [
+        ([], 100, []),
+        (_six()[:1], 100, [0]),
+        (_six(), 100, [0, 5, 3, 2, 4, 1]),
+        (_six()[::-1], 100, [0, 5, 3, 2, 4, 1]),  # a function of the paths, not their order
+        (_six(), 1, [5, 4, 3, 2, 0, 1]),  # another seed, another order
+        # the same path twice (a .lst may): both kept, in input order, ids untouched
+        (_six()[:2] + [LstEntry(9, (7.0,), "c0/0.jpg")], 100, [0, 9, 1]),
+        ([LstEntry(9, (7.0,), "c0/0.jpg")] + _six()[:2], 100, [9, 0, 1]),
+    ],
+)
+def test_hash_order(src, seed, expected):
+    got = hash_order(src, seed)
+    assert [e.index for e in got] == expected
+    assert sorted(got, key=id) == sorted(src, key=id)  # the same objects, none changed
+
+
+@given(
+    st.lists(st.text(min_size=1, max_size=8), unique=True, max_size=40),
+    st.lists(st.text(min_size=1, max_size=8), max_size=20),
+    st.randoms(use_true_random=False),
+    st.integers(-(2**70), 2**70),
+)
+def test_hash_order_is_stable_under_additions(old, added, rnd, seed):
+    """Adding entries anywhere in the listing never changes the relative order of the
+    others: each lands somewhere in between."""
+    kept = set(old)
+    added = [p for p in added if p not in kept]  # new paths (repeated ones too)
+    before = [e.path for e in hash_order([LstEntry(i, (0.0,), p) for i, p in enumerate(old)], seed)]
+    grown = [LstEntry(i, (0.0,), p) for i, p in enumerate(old + added)]
+    rnd.shuffle(grown)
+    after = [e.path for e in hash_order(grown, seed)]
+    assert [p for p in after if p in kept] == before
+    assert len(after) == len(grown)
+
+
+def test_hash_order_is_the_same_in_another_process():
+    """No Python `hash()`: another process, with another string-hash seed, agrees."""
+    code = (
+        "from recordio_core.split import order_digests;"
+        "print(order_digests([f'c{i}/{i}.jpg' for i in range(50)], 42).hex())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == order_digests([f"c{i}/{i}.jpg" for i in range(50)], 42).hex()
+
+
+def test_hash_order_is_unrelated_to_the_split_hash():
+    """The order inside a split says nothing about the split hash (a separate hash): no trend
+    of `hash_fraction` along the train list, which the split hash itself would make."""
+    (_, _, train) = stable_split(entries(4000), train_ratio=0.7, test_ratio=0.1)
+    fractions = [hash_fraction(e.path) for e in train.entries]
+    n = len(fractions)
+    ranks = {v: r for r, v in enumerate(sorted(fractions))}
+    mean = (n - 1) / 2
+    cov = sum((i - mean) * (ranks[v] - mean) for i, v in enumerate(fractions))
+    rho = cov / sum((i - mean) ** 2 for i in range(n))  # Spearman's rank correlation
+    assert abs(rho) < 0.05  # measured 0.008 (2,812 entries); unrelated ranks: sd 0.019
+
+
+# 10 class folders of 300 images, listed as the folder listing lists them: class after class
+CLASSES = [
+    LstEntry(c * 300 + i, (float(c),), f"class{c}/img{i:04d}.jpg")
+    for c in range(10)
+    for i in range(300)
+]
+
+
+def first_shard_labels(order: str, **kwargs) -> list[int]:
+    """The labels of the first 1,000 records of the split's first shard (1,000 per shard)."""
+    *_, split = stable_split(CLASSES, order=order, **kwargs)
+    n = len(split.entries)
+    first = plan_split(split.split, n, num_shards_for(n, records_per_shard=1000))[0]
+    return [int(e.labels[0]) for e in split.entries[first.start : first.stop]][:1000]
+
+
+def window_shares(labels: list[int], width: int = 100) -> tuple[float, int]:
+    """Over every window of `width` consecutive records: the largest share of one class, and
+    the fewest records any of the 10 classes has."""
+    windows = [Counter(labels[i : i + width]) for i in range(len(labels) - width + 1)]
+    return (
+        max(max(w.values()) for w in windows) / width,
+        min(min(w.get(c, 0) for c in range(10)) for w in windows),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "records", "max_share", "fewest"),
+    [
+        # measured: 1,000 records, every window of 100 holds 2 to 21 of each class
+        ({}, 1000, 0.21, 2),
+        ({"seed": 7}, 1000, 0.22, 2),
+        # train of 0.8/0.1 (2,416 records, 3 shards of 806): 3 to 20 of each class
+        ({"train_ratio": 0.8, "test_ratio": 0.1}, 806, 0.20, 3),
+    ],
+)
+def test_hash_order_mixes_classes_in_the_first_records(kwargs, records, max_share, fewest):
+    """Any run of records is a near-uniform class mix: what a sequential reader gets. A
+    uniformly random order gives about 0.2 as the largest share of 900 windows of 100 (a
+    binomial(100, 0.1) count, maximised over classes and windows); the order is a fixed
+    function of the paths and seed, so the bounds are the measured values, with a margin."""
+    labels = first_shard_labels("hash", **kwargs)
+    assert len(labels) == records
+    counts = Counter(labels)
+    assert sorted(counts) == list(range(10))
+    assert max(counts.values()) < 1.25 * records / 10 and min(counts.values()) > 0.75 * records / 10
+    share, least = window_shares(labels)
+    assert share <= max_share < 0.25 and least >= fewest >= 1
+
+
+def test_listing_order_packs_class_after_class():
+    """The old order, still there with order="listing": the first 1,000 records hold 4 of the 10
+    classes, each window of 100 holds at most two of them and mostly one only."""
+    labels = first_shard_labels("listing")
+    assert sorted(Counter(labels)) == [0, 1, 2, 3]
+    share, least = window_shares(labels)
+    assert share == 1.0 and least == 0

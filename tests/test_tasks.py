@@ -189,6 +189,82 @@ def test_jobs_are_named_keyed_and_cover_every_entry():
     assert [j.key for j in again] == [j.key for j in jobs]  # output folder is not in the key
 
 
+# The names of shards already built, from a listing through the stable split to the plan: a
+# change here repacks every dataset built before it. The listing order's keys were pinned on
+# 2026-12-06 before the hash order became the default; the hash order's on the same day, when
+# it did (the one change of names for datasets built with the default).
+_PLANNED = [LstEntry(i, (float(i // 4),), f"class{i // 4}/{i % 4}.jpg") for i in range(12)]
+_PLANNED_KEYS = {
+    "listing": [
+        (
+            "val/val-00000-of-00001",
+            [1, 4, 10],
+            "04a2eec4942845767762f6f9a515075a4ce0f601c4952ba761f227312e36d0c5",
+        ),
+        (
+            "train/train-00000-of-00003",
+            [0, 2, 3],
+            "81251fa934318b09897a0dca8123a71b374463b2f0cf6426469b2d878ecd3ffe",
+        ),
+        (
+            "train/train-00001-of-00003",
+            [5, 6, 7],
+            "56c77daffa4079d133255285dc87c22ba10a69676b0cae640569d82e25ad0e6f",
+        ),
+        (
+            "train/train-00002-of-00003",
+            [8, 9, 11],
+            "80a4c858e0991ef0f59316a2dc2e17607e7f11ed41931dd4ea518ab39c4bcc1a",
+        ),
+    ],
+    "hash": [
+        (
+            "val/val-00000-of-00001",
+            [1, 10, 4],
+            "a80b93601d877c2b1bc16b5572aa55dd96529d96a301d8e8f9604571ccc87b76",
+        ),
+        (
+            "train/train-00000-of-00003",
+            [7, 5, 9],
+            "3baa4d0f94d58f6e5b91f1ae08fa4143a2540f8550165f4dc7f52e97ab9e1127",
+        ),
+        (
+            "train/train-00001-of-00003",
+            [3, 6, 2],
+            "d28caf79f7cd2bfa30d14b9b3f2effd3a72808a26d85efda6d94db4aa58239c4",
+        ),
+        (
+            "train/train-00002-of-00003",
+            [0, 8, 11],
+            "64f2a095b3e0285cec773db1fc8269b91a91f321c9c395af6d725064d16b2f3d",
+        ),
+    ],
+}
+
+
+@pytest.mark.parametrize("order", [None, "hash", "listing"])
+def test_planned_shard_keys_do_not_move(order):
+    """record_order="listing" keeps the names (and bytes) of the shards earlier versions
+    built; the default is "hash". The order is not a key parameter: the entries in order
+    already are."""
+    from flows.build import key_parameters, pack_options
+    from recordio_core.split import stable_split
+    from tasks.plan import make_jobs
+
+    p = params() if order is None else params(record_order=order)
+    fps = {e.path: f"{100 + e.index}:1.5" for e in _PLANNED}
+    jobs = make_jobs(
+        stable_split(_PLANNED, train_ratio=0.75, order=p.record_order, seed=p.seed),
+        source="/src",
+        output="/out",
+        records_per_shard=4,
+        key_params=key_parameters(pack_options(p)),
+        fingerprints=fps,
+    )
+    got = [(j.label, [e.index for e in j.entries()], j.key) for j in jobs]
+    assert got == _PLANNED_KEYS[order or "hash"]
+
+
 def test_cache_key_covers_byte_parameters_not_workers():
     from flows.build import key_parameters, pack_options
     from tasks.pack import pack_cache_key
