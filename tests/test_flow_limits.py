@@ -128,7 +128,7 @@ def at_once(calls: list[dict[str, Any]]) -> list[Any]:
 
 
 def test_a_limit_of_one_on_the_pack_tag_packs_one_shard_at_a_time_in_two_runs(pack_limit, tmp_path):
-    from flows.build import SHARD_CONCURRENCY
+    from flows.build_options import SHARD_CONCURRENCY
 
     assert SHARD_CONCURRENCY >= 2  # without the limit, each run packs 2 shards at once
     src = tmp_path / "src"

@@ -120,7 +120,7 @@ def test_io_options_are_checked(kwargs, match):
 
 
 def test_io_concurrency_is_a_flow_parameter_that_never_changes_the_content_key():
-    from flows.build import key_parameters, pack_options
+    from flows.build_options import key_parameters, pack_options
     from flows.cmd_build import register
     from flows.params import parse_parameters
 

@@ -172,7 +172,7 @@ def test_unreadable_permissions_on_the_real_filesystem(tmp_path):
 
 
 def test_decompression_bomb_limit_is_honoured_and_configurable(tmp_path):
-    from flows.build import pack_options
+    from flows.build_options import pack_options
     from flows.params import BuildParameters
     from recordio_core.image import ImageError, ImageOptions, transform_image
 

@@ -155,7 +155,7 @@ def _split(name, split, n, start=0):
 
 
 def test_jobs_are_named_keyed_and_cover_every_entry():
-    from flows.build import key_parameters, pack_options
+    from flows.build_options import key_parameters, pack_options
     from tasks.plan import make_jobs
 
     splits = [_split("_val", "val", 3), _split("_train", "train", 25, start=3)]
@@ -178,7 +178,7 @@ def test_jobs_are_named_keyed_and_cover_every_entry():
     assert jobs[1].prefix == f"s3://b/out/train/train-00000-of-00003.{jobs[1].key[:12]}"
     assert [e.index for j in jobs for e in j.entries()] == list(range(28))
     assert jobs[1].entries()[0] == splits[1].entries[0]
-    from flows.build import Planned
+    from flows.build_plan import Planned
 
     planned = Planned(None, 28, splits, None, jobs)  # the flow's slices equal the decoded jobs
     assert [list(e) for e in planned.job_entries] == [list(j.entries()) for j in jobs]
@@ -247,7 +247,7 @@ def test_planned_shard_keys_do_not_move(order):
     """record_order="listing" keeps the names (and bytes) of the shards earlier versions
     built; the default is "hash". The order is not a key parameter: the entries in order
     already are."""
-    from flows.build import key_parameters, pack_options
+    from flows.build_options import key_parameters, pack_options
     from recordio_core.split import stable_split
     from tasks.plan import make_jobs
 
@@ -266,7 +266,7 @@ def test_planned_shard_keys_do_not_move(order):
 
 
 def test_cache_key_covers_byte_parameters_not_workers():
-    from flows.build import key_parameters, pack_options
+    from flows.build_options import key_parameters, pack_options
     from tasks.pack import pack_cache_key
     from tasks.plan import make_jobs
 

@@ -1,0 +1,210 @@
+"""What the build flow reports after packing: rejects (checked against the reject policy), the
+data quality report, and the run's artifacts (summary with a contact sheet, shard table)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_table_artifact,
+)
+
+from flows.build_plan import Planned
+from flows.params import (
+    BuildParameters,
+)
+from recordio_core.inspect import sheet_from_records
+from recordio_core.lst import LstEntry
+from recordio_core.manifest import Manifest, RejectEntry
+from recordio_core.pack import ShardResult
+from recordio_core.quality import NO_DHASH, NO_DIGEST, QualityReport, Seen
+from recordio_core.quality import quality_report as make_quality_report
+from tasks.report import (
+    SHEET_PER_CLASS,
+    ShardOutcome,
+    artifact_key,
+    build_summary,
+    label_key,
+    quality_text,
+    shard_table,
+    sheet_picks,
+    summary_markdown,
+)
+
+
+class RejectsExceeded(ValueError):
+    """More images were rejected than the reject policy allows."""
+
+
+def check_rejects(p: BuildParameters, rejects: list[RejectEntry], listed: int) -> None:
+    if not rejects:
+        return
+    shown = "; ".join(f"{r.path}: {r.reason}" for r in rejects[:5])
+    if p.reject_policy == "fail":
+        raise RejectsExceeded(
+            f"{len(rejects)} image(s) rejected and reject_policy='fail' (e.g. {shown})"
+        )
+    fraction = len(rejects) / max(1, listed)
+    if fraction > p.max_reject_fraction:
+        raise RejectsExceeded(
+            f"{len(rejects)} of {listed} images rejected ({fraction:.1%}), more than "
+            f"max_reject_fraction={p.max_reject_fraction:g} (e.g. {shown})"
+        )
+
+
+def quality_of(p: BuildParameters, planned: Planned, results: list[ShardResult]) -> QualityReport:
+    """Warnings, duplicates and near-duplicates over every planned image. A result cached by
+    a version that did not hash has no digests: its images are left out of the grouping."""
+    dedupe = planned.dedupe
+    seen: list[Seen] = []
+    for job, entries, result in zip(planned.jobs, planned.job_entries, results, strict=True):
+        digests = result.digests if len(result.digests) == 32 * len(entries) else b""
+        dhashes = result.dhashes if len(result.dhashes) == len(entries) else ()
+        for i, e in enumerate(entries):
+            seen.append(
+                Seen(
+                    e.path,
+                    tuple(e.labels),
+                    job.split,
+                    digests[32 * i : 32 * i + 32] if digests else NO_DIGEST,
+                    dhashes[i] if dhashes else NO_DHASH,
+                )
+            )
+    warnings = [(w.path, w.reason) for r in results for w in r.warnings]
+    return make_quality_report(
+        seen,
+        warnings,
+        p.near_duplicate_distance,
+        duplicates=dedupe.groups if dedupe is not None else None,
+    )
+
+
+def collect_rejects(
+    p: BuildParameters, planned: Planned, results: list[ShardResult]
+) -> list[RejectEntry]:
+    """Every image left out: skipped by the listing, rejected while packing (checked against
+    the reject policy), then copies dropped by `dedupe="drop"` (never a policy failure)."""
+    rejects = [RejectEntry(path=path, reason=reason) for path, reason in planned.listing.skipped]
+    rejects += [
+        RejectEntry(path=r.path, reason=r.reason, index=r.index)
+        for result in results
+        for r in result.rejects
+    ]
+    check_rejects(p, rejects, planned.listed)
+    if planned.dedupe is not None:
+        rejects += [
+            RejectEntry(path=e.path, reason=f"duplicate of {kept}", index=e.index)
+            for e, kept in planned.dedupe.dropped
+        ]
+    return rejects
+
+
+def summary_sheet(
+    job_entries: list[Sequence[LstEntry]],
+    results: list[ShardResult],
+    outcomes: list[ShardOutcome],
+    class_map: dict[str, int],
+    storage_options: dict[str, Any],
+    logger: Any,
+) -> bytes | None:
+    """A small contact sheet of the packed records (a few per class, as `recflow inspect`
+    draws them) for the run summary; None, with a warning, if it cannot be drawn."""
+    picks = sheet_picks(
+        (r.rec, r.idx, entries, [x.index for x in r.rejects])
+        for entries, r in zip(job_entries, results, strict=True)
+    )
+    counts: Counter = Counter()
+    for o in outcomes:
+        counts.update(o.labels)
+    try:
+        return sheet_from_records(
+            picks,
+            dict(counts),
+            {label: name for name, label in class_map.items()},
+            per_class=SHEET_PER_CLASS,
+            storage_options=storage_options,
+        )
+    except Exception as exc:  # a picture is not worth failing a finished build
+        logger.warning("no contact sheet in the summary: %s", exc)
+        return None
+
+
+def shard_outcomes(
+    planned: Planned, results: list[ShardResult], cached: list[bool]
+) -> list[ShardOutcome]:
+    """What each shard holds, for the summary and the shard table."""
+    outcomes = []
+    for job, entries, result, was_cached in zip(
+        planned.jobs, planned.job_entries, results, cached, strict=True
+    ):
+        rejected = {r.index for r in result.rejects}
+        labels = Counter(label_key(e.label) for e in entries if e.index not in rejected)
+        outcomes.append(
+            ShardOutcome(
+                split=job.split,
+                name=job.name,
+                rec=result.rec.rpartition("/")[2],
+                records=result.records,
+                bytes=result.bytes,
+                sha256=result.sha256,
+                rejects=len(result.rejects),
+                cached=was_cached,
+                labels=labels,
+            )
+        )
+    return outcomes
+
+
+def report_build(
+    p: BuildParameters,
+    planned: Planned,
+    results: list[ShardResult],
+    cached: list[bool],
+    manifest: Manifest,
+    url: str,
+    rejects: list[RejectEntry],
+    quality: QualityReport,
+    start: float,
+    logger: Any,
+) -> dict[str, Any]:
+    """The run's artifacts (summary with its contact sheet, shard table) and closing log
+    lines; returns the summary."""
+    class_map = planned.listing.class_map
+    outcomes = shard_outcomes(planned, results, cached)
+    sheet = summary_sheet(
+        planned.job_entries, results, outcomes, class_map, p.output_options, logger
+    )
+    summary = build_summary(
+        output=p.output,
+        manifest_url=url,
+        manifest=manifest,
+        outcomes=outcomes,
+        seconds=time.perf_counter() - start,
+        listed=planned.listed,
+        quality=quality,
+    )
+    create_markdown_artifact(
+        summary_markdown(summary, class_map, rejects, quality, sheet),
+        key=artifact_key("dataset", p.output),
+        description=f"Dataset summary for {p.output}",
+    )
+    create_table_artifact(
+        shard_table(outcomes),
+        key=artifact_key("shards", p.output),
+        description=f"Shards of {p.output}",
+    )
+    logger.info(
+        "dataset complete: %d records in %d shards (%d packed, %d reused), %d rejects -> %s",
+        summary["records"],
+        summary["shards"],
+        summary["shards_packed"],
+        summary["shards_cached"],
+        summary["rejects"],
+        url,
+    )
+    logger.info("data quality: %s", quality_text(summary["quality"]))
+    return summary
