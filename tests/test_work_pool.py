@@ -111,19 +111,31 @@ def runs_of(client: Any, deployment_ids: list[Any]) -> list[Any]:
     return client.read_flow_runs(deployment_filter=flt)
 
 
-def wait_until_idle(client: Any, deployment_ids: list[Any], timeout: float = 120.0) -> None:
-    """Wait until no run of these deployments is Pending or Running (scheduled ones are left
-    for the caller to delete)."""
+def busy_runs(client: Any, deployment_ids: list[Any]) -> list[Any]:
+    """The runs of these deployments that a worker has taken and not finished."""
+    return [
+        r
+        for r in runs_of(client, deployment_ids)
+        if r.state is not None and r.state.type.value in ("PENDING", "RUNNING", "CANCELLING")
+    ]
+
+
+def wait_until_idle(client: Any, deployment_ids: list[Any], timeout: float = 120.0) -> list[Any]:
+    """Wait until no run of these deployments is Pending or Running; the runs still busy at the
+    timeout (scheduled ones are left for the caller to delete)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        busy = [
-            r
-            for r in runs_of(client, deployment_ids)
-            if r.state is not None and r.state.type.value in ("PENDING", "RUNNING", "CANCELLING")
-        ]
-        if not busy:
-            return
+    while (busy := busy_runs(client, deployment_ids)) and time.monotonic() < deadline:
         time.sleep(0.5)
+    return busy
+
+
+def cancel(client: Any, runs: list[Any]) -> None:
+    """Ask the worker to stop these runs' processes (what Cancel in the UI does)."""
+    from prefect.states import Cancelling
+
+    for run in runs:
+        with contextlib.suppress(Exception):
+            client.set_flow_run_state(run.id, Cancelling(), force=True)
 
 
 def stop_group(proc: subprocess.Popen) -> None:
@@ -140,7 +152,10 @@ def _tear_down(server: PrefectServer, name: str, worker: subprocess.Popen | None
         for dep in deployments:  # no new scheduled runs
             client.pause_deployment(dep.id)
         if worker is not None and worker.poll() is None:
-            wait_until_idle(client, ids)  # the worker finishes what it started
+            stuck = wait_until_idle(client, ids)  # the worker finishes what it started ...
+            if stuck:  # ... or kills it
+                cancel(client, stuck)
+                wait_until_idle(client, ids, timeout=60)
         if worker is not None:
             stop_group(worker)
         for dep in deployments:
