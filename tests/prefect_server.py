@@ -9,6 +9,7 @@ needs the real thing (schedules firing, the UI in a browser, zombie detection); 
   must talk to it.
 - `served(server, args, log)`: `recflow serve ARGS` as a subprocess for the length of a block.
 - `wait_for_run(client, run_id, ...)`: poll a flow run until it reaches a final state.
+- `prefect_command()`: the `prefect` CLI to run in a subprocess (`prefect deploy`, a worker).
 - `LOUD`: lines printed at the end of the pytest run (conftest's terminal summary), for tests
   that could not run here and must not go unnoticed.
 """
@@ -44,6 +45,12 @@ _CLEAN = {
     "PREFECT_LOGGING_LEVEL",
     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",
 }
+
+
+def prefect_command() -> list[str]:
+    """The `prefect` CLI of this interpreter (its script, else `python -m prefect`)."""
+    prefect = Path(sys.executable).with_name("prefect")
+    return [str(prefect)] if prefect.exists() else [sys.executable, "-m", "prefect"]
 
 
 def free_port() -> int:
@@ -108,11 +115,9 @@ def start_server(home: Path, timeout: float = 120.0) -> PrefectServer:
         no_proxy="127.0.0.1,localhost",
         **FAST_SETTINGS,
     )
-    prefect = Path(sys.executable).with_name("prefect")
-    cmd = [str(prefect)] if prefect.exists() else [sys.executable, "-m", "prefect"]
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            [*cmd, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [*prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=logf,
             stderr=subprocess.STDOUT,
