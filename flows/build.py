@@ -36,14 +36,13 @@ from flows.build_options import (
 from flows.build_pack import pack_and_validate
 from flows.build_plan import list_split_plan
 from flows.build_report import collect_rejects, quality_of, report_build
-from flows.params import (
+from flows.param_types import (
     DEFAULT_EXTS,
     DEFAULT_IO_CONCURRENCY,
     DEFAULT_MAX_PIXELS,
     DEFAULT_NEAR_DUPLICATE_DISTANCE,
     DEFAULT_REDUCING_GAP,
     AllowOutsideRoot,
-    BuildParameters,
     CenterCrop,
     Chunks,
     Color,
@@ -84,9 +83,8 @@ from flows.params import (
     TrainRatio,
     ValidateDecode,
     Verify,
-    describe_parameters,
-    parse_parameters,
 )
+from flows.params import BuildParameters, describe_parameters, parse_parameters
 from tasks.commit import build_manifest, commit_dataset
 from tasks.common import Carry
 from tasks.dryrun import dry_run_task

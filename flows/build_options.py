@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flows.params import (
-    BuildParameters,
-)
+from flows.params import BuildParameters
 from recordio_core.image import ImageOptions
 from recordio_core.pack import PackOptions
 

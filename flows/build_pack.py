@@ -14,9 +14,7 @@ from prefect.artifacts import (
 from prefect.futures import PrefectFuture, as_completed
 from prefect.utilities.annotations import opaque
 
-from flows.params import (
-    BuildParameters,
-)
+from flows.params import BuildParameters
 from recordio_core.pack import PackOptions, ShardResult
 from tasks.pack import pack_shard_task
 from tasks.plan import ShardJob

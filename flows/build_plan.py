@@ -12,10 +12,8 @@ from flows.build_options import (
     key_parameters,
     pack_options,
 )
-from flows.params import (
-    MAX_SHARDS,
-    BuildParameters,
-)
+from flows.param_types import MAX_SHARDS
+from flows.params import BuildParameters
 from recordio_core.listing import Listing
 from recordio_core.lst import LstEntry
 from recordio_core.quality import DedupePlan

@@ -14,9 +14,7 @@ from prefect.artifacts import (
 )
 
 from flows.build_plan import Planned
-from flows.params import (
-    BuildParameters,
-)
+from flows.params import BuildParameters
 from recordio_core.inspect import sheet_from_records
 from recordio_core.lst import LstEntry
 from recordio_core.manifest import Manifest, RejectEntry

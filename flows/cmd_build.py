@@ -27,7 +27,8 @@ from typing import Any
 
 from flows.cliargs import json_object
 from flows.local_api import configured_api_url, prefect_api
-from flows.params import BuildParameters, parse_parameters, split_secrets
+from flows.param_secrets import split_secrets
+from flows.params import BuildParameters, parse_parameters
 
 _SPECIAL = {"source", "output", "storage_options", "source_storage_options"}
 

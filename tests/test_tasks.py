@@ -14,7 +14,8 @@ import pytest
 from pipeline_fixtures import image_tree  # also sets the Prefect test environment
 from pydantic import Field
 
-from flows.params import BuildParameters, secret_paths, split_secrets
+from flows.param_secrets import secret_paths, split_secrets
+from flows.params import BuildParameters
 from recordio_core.lst import LstEntry
 from recordio_core.manifest import read_manifest
 from recordio_core.split import SplitList
