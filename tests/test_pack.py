@@ -15,6 +15,7 @@ from imagecases import BAD, GOOD, rgb_jpeg
 from PIL import Image
 
 import recordio_core.pack as packmod
+import recordio_core.pack_pipeline as pipeline
 from recordio_core.framing import iter_records, open_source
 from recordio_core.image import ImageOptions
 from recordio_core.lst import LstEntry, format_lst
@@ -357,13 +358,13 @@ def test_images_in_flight_are_bounded(tmp_path, monkeypatch):
     root = tmp_path / "images"
     entries = make_tree(root, n=40)
     started = []
-    real = packmod._process
+    real = pipeline._process
 
     def process(reader, entry, image):
         started.append(entry.index)
         return real(reader, entry, image)
 
-    monkeypatch.setattr(packmod, "_process", process)
+    monkeypatch.setattr(pipeline, "_process", process)  # what the threads call
     done = [0]
     worst = [0]
 
