@@ -54,7 +54,15 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("prefix", help="prefix of input/output lst and rec files.")
     parser.add_argument("root", help="path to folder containing images.")
-    cgroup = parser.add_argument_group("Options for creating image lists")
+    _add_list_options(parser.add_argument_group("Options for creating image lists"))
+    rgroup = parser.add_argument_group("Options for creating database")
+    _add_pack_options(rgroup)
+    _add_check_options(rgroup)
+    parser.set_defaults(func=run)
+
+
+def _add_list_options(cgroup: Any) -> None:
+    """im2rec.py's options for --list (and recflow's --save-class-map)."""
     cgroup.add_argument(
         "--list",
         action="store_true",
@@ -92,7 +100,10 @@ def register(subparsers: Any) -> None:
         help=f"(recflow) also save the folder -> label map as JSON, by default to "
         f"<prefix>{CLASS_MAP_SUFFIX}.",
     )
-    rgroup = parser.add_argument_group("Options for creating database")
+
+
+def _add_pack_options(rgroup: Any) -> None:
+    """im2rec.py's options for packing, with recflow's own marked "(recflow)"."""
     rgroup.add_argument(
         "--pass-through",
         action="store_true",
@@ -136,6 +147,10 @@ def register(subparsers: Any) -> None:
     rgroup.add_argument(
         "--encoding", type=str, default=".jpg", choices=[".jpg", ".png"], help="image encoding."
     )
+
+
+def _add_check_options(rgroup: Any) -> None:
+    """recflow's options for what is checked and refused while packing."""
     rgroup.add_argument(
         "--verify",
         choices=["none", "header", "decode"],
@@ -161,7 +176,6 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="also pack all labels of multi-label .lst lines in the record header.",
     )
-    parser.set_defaults(func=run)
 
 
 @dataclass(frozen=True)
