@@ -26,7 +26,7 @@ venv: $(VENV)/.installed
 mxnet-venv: $(MXVENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) -m flows.demo
+	$(PY) -m recordio_flow.flows.demo
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

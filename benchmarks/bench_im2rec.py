@@ -144,7 +144,7 @@ def run_tool(tool: str, lst: Path, root: Path, out: Path, args: list[str]) -> tu
     if tool == "mxnet":
         cmd = [mxnet_python(), "-m", "mxnet.tools.im2rec", prefix, str(root), *args]
     else:
-        cmd = [sys.executable, "-m", "flows.cli", "im2rec", prefix, str(root), *args]
+        cmd = [sys.executable, "-m", "recordio_flow.flows.cli", "im2rec", prefix, str(root), *args]
     log = out / "log.txt"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()

@@ -171,7 +171,7 @@ def running_api(env: dict[str, str], log: Path) -> Iterator[dict[str, str]]:
     On SQLite a long-lived server logs the odd "database is locked" traceback from its
     background services (Prefect's issues #18934 and #19771; the builds are not affected), so
     its log goes to a file rather than between the bench's lines."""
-    from flows.local_api import LocalAPI
+    from recordio_flow.flows.local_api import LocalAPI
 
     saved = dict(os.environ)
     os.environ.update({k: env[k] for k in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")})

@@ -103,8 +103,8 @@ _WRAPPER = (
     _PEAK
     + r"""
 import json, sys
-from flows import cli
-# what `recflow` (flows.cli:entry) does, with the peaks reported before its quick exit
+from recordio_flow.flows import cli
+# what `recflow` (recordio_flow.flows.cli:entry) does, with the peaks reported before its quick exit
 code = cli.main(sys.argv[1:])
 peak = {"rss_kb": _hwm(), "anon_kb": max(_anon_peak[0], _anon()),
         "children_rss_kb": max(_child_peak.values(), default=0)}

@@ -1,6 +1,6 @@
-"""The temporary Prefect API server process that `flows.local_api` starts.
+"""The temporary Prefect API server process that `recordio_flow.flows.local_api` starts.
 
-    python -m flows.api_server PORT
+    python -m recordio_flow.flows.api_server PORT
 
 It serves exactly what Prefect's own temporary server serves (`create_app` with UI and
 long-lived services off, as `prefect.server.api.server.SubprocessASGIServer` does) on
@@ -27,7 +27,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from flows.gcfreeze import frozen_imports
+from recordio_flow.flows.gcfreeze import frozen_imports
 
 STARTUP_FAILURE_EXIT = 3  # what `uvicorn` exits with when it cannot bind
 
@@ -103,7 +103,7 @@ def _sigterm_only_server() -> type:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or not argv[1].isdigit():
-        print("usage: python -m flows.api_server PORT", file=sys.stderr)
+        print("usage: python -m recordio_flow.flows.api_server PORT", file=sys.stderr)
         return 2
     port = int(argv[1])
     # Ctrl-C in a terminal reaches the whole process group. This server ignores it, from

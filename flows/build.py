@@ -27,16 +27,16 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.build_options import (
+from recordio_flow.flows.build_options import (
     SHARD_CONCURRENCY,
     pack_options,
     total_workers,
     workers_per_shard,
 )
-from flows.build_pack import pack_and_validate
-from flows.build_plan import list_split_plan
-from flows.build_report import collect_rejects, quality_of, report_build
-from flows.param_types import (
+from recordio_flow.flows.build_pack import pack_and_validate
+from recordio_flow.flows.build_plan import list_split_plan
+from recordio_flow.flows.build_report import collect_rejects, quality_of, report_build
+from recordio_flow.flows.param_types import (
     DEFAULT_EXTS,
     DEFAULT_IO_CONCURRENCY,
     DEFAULT_MAX_PIXELS,
@@ -84,11 +84,11 @@ from flows.param_types import (
     ValidateDecode,
     Verify,
 )
-from flows.params import BuildParameters, describe_parameters, parse_parameters
-from tasks.commit import build_manifest, commit_dataset
-from tasks.common import Carry
-from tasks.dryrun import dry_run_task
-from tasks.split import split_key
+from recordio_flow.flows.params import BuildParameters, describe_parameters, parse_parameters
+from recordio_flow.tasks.commit import build_manifest, commit_dataset
+from recordio_flow.tasks.common import Carry
+from recordio_flow.tasks.dryrun import dry_run_task
+from recordio_flow.tasks.split import split_key
 
 
 @flow(

@@ -14,11 +14,11 @@ from prefect.artifacts import (
 from prefect.futures import PrefectFuture, as_completed
 from prefect.utilities.annotations import opaque
 
-from flows.params import BuildParameters
 from recordio_core.pack import PackOptions, ShardResult
-from tasks.pack import pack_shard_task
-from tasks.plan import ShardJob
-from tasks.validate import validate_shard_task
+from recordio_flow.flows.params import BuildParameters
+from recordio_flow.tasks.pack import pack_shard_task
+from recordio_flow.tasks.plan import ShardJob
+from recordio_flow.tasks.validate import validate_shard_task
 
 
 class ValidationFailed(RuntimeError):

@@ -8,20 +8,20 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from flows.build_options import (
-    key_parameters,
-    pack_options,
-)
-from flows.param_types import MAX_SHARDS
-from flows.params import BuildParameters
 from recordio_core.listing import Listing
 from recordio_core.lst import LstEntry
 from recordio_core.quality import DedupePlan
-from tasks.common import Carry
-from tasks.listing import list_source
-from tasks.plan import ShardJob, plan_shards
-from tasks.quality import dedupe_splits
-from tasks.split import split_entries
+from recordio_flow.flows.build_options import (
+    key_parameters,
+    pack_options,
+)
+from recordio_flow.flows.param_types import MAX_SHARDS
+from recordio_flow.flows.params import BuildParameters
+from recordio_flow.tasks.common import Carry
+from recordio_flow.tasks.listing import list_source
+from recordio_flow.tasks.plan import ShardJob, plan_shards
+from recordio_flow.tasks.quality import dedupe_splits
+from recordio_flow.tasks.split import split_entries
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,14 +15,14 @@ from typing import NoReturn
 
 # subcommand name -> module; order is the order shown in --help
 COMMANDS: dict[str, str] = {
-    "build": "flows.cmd_build",
-    "serve": "flows.cmd_serve",
-    "im2rec": "flows.cmd_im2rec",
-    "pack": "flows.cmd_pack",
-    "index": "flows.cmd_index",
-    "merge": "flows.cmd_merge",
-    "inspect": "flows.cmd_inspect",
-    "validate": "flows.cmd_validate",
+    "build": "recordio_flow.flows.cmd_build",
+    "serve": "recordio_flow.flows.cmd_serve",
+    "im2rec": "recordio_flow.flows.cmd_im2rec",
+    "pack": "recordio_flow.flows.cmd_pack",
+    "index": "recordio_flow.flows.cmd_index",
+    "merge": "recordio_flow.flows.cmd_merge",
+    "inspect": "recordio_flow.flows.cmd_inspect",
+    "validate": "recordio_flow.flows.cmd_validate",
 }
 
 

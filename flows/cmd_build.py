@@ -25,10 +25,10 @@ import types
 import typing
 from typing import Any
 
-from flows.cliargs import json_object
-from flows.local_api import configured_api_url, prefect_api
-from flows.param_secrets import split_secrets
-from flows.params import BuildParameters, parse_parameters
+from recordio_flow.flows.cliargs import json_object
+from recordio_flow.flows.local_api import configured_api_url, prefect_api
+from recordio_flow.flows.param_secrets import split_secrets
+from recordio_flow.flows.params import BuildParameters, parse_parameters
 
 _SPECIAL = {"source", "output", "storage_options", "source_storage_options"}
 
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         )
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with prefect_api() as api:  # starts a temporary API while Prefect imports, if needed
-        from tasks.listing_prefetch import drop_prefetched, prefetch_listing
+        from recordio_flow.tasks.listing_prefetch import drop_prefetched, prefetch_listing
 
         try:
             named_block = params.credentials_block or params.source_credentials_block
@@ -148,15 +148,15 @@ def run(args: argparse.Namespace) -> int:
                     exts=list(params.exts),
                     storage_options=params.source_options,
                 )
-            from flows.gcfreeze import frozen_imports
+            from recordio_flow.flows.gcfreeze import frozen_imports
 
             with frozen_imports():  # Prefect's objects, out of every later collection
-                from flows.build import build_dataset
-                from flows.runner import run_flow_quietly, wait_for_api
+                from recordio_flow.flows.build import build_dataset
+                from recordio_flow.flows.runner import run_flow_quietly, wait_for_api
 
             wait_for_api(api)
             if api is None:  # a long-lived server: a run killed on the way must not stay Running
-                from flows.zombies import install
+                from recordio_flow.flows.zombies import install
 
                 install(quiet=True)
             ok, result = run_flow_quietly(
@@ -179,7 +179,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     splits = ", ".join(f"{k} {v['records']}" for k, v in summary["splits"].items())
     quality = ""
     if "quality" in summary:
-        from tasks.report import quality_text
+        from recordio_flow.tasks.report import quality_text
 
         quality = "\n  data quality: " + quality_text(summary["quality"])
     return (

@@ -15,7 +15,7 @@ import argparse
 import json
 from typing import Any
 
-from flows.cliargs import add_source_options
+from recordio_flow.flows.cliargs import add_source_options
 
 
 def register(subparsers: Any) -> None:

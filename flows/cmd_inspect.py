@@ -15,7 +15,7 @@ import json
 import posixpath
 from typing import Any
 
-from flows.cliargs import add_source_options, human_bytes
+from recordio_flow.flows.cliargs import add_source_options, human_bytes
 
 _BAR = 30
 

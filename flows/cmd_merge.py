@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flows.cliargs import add_source_options, human_bytes
+from recordio_flow.flows.cliargs import add_source_options, human_bytes
 
 
 def register(subparsers: Any) -> None:

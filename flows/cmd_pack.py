@@ -234,10 +234,10 @@ def run(args: argparse.Namespace) -> int:
 
 def pack_to(entries: list, root: str, rec_url: str, idx_url: str, opts: Any) -> Any:
     """Pack `entries` into exactly `rec_url` and `idx_url` (any names), print a summary."""
-    from flows.cmd_im2rec import print_summary
     from recordio_core.fsio import get_fs, is_local
     from recordio_core.pack import pack_shard
     from recordio_core.progress import Progress
+    from recordio_flow.flows.cmd_im2rec import print_summary
 
     direct = rec_url.endswith(".rec") and idx_url == rec_url[: -len(".rec")] + ".idx"
     if direct:

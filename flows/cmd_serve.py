@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from flows.cliargs import json_object
+from recordio_flow.flows.cliargs import json_object
 
 
 def register(subparsers: Any) -> None:
@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
-    from flows.params import BuildParameters
+    from recordio_flow.flows.params import BuildParameters
 
     out: dict[str, Any] = {}
     for item in items:
@@ -82,18 +82,18 @@ def run(args: argparse.Namespace) -> int:
     extra = parse_params(args.param)
     if args.storage_options:
         extra["storage_options"] = args.storage_options
-    from flows.params import parse_parameters
+    from recordio_flow.flows.params import parse_parameters
 
     # fail early on bad defaults (placeholders stand in for SOURCE/OUTPUT when not given)
     parse_parameters({"source": args.source or "/in", "output": args.output or "/out", **extra})
-    from flows.deploy import schedule_for
+    from recordio_flow.flows.deploy import schedule_for
 
     schedule_for(args.cron or None, args.timezone, args.interval)  # a bad schedule fails here
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect import serve
     from prefect.settings import PREFECT_API_URL
 
-    from flows.deploy import make_deployments
+    from recordio_flow.flows.deploy import make_deployments
 
     if not PREFECT_API_URL.value():
         print(
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from flows.zombies import install, set_heartbeat_default
+    from recordio_flow.flows.zombies import install, set_heartbeat_default
 
     set_heartbeat_default()  # the run processes report every 30 s ...
     install(quiet=True)  # ... and the server marks one that stops Crashed

@@ -69,12 +69,12 @@ def main() -> int:
         print(f"demo: generated {n} images in {len(CLASSES)} classes under {source}/")
     print("demo: running the build-dataset flow on a temporary local Prefect API ...")
 
-    from flows.local_api import prefect_api
+    from recordio_flow.flows.local_api import prefect_api
 
     with prefect_api() as api:
-        from flows.build import build_dataset
-        from flows.cmd_build import format_summary
-        from flows.runner import run_flow_quietly, wait_for_api
+        from recordio_flow.flows.build import build_dataset
+        from recordio_flow.flows.cmd_build import format_summary
+        from recordio_flow.flows.runner import run_flow_quietly, wait_for_api
 
         wait_for_api(api)
         ok, result = run_flow_quietly(

@@ -73,7 +73,7 @@ def make_deployments(
     given, every `interval_seconds` instead; its schedule needs SOURCE and OUTPUT. Without them
     (or with neither cron nor interval) it is served unscheduled, like the presets."""
     schedule = schedule_for(cron, timezone, interval_seconds)
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     base: dict[str, Any] = {}
     if source:

@@ -35,7 +35,9 @@ from typing import IO
 
 DEFAULT_STARTUP_TIMEOUT = 90.0  # a first start creates the database: ~15 s on a busy 2-core box
 STOP_WHILE_STARTING_WAIT = 15.0  # seconds a stop waits for a server still starting
-PORT_IN_USE_EXIT = 3  # flows.api_server's (and uvicorn's) exit code when it cannot bind
+PORT_IN_USE_EXIT = (
+    3  # recordio_flow.flows.api_server's (and uvicorn's) exit code when it cannot bind
+)
 
 
 def configured_api_url() -> str | None:
@@ -100,13 +102,8 @@ class LocalAPI:
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
             "PREFECT__SERVER_FINAL": "1",
-            # `-m flows.api_server` must import this package whatever the current directory
-            "PYTHONPATH": os.pathsep.join(
-                [str(Path(__file__).resolve().parent.parent)]
-                + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-            ),
         }
-        args = [sys.executable, "-m", "flows.api_server", str(self.port)]
+        args = [sys.executable, "-m", "recordio_flow.flows.api_server", str(self.port)]
         self.process = subprocess.Popen(
             args, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output
         )

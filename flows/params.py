@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from flows.param_secrets import secret_paths
-from flows.param_types import (
+from recordio_core.fsio import CREDENTIALS_KEY
+from recordio_flow.flows.param_secrets import secret_paths
+from recordio_flow.flows.param_types import (
     DEFAULT_EXTS,
     DEFAULT_IO_CONCURRENCY,
     DEFAULT_MAX_PIXELS,
@@ -71,8 +72,7 @@ from flows.param_types import (
     ValidateDecode,
     Verify,
 )
-from recordio_core.fsio import CREDENTIALS_KEY
-from tasks.credentials import check_block_ref
+from recordio_flow.tasks.credentials import check_block_ref
 
 
 class BuildParameters(BaseModel):
@@ -217,7 +217,7 @@ class BuildParameters(BaseModel):
 
 
 def with_credentials(options: Mapping[str, Any] | None, block: str | None) -> dict[str, Any]:
-    """`options` naming `block` as where their credentials are (resolved by tasks.credentials
+    """`options` naming `block` as where their credentials are (resolved by tasks/credentials.py
     where a filesystem is opened: the block is loaded there, never passed around)."""
     out = dict(options or {})
     if block is not None:

@@ -28,7 +28,7 @@ def warm_up() -> None:
 
 
 def wait_for_api(api: Any) -> None:
-    """Wait for a temporary API from `flows.local_api.prefect_api()` (None: one is configured),
+    """Wait for a temporary API from `prefect_api()` (flows/local_api.py) (None: one is configured),
     importing what the flow will need meanwhile."""
     if api is not None:
         warm_up()
@@ -43,7 +43,7 @@ def run_flow_quietly(
     `heartbeats=False` turns off flow-run heartbeats, which only serve a long-lived server's
     crash detection and cost about a second at the end of every run (a temporary local API
     stops with the command anyway). With heartbeats the run reports every
-    `flows.zombies.HEARTBEAT_SECONDS` (unless PREFECT_FLOWS_HEARTBEAT_FREQUENCY says otherwise)
+    `HEARTBEAT_SECONDS` (flows/zombies.py) (unless PREFECT_FLOWS_HEARTBEAT_FREQUENCY says otherwise)
     and carries the `recordio-flow` tag, so the server's zombie automation watches it.
     """
     import os
@@ -51,7 +51,7 @@ def run_flow_quietly(
     from prefect import tags
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from flows.zombies import HEARTBEAT_SECONDS, RUN_TAG
+    from recordio_flow.flows.zombies import HEARTBEAT_SECONDS, RUN_TAG
 
     if not heartbeats:
         settings = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})

@@ -106,5 +106,7 @@ def install(quiet: bool = False) -> bool:
     return True
 
 
-if __name__ == "__main__":  # `python -m flows.zombies`: for servers fed by `prefect deploy`
+if (
+    __name__ == "__main__"
+):  # `python -m recordio_flow.flows.zombies`: for servers fed by `prefect deploy`
     raise SystemExit(0 if install() else 1)

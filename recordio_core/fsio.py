@@ -49,7 +49,7 @@ def resolve_options(url: str, storage_options: StorageOptions) -> dict[str, Any]
     if _credentials_resolver is None:
         raise ValueError(
             f"the storage options for {url} name credentials ({ref!r}) but nothing in this "
-            "process can load them: import the pipeline's tasks package (tasks.credentials)"
+            "process can load them: import the pipeline's tasks (recordio_flow.tasks)"
         )
     merged = dict(_credentials_resolver(str(ref), url))
     for key, value in options.items():

@@ -4,4 +4,4 @@ Importing the package installs the resolver that turns a credentials block named
 options into s3fs options (tasks/credentials.py), in every process that runs these tasks.
 """
 
-from tasks import credentials as _credentials  # noqa: F401
+from recordio_flow.tasks import credentials as _credentials  # noqa: F401

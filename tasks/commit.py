@@ -55,8 +55,8 @@ from recordio_core.manifest import (
 )
 from recordio_core.pack import ShardResult
 from recordio_core.quality import QualityReport
-from tasks.common import RETRY_OPTIONS, run_logger
-from tasks.storage import missing_urls
+from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
+from recordio_flow.tasks.storage import missing_urls
 
 LOCK_NAME = ".recflow.lock"
 LOCK_STALE_SECONDS = 600.0

@@ -21,8 +21,8 @@ from recordio_core.dryrun import (
 )
 from recordio_core.manifest import relative_path
 from recordio_core.pack import PackOptions
-from tasks.common import Carry, run_logger
-from tasks.report import artifact_key, label_key
+from recordio_flow.tasks.common import Carry, run_logger
+from recordio_flow.tasks.report import artifact_key, label_key
 
 
 @task(name="dry-run", cache_policy=NO_CACHE)

@@ -10,8 +10,8 @@ from prefect.cache_policies import NO_CACHE
 
 from recordio_core.listing import Listing, list_images
 from recordio_core.lst import read_lst
-from tasks.common import RETRY_OPTIONS, Carry, run_logger
-from tasks.listing_prefetch import take_prefetched
+from recordio_flow.tasks.common import RETRY_OPTIONS, Carry, run_logger
+from recordio_flow.tasks.listing_prefetch import take_prefetched
 
 
 @task(name="list-images", task_run_name="list {source}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
@@ -30,7 +30,7 @@ def list_source(
     whose paths must stay inside `source` unless `allow_outside_root`.
 
     Not cached: a listing is cheap next to packing and must see images added since last time.
-    A listing `recflow build` started while Prefect was starting (`tasks.listing_prefetch`)
+    A listing `recflow build` started while Prefect was starting (`tasks/listing_prefetch.py`)
     is taken when it was made with these very arguments.
     """
     logger = run_logger()

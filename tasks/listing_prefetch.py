@@ -2,7 +2,7 @@
 
 `recflow build` spends its first seconds importing Prefect, creating the flow run and, with no
 Prefect API configured, starting a temporary one (flows/local_api.py). `prefetch_listing`
-lists the source in that time; the list task (`tasks.listing.list_source`) still runs, and is
+lists the source in that time; the list task (`list_source`, tasks/listing.py) still runs, and is
 what the UI and the logs show, but takes the prefetched listing (`take_prefetched`) when it was
 asked for with exactly the task's arguments, waiting for it if it is not finished.
 

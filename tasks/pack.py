@@ -26,12 +26,12 @@ from typing import Any
 from prefect import task
 
 from recordio_core.pack import PackOptions, ShardResult, pack_shard
-from tasks.common import RETRY_OPTIONS, run_logger
-from tasks.plan import ShardJob
+from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
+from recordio_flow.tasks.plan import ShardJob
 
 PROGRESS_LOG_SECONDS = 10.0  # how often a long shard logs its progress
 # The tag of every pack task run (and of no other task): the name for a Prefect tag
-# concurrency limit on packing. Not the runs' `recordio-flow` tag (flows.zombies.RUN_TAG):
+# concurrency limit on packing. Not the runs' `recordio-flow` tag (flows/zombies.py's RUN_TAG):
 # `recflow build` gives that one to every task of its run (a `prefect.tags` block).
 PACK_TAG = "recordio-flow-pack"
 

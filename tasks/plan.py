@@ -24,9 +24,9 @@ from recordio_core.lst import LstEntry
 from recordio_core.plan import auto_records_per_shard, num_shards_for, plan_split
 from recordio_core.shardkey import fingerprint_size, shard_key, source_fingerprints
 from recordio_core.split import SplitList
-from tasks.common import RETRY_OPTIONS, Carry, run_logger
-from tasks.split import split_key
-from tasks.storage import missing_urls
+from recordio_flow.tasks.common import RETRY_OPTIONS, Carry, run_logger
+from recordio_flow.tasks.split import split_key
+from recordio_flow.tasks.storage import missing_urls
 
 KEY_CHARS = 12  # hex digits of the content key in file names (48 bits)
 

@@ -15,7 +15,7 @@ from recordio_core.quality import (
     sizes_from_fingerprints,
 )
 from recordio_core.shardkey import source_fingerprints
-from tasks.common import RETRY_OPTIONS, Carry, run_logger
+from recordio_flow.tasks.common import RETRY_OPTIONS, Carry, run_logger
 
 
 @task(name="find-duplicates", cache_policy=NO_CACHE, **RETRY_OPTIONS)

@@ -9,7 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from recordio_core.split import Order, SplitList, im2rec_split, stable_split
-from tasks.common import RETRY_OPTIONS, Carry, run_logger
+from recordio_flow.tasks.common import RETRY_OPTIONS, Carry, run_logger
 
 
 @task(name="split-entries", cache_policy=NO_CACHE, **RETRY_OPTIONS)

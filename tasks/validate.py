@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from recordio_core.pack import ShardResult
 from recordio_core.validate import ValidationReport, validate_shard
-from tasks.common import RETRY_OPTIONS, run_logger
+from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
 
 
 @task(

@@ -154,7 +154,7 @@ def served(server: PrefectServer, args: list[str], log: Path, **env: str) -> Ite
     deleted afterwards, with the scheduled runs they still had)."""
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "serve", *args],
+            [sys.executable, "-m", "recordio_flow.flows.cli", "serve", *args],
             cwd=ROOT,
             env=server.env(**env),
             stdout=logf,

@@ -8,9 +8,9 @@ import sys
 import pytest
 from imagetree import ImageSpec, make_image_tree
 
-from flows.cli import main as recflow
-from flows.cmd_im2rec import find_lists
-from flows.cmd_pack import DEFAULTS, output_paths, parse_options, read_part
+from recordio_flow.flows.cli import main as recflow
+from recordio_flow.flows.cmd_im2rec import find_lists
+from recordio_flow.flows.cmd_pack import DEFAULTS, output_paths, parse_options, read_part
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,16 @@ def test_pack_to_s3_with_any_output_name(small_tree, s3_server):
     out = s3_server.url(bucket, "ds", "output.bin")
     # a subprocess, so fsspec picks up FSSPEC_S3_ENDPOINT_URL (the moto server) at import
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "pack", str(lst), str(root), out, "unchanged=1"],
+        [
+            sys.executable,
+            "-m",
+            "recordio_flow.flows.cli",
+            "pack",
+            str(lst),
+            str(root),
+            out,
+            "unchanged=1",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

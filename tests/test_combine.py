@@ -192,7 +192,7 @@ def test_merge_small_shards_on_s3(s3_server, s3_bucket, tmp_path):
 
 
 def test_cli_index_and_merge(three, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     tmp, a, b, c = three
     # without -o: write the missing index (c has none) by scanning

@@ -27,7 +27,7 @@ from pipeline_fixtures import image_tree
 from recordio_core import fsio
 from recordio_core.manifest import read_manifest
 from recordio_core.validate import validate_manifest
-from tasks import credentials
+from recordio_flow.tasks import credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,7 +112,7 @@ def test_minio_credentials_and_s3_bucket_blocks_become_s3fs_options():
     ],
 )
 def test_block_names_are_checked_up_front(ref, ok):
-    from flows.params import parse_parameters
+    from recordio_flow.flows.params import parse_parameters
 
     values = {"source": "s3://a/in", "output": "s3://a/out", "credentials_block": ref}
     if ok:
@@ -123,7 +123,7 @@ def test_block_names_are_checked_up_front(ref, ok):
 
 
 def test_source_and_output_name_their_own_blocks():
-    from flows.params import parse_parameters
+    from recordio_flow.flows.params import parse_parameters
 
     key = fsio.CREDENTIALS_KEY
     so = {"endpoint_url": "http://h"}

@@ -86,7 +86,7 @@ def wait_for(what: str, check, timeout: float, procs: Processes):  # noqa: ANN00
 def test_build_survives_a_killed_dask_worker(s3_server, processes, tmp_path):
     distributed = pytest.importorskip("distributed")
     pytest.importorskip("prefect_dask")
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     bucket = s3_server.make_bucket()
     image_tree(tmp_path / "imgs", classes=3, per_class=6)

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 def test_tasks_run_on_a_dask_cluster(prefect_harness, tmp_path, monkeypatch):  # noqa: F811
     distributed = pytest.importorskip("distributed")
     pytest.importorskip("prefect_dask")
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     src = tmp_path / "src"
     image_tree(src, classes=2, per_class=5)
@@ -32,7 +32,7 @@ def test_tasks_run_on_a_dask_cluster(prefect_harness, tmp_path, monkeypatch):  #
         )
         with distributed.Client(cluster) as client:
             # the pack tasks ran in the worker processes: they imported the task module
-            ran = client.run(lambda: "tasks.pack" in __import__("sys").modules)
+            ran = client.run(lambda: "recordio_flow.tasks.pack" in __import__("sys").modules)
     assert len(ran) == 2 and any(ran.values())
     assert summary["records"] == 10 and summary["shards"] == 3
     m = read_manifest(str(tmp_path / "dask"))

@@ -26,7 +26,7 @@ def test_prefect_yaml_matches_the_presets(monkeypatch):
     from prefect.flows import load_flow_from_entrypoint
     from prefect.schedules import Cron
 
-    from flows.deploy import DEFAULT_CRON, PRESETS, make_deployments
+    from recordio_flow.flows.deploy import DEFAULT_CRON, PRESETS, make_deployments
 
     doc = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in doc["deployments"]}
@@ -50,7 +50,7 @@ def test_prefect_yaml_matches_the_presets(monkeypatch):
 
 
 def test_the_nightly_schedule_is_a_cron_or_an_interval_checked_up_front():
-    from flows.deploy import make_deployments, schedule_for
+    from recordio_flow.flows.deploy import make_deployments, schedule_for
 
     every = {d.name: d for d in make_deployments(source="/a", output="/b", interval_seconds=5)}
     assert every["nightly"].schedules[0].schedule.interval.total_seconds() == 5
@@ -64,7 +64,18 @@ def test_the_nightly_schedule_is_a_cron_or_an_interval_checked_up_front():
         with pytest.raises(ValueError, match=message):
             schedule_for(cron, tz, seconds)
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "serve", "/a", "/b", "--cron", "x", "--interval", "5"],
+        [
+            sys.executable,
+            "-m",
+            "recordio_flow.flows.cli",
+            "serve",
+            "/a",
+            "/b",
+            "--cron",
+            "x",
+            "--interval",
+            "5",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -98,7 +109,14 @@ def test_served_deployment_runs_a_custom_run(tmp_path):
     log = tmp_path / "serve.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "serve", "--param", "records_per_shard=3"],
+            [
+                sys.executable,
+                "-m",
+                "recordio_flow.flows.cli",
+                "serve",
+                "--param",
+                "records_per_shard=3",
+            ],
             cwd=ROOT,
             env=env,
             stdout=logf,

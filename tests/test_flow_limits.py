@@ -1,6 +1,6 @@
 """Concurrency limits and caching the Prefect way, on the shared Prefect test server.
 
-- A tag concurrency limit of 1 on `tasks.pack.PACK_TAG` lets one pack task run at a time,
+- A tag concurrency limit of 1 on `PACK_TAG` (tasks/pack.py) lets one pack task run at a time,
   across two builds running at once (each of which would otherwise pack two shards at once).
   The pack task runs' start and end times are read back from the API.
 - The limit holds on Dask too: the task engine asks the server for a slot in the worker.
@@ -27,13 +27,13 @@ from pipeline_fixtures import (
     read_tree,
 )
 
-from tasks.pack import PACK_TAG
+from recordio_flow.tasks.pack import PACK_TAG
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def build_state(**kw: Any) -> Any:
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     return build_dataset(**kw, return_state=True)
 
@@ -128,7 +128,7 @@ def at_once(calls: list[dict[str, Any]]) -> list[Any]:
 
 
 def test_a_limit_of_one_on_the_pack_tag_packs_one_shard_at_a_time_in_two_runs(pack_limit, tmp_path):
-    from flows.build_options import SHARD_CONCURRENCY
+    from recordio_flow.flows.build_options import SHARD_CONCURRENCY
 
     assert SHARD_CONCURRENCY >= 2  # without the limit, each run packs 2 shards at once
     src = tmp_path / "src"

@@ -21,13 +21,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def build(**kw):
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     return build_dataset(**kw)
 
 
 def build_state(**kw):
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     return build_dataset(**kw, return_state=True)
 
@@ -251,7 +251,7 @@ def test_artifacts_are_published(source, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from tasks.report import artifact_key
+    from recordio_flow.tasks.report import artifact_key
 
     out = tmp_path / "out"
     build(source=str(source), output=str(out), records_per_shard=7)
@@ -277,7 +277,7 @@ def test_artifacts_are_published(source, tmp_path):
 
 
 def test_recflow_build_command(source, tmp_path, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     out = tmp_path / "out"
     rc = main(["build", str(source), str(out), "--resize", "20", "--records-per-shard", "9"])

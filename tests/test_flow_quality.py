@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def build(**kw):
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     return build_dataset(**kw)
 
@@ -145,7 +145,7 @@ def test_reject_policy_for_decoder_warnings(messy, tmp_path):
 
 
 def test_dry_run_writes_nothing_and_reports_the_plan(messy, tmp_path, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     out = tmp_path / "never"
     summary = build(
@@ -163,7 +163,7 @@ def test_dry_run_writes_nothing_and_reports_the_plan(messy, tmp_path, capsys):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from tasks.report import artifact_key
+    from recordio_flow.tasks.report import artifact_key
 
     key = artifact_key("dry-run", str(out))
     with get_client(sync_client=True) as client:

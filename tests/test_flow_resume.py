@@ -25,7 +25,7 @@ _CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 import pipeline_fixtures  # registers slow://
-from flows.cli import main
+from recordio_flow.flows.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -40,7 +40,7 @@ def finished(out: Path) -> int:
 
 
 def test_killed_build_resumes_with_identical_bytes(tmp_path):
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     src = tmp_path / "src"
     image_tree(src, classes=3, per_class=12)

@@ -29,7 +29,7 @@ def s3_source(s3_server, tmp_path):
 
 
 def test_source_and_output_in_s3(s3_server, s3_source):
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     so = {"endpoint_url": s3_server.endpoint_url}  # credentials come from the environment
     src, out = f"s3://{s3_source}/images", f"s3://{s3_source}/datasets/v1"
@@ -62,7 +62,7 @@ def test_credentials_never_reach_prefect_or_the_dataset(s3_server, s3_source, mo
     import fsspec.config
     from prefect.client.orchestration import get_client
 
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     monkeypatch.setattr(fsspec.config, "conf", {})
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-on-purpose")  # the CLI's must be used

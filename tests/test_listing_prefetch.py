@@ -1,4 +1,4 @@
-"""`tasks.listing_prefetch`: a listing started early is taken once, only by the same arguments,
+"""`tasks/listing_prefetch.py`: a listing started early is taken once, only by the same arguments,
 and a failed one is left for the list task to redo."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pickle
 from pipeline_fixtures import image_tree
 
 from recordio_core.listing import list_images
-from tasks import listing_prefetch
-from tasks.listing_prefetch import (
+from recordio_flow.tasks import listing_prefetch
+from recordio_flow.tasks.listing_prefetch import (
     _ProcessPrefetch,
     drop_prefetched,
     listing_columns,

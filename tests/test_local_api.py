@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pipeline_fixtures import image_tree
 
-from flows.api_server import (
+from recordio_flow.flows.api_server import (
     database_is_current,
     database_revisions,
     migration_heads,
@@ -103,7 +103,14 @@ def test_recflow_build_on_the_temporary_api_twice(tmp_path):
     for run in (1, 2):
         out = tmp_path / f"out{run}"
         proc = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "build", str(tmp_path / "src"), str(out)],
+            [
+                sys.executable,
+                "-m",
+                "recordio_flow.flows.cli",
+                "build",
+                str(tmp_path / "src"),
+                str(out),
+            ],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -113,12 +120,12 @@ def test_recflow_build_on_the_temporary_api_twice(tmp_path):
         text = proc.stdout + proc.stderr
         assert proc.returncode == 0, text
         assert "8 records" in proc.stdout
-        assert "(listed while Prefect started)" in text  # tasks.listing_prefetch
+        assert "(listed while Prefect started)" in text  # recordio_flow.tasks.listing_prefetch
         assert "ERROR" not in text and "Traceback" not in text, text
         assert (out / "manifest.json").is_file()
     db = tmp_path / "home" / "prefect.db"
     assert len(database_revisions(db)) == 1
-    # the task-run recorder batches (flows.local_api.TEMPORARY_API_TUNING): still, every task
+    # the task-run recorder batches (flows/local_api.py's TEMPORARY_API_TUNING): still, every task
     # run of both runs is in the database, Completed, once the command has returned
     with sqlite3.connect(db) as conn:
         runs = conn.execute("SELECT id, state_type FROM flow_run").fetchall()
@@ -197,7 +204,7 @@ def _build_in_its_own_group(tmp_path: Path, *args: str) -> subprocess.Popen[str]
     env.update(PREFECT_HOME=str(tmp_path / "home"), DO_NOT_TRACK="1")
     return subprocess.Popen(
         with_default_sigint(
-            [sys.executable, "-m", "flows.cli", "build"]
+            [sys.executable, "-m", "recordio_flow.flows.cli", "build"]
             + [str(tmp_path / "src"), str(tmp_path / "o"), *args]
         ),
         cwd=tmp_path,

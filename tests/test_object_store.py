@@ -120,9 +120,9 @@ def test_io_options_are_checked(kwargs, match):
 
 
 def test_io_concurrency_is_a_flow_parameter_that_never_changes_the_content_key():
-    from flows.build_options import key_parameters, pack_options
-    from flows.cmd_build import register
-    from flows.params import parse_parameters
+    from recordio_flow.flows.build_options import key_parameters, pack_options
+    from recordio_flow.flows.cmd_build import register
+    from recordio_flow.flows.params import parse_parameters
 
     p = parse_parameters({"source": "s3://a/b", "output": "s3://a/c", "io_concurrency": 8})
     assert pack_options(p).io_concurrency == 8

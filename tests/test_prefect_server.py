@@ -13,15 +13,15 @@ import pytest
 from pipeline_fixtures import image_tree
 from prefect_server import ROOT, served, wait_for_deployment, wait_for_run
 
-from flows.params import PARAMETER_NAMES
-from flows.zombies import AUTOMATION_NAME
 from recordio_core.manifest import read_manifest
+from recordio_flow.flows.params import PARAMETER_NAMES
+from recordio_flow.flows.zombies import AUTOMATION_NAME
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_zombie_automation_watches_this_projects_runs_only():
-    from flows.zombies import RUN_TAG, zombie_automation
+    from recordio_flow.flows.zombies import RUN_TAG, zombie_automation
 
     a = zombie_automation()
     t = a.trigger
@@ -81,7 +81,7 @@ _CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 import pipeline_fixtures  # registers slow://
-from flows.cli import main
+from recordio_flow.flows.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -90,7 +90,7 @@ def test_a_killed_run_is_marked_crashed_by_the_zombie_automation(prefect_server,
     """`recflow build` against a server, SIGKILLed half way: the run does not stay Running.
     The project's automation is installed with a short window so the test is quick (the real
     one waits 90 s: three missed 30 s heartbeats)."""
-    from flows.zombies import zombie_automation
+    from recordio_flow.flows.zombies import zombie_automation
 
     src, out = tmp_path / "src", tmp_path / "out"
     image_tree(src, classes=2, per_class=6)
@@ -153,7 +153,7 @@ def test_the_run_that_left_the_commit_lock_is_marked_crashed(prefect_server, tmp
     from prefect import flow
     from prefect.states import Completed, Running
 
-    from tasks.commit import LOCK_NAME, commit_lock, crash_dead_owner
+    from recordio_flow.tasks.commit import LOCK_NAME, commit_lock, crash_dead_owner
 
     @flow(name="lock-holder")
     def holder() -> None:

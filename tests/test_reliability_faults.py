@@ -55,7 +55,7 @@ def retried_task_runs(flow_run_id: Any) -> list[str]:
 @pytest.fixture
 def quick_retries(monkeypatch):
     """Shorter retry delays for every task (the policy is the same, the test waits less)."""
-    import flows.build as fb
+    import recordio_flow.flows.build as fb
 
     for task in (fb.list_source, fb.plan_shards, fb.pack_shard_task, fb.validate_shard_task):
         monkeypatch.setattr(task, "retry_delay_seconds", [1.0, 2.0, 4.0])
@@ -109,8 +109,8 @@ def test_s3_endpoint_goes_away_mid_packing_and_comes_back(
 ):
     import s3fs
 
-    import tasks.pack
-    from flows.build import build_dataset
+    import recordio_flow.tasks.pack
+    from recordio_flow.flows.build import build_dataset
 
     outage = Outage()
     try:
@@ -126,7 +126,7 @@ def test_s3_endpoint_goes_away_mid_packing_and_comes_back(
         reference = f"s3://{bucket}/reference"
         build_dataset(source=src, output=reference, storage_options=so, **KW)
 
-        real_pack = tasks.pack.pack_shard
+        real_pack = recordio_flow.tasks.pack.pack_shard
         calls = []
 
         def pack_with_an_outage(entries, root, prefix, opts, **kw):
@@ -142,7 +142,7 @@ def test_s3_endpoint_goes_away_mid_packing_and_comes_back(
 
             return real_pack(entries, root, prefix, opts, progress=progress_then_outage, **kw)
 
-        monkeypatch.setattr(tasks.pack, "pack_shard", pack_with_an_outage)
+        monkeypatch.setattr(recordio_flow.tasks.pack, "pack_shard", pack_with_an_outage)
         out = f"s3://{bucket}/dataset"
         state = build_dataset(source=src, output=out, storage_options=so, **KW, return_state=True)
         assert outage.outages == 1
@@ -165,7 +165,7 @@ def test_reads_failing_past_every_retry_fail_the_run_and_a_rerun_completes(tmp_p
     the rerun after the fault is gone packs it without repacking the finished shards."""
     from badfiles import FailingReadFileSystem
 
-    import flows.build as fb
+    import recordio_flow.flows.build as fb
 
     monkeypatch.setattr(fb.pack_shard_task, "retry_delay_seconds", [0.0, 0.0, 0.0])
     root = tmp_path / "src"
@@ -192,7 +192,7 @@ def test_reads_failing_past_every_retry_fail_the_run_and_a_rerun_completes(tmp_p
 
 _RUN_CLI = (
     "import sys; sys.path.insert(0, 'tests'); import badfiles; "
-    "from flows.cli import main; sys.exit(main(sys.argv[1:]))"
+    "from recordio_flow.flows.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
 
@@ -227,7 +227,7 @@ def test_sigkill_mid_shard_then_rerun_resumes_with_identical_bytes(tmp_path):
     from badfiles import SLOW_ENV
     from pipeline_fixtures import subprocess_env
 
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     root = tmp_path / "src"
     image_tree(root, classes=2, per_class=12)
@@ -282,7 +282,7 @@ def test_sigkill_mid_shard_then_rerun_resumes_with_identical_bytes(tmp_path):
 
     # the killed run's temporary files stay hidden, and a later commit removes them once
     # nobody has written to them for DEBRIS_AGE_SECONDS (a live writer's are always fresher)
-    from tasks.commit import DEBRIS_AGE_SECONDS, commit_dataset
+    from recordio_flow.tasks.commit import DEBRIS_AGE_SECONDS, commit_dataset
 
     leftovers = sorted(out.rglob(".*.tmp-*"))
     assert leftovers == sorted(interrupted)
@@ -300,7 +300,7 @@ def test_a_commit_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     import socket
     import subprocess
 
-    from tasks.commit import LOCK_NAME, LockBusy, commit_lock
+    from recordio_flow.tasks.commit import LOCK_NAME, LockBusy, commit_lock
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -335,8 +335,8 @@ def test_two_runs_writing_the_same_output_at_once_leave_one_whole_dataset(tmp_pa
     from badfiles import SLOW_ENV
     from pipeline_fixtures import subprocess_env
 
-    from flows.cli import main
     from recordio_core.recordio import MXIndexedRecordIO, unpack_img
+    from recordio_flow.flows.cli import main
 
     root = tmp_path / "src"
     image_tree(root, classes=2, per_class=8)
@@ -392,7 +392,7 @@ def test_a_commit_whose_shards_a_concurrent_run_replaced_is_refused(tmp_path, mo
     """Run R reuses dataset D1's shards; while R is about to commit, run N commits other
     parameters and removes D1's files. R must refuse (its manifest would name missing files)
     and leave N's whole dataset; R's rerun then packs what it needs and commits."""
-    import flows.build as fb
+    import recordio_flow.flows.build as fb
 
     root = tmp_path / "src"
     image_tree(root, classes=2, per_class=4)

@@ -61,20 +61,20 @@ def test_bad_images_through_the_flow(tmp_path, monkeypatch, capsys):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    import tasks.pack
-    from flows.build import build_dataset
-    from flows.cli import main
-    from tasks.report import artifact_key
+    import recordio_flow.tasks.pack
+    from recordio_flow.flows.build import build_dataset
+    from recordio_flow.flows.cli import main
+    from recordio_flow.tasks.report import artifact_key
 
     root = tmp_path / "src"
     cases, listed = make_source(root)
-    real_pack = tasks.pack.pack_shard
+    real_pack = recordio_flow.tasks.pack.pack_shard
 
     def pack_after_a_file_vanished(*args, **kwargs):
         (root / "bad" / "vanish.jpg").unlink(missing_ok=True)
         return real_pack(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.pack, "pack_shard", pack_after_a_file_vanished)
+    monkeypatch.setattr(recordio_flow.tasks.pack, "pack_shard", pack_after_a_file_vanished)
     out = tmp_path / "out"
     summary = build_dataset(
         source=f"denied://{root}", output=str(out), resize=32, records_per_shard=12
@@ -103,7 +103,7 @@ def test_bad_images_through_the_flow(tmp_path, monkeypatch, capsys):
 
 
 def test_bad_images_through_recflow_im2rec(tmp_path, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     root = tmp_path / "src"
     cases, listed = make_source(root)
@@ -129,8 +129,8 @@ def test_bad_images_through_recflow_im2rec(tmp_path, capsys):
 def test_broken_links_and_special_files_are_reported_not_dropped(tmp_path, capsys):
     """im2rec.py silently skips names that are not regular files; a broken link to an image
     is an image gone missing, so the listing reports it (and the flow records a reject)."""
-    from flows.cli import main
     from recordio_core.listing import list_images
+    from recordio_flow.flows.cli import main
 
     root = tmp_path / "src"
     image_tree(root, classes=1, per_class=2)
@@ -172,9 +172,9 @@ def test_unreadable_permissions_on_the_real_filesystem(tmp_path):
 
 
 def test_decompression_bomb_limit_is_honoured_and_configurable(tmp_path):
-    from flows.build_options import pack_options
-    from flows.params import BuildParameters
     from recordio_core.image import ImageError, ImageOptions, transform_image
+    from recordio_flow.flows.build_options import pack_options
+    from recordio_flow.flows.params import BuildParameters
 
     normal = ic.rgb_jpeg(64, 48)
     assert transform_image(normal, ImageOptions())  # 3072 pixels: fine by default
@@ -230,7 +230,7 @@ BAD_PARAMETERS = [
 def test_invalid_parameters_are_refused_saying_what_is_allowed(change, message):
     from pydantic import ValidationError
 
-    from flows.params import BuildParameters
+    from recordio_flow.flows.params import BuildParameters
 
     with pytest.raises(ValidationError) as info:
         BuildParameters(**{"source": "/data/src", "output": "/data/out", **change})
@@ -244,7 +244,7 @@ def test_invalid_parameters_are_refused_saying_what_is_allowed(change, message):
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_invalid_parameters_stop_the_flow_before_any_work(tmp_path):
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     src = tmp_path / "src"
     image_tree(src, classes=1, per_class=2)
@@ -264,18 +264,18 @@ def test_a_shard_result_that_loses_an_image_fails_the_run(tmp_path, monkeypatch)
     """The flow's own count check: a pack result must account for every planned image."""
     import dataclasses
 
-    import tasks.pack
-    from flows.build import build_dataset
+    import recordio_flow.tasks.pack
+    from recordio_flow.flows.build import build_dataset
 
     src = tmp_path / "src"
     image_tree(src, classes=1, per_class=3)
     (src / "class0" / "empty.jpg").write_bytes(b"")
-    real_pack = tasks.pack.pack_shard
+    real_pack = recordio_flow.tasks.pack.pack_shard
 
     def pack_forgetting_rejects(*args, **kwargs):
         return dataclasses.replace(real_pack(*args, **kwargs), rejects=())
 
-    monkeypatch.setattr(tasks.pack, "pack_shard", pack_forgetting_rejects)
+    monkeypatch.setattr(recordio_flow.tasks.pack, "pack_shard", pack_forgetting_rejects)
     out = tmp_path / "out"
     state = build_dataset(source=str(src), output=str(out), return_state=True)
     assert state.is_failed()
@@ -303,7 +303,7 @@ def test_a_shard_result_that_loses_an_image_fails_the_run(tmp_path, monkeypatch)
     ],
 )
 def test_invalid_command_line_options_are_refused_before_any_work(tmp_path, argv, message, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     names = {"SRC": "src", "OUT": "out", "P": "p", "L.lst": "l.lst", "OUT.rec": "out.rec"}
     argv = [str(tmp_path / names[a]) if a in names else a for a in argv]
@@ -386,7 +386,7 @@ def test_hostile_rec_and_idx_give_clear_errors_in_bounded_memory(tmp_path):
 
 
 def test_recflow_validate_on_a_hostile_shard_exits_nonzero(tmp_path, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     rec_bytes, idx_bytes = _hostile_files(tmp_path)["huge_length"]
     (tmp_path / "h.rec").write_bytes(rec_bytes)
@@ -398,9 +398,9 @@ def test_recflow_validate_on_a_hostile_shard_exits_nonzero(tmp_path, capsys):
 def test_validate_decode_refuses_a_bomb_record_instead_of_decoding_it(tmp_path, capsys):
     """1e8 pixels: under Pillow's hard ceiling (2x its limit), so only our limit stops the
     validator from allocating ~300 MB for it."""
-    from flows.cli import main
     from recordio_core.framing import frame_record
     from recordio_core.recordio import IRHeader, pack
+    from recordio_flow.flows.cli import main
 
     record = frame_record(pack(IRHeader(0, 0.0, 0, 0), ic.png_header_only(10000, 10000)))
     (tmp_path / "b.rec").write_bytes(record)

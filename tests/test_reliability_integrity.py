@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 def dataset(tmp_path_factory, prefect_harness) -> Path:  # noqa: F811
     """One dataset built by the flow (train/val, several shards, a reject); tests corrupt
     copies of it."""
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     root = tmp_path_factory.mktemp("integrity-src")
     image_tree(root, classes=2, per_class=6)
@@ -127,7 +127,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
 
 
 def test_an_intact_dataset_validates(dataset, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     assert main(["validate", str(dataset)]) == 0
     assert main(["validate", str(dataset / MANIFEST_NAME), "--decode"]) == 0
@@ -136,7 +136,7 @@ def test_an_intact_dataset_validates(dataset, capsys):
 
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
 def test_recflow_validate_detects_each_corruption(dataset, tmp_path, name, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     copy = tmp_path / "copy"
     shutil.copytree(dataset, copy)
@@ -156,7 +156,7 @@ def test_recflow_validate_detects_each_corruption(dataset, tmp_path, name, capsy
 
 
 def test_an_unreadable_manifest_is_a_clear_error(dataset, tmp_path, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     copy = tmp_path / "copy"
     shutil.copytree(dataset, copy)
@@ -189,7 +189,7 @@ def test_no_credential_in_logs_artifacts_manifest_database_or_errors(
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
 
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     monkeypatch.setattr(fsspec.config, "conf", {})
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ENV_SECRET)  # moto accepts any key

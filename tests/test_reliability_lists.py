@@ -110,7 +110,7 @@ IM2REC_PROBLEMS = [n for n in PROBLEMS if not n.startswith("label_width")] + ["n
 @pytest.mark.parametrize("name", IM2REC_PROBLEMS)
 def test_recflow_im2rec_refuses_a_bad_list_before_packing_any(tmp_path, images, name, capsys):
     """Two lists share the prefix: the good one comes first and must not be packed either."""
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     tail, width, words = PROBLEMS.get(name, (NOT_UTF8, 1, "not UTF-8"))
     folder = tmp_path / "lists"
@@ -125,7 +125,7 @@ def test_recflow_im2rec_refuses_a_bad_list_before_packing_any(tmp_path, images, 
 
 @pytest.mark.parametrize("name", ["non_numeric_label", "duplicate_index", "dot_dot", "absolute"])
 def test_recflow_pack_refuses_a_bad_list_before_packing(tmp_path, images, name, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     tail, width, words = PROBLEMS[name]
     lst = write_list(tmp_path / "l.lst", tail, width)
@@ -137,7 +137,7 @@ def test_recflow_pack_refuses_a_bad_list_before_packing(tmp_path, images, name, 
 
 
 def test_outside_root_is_allowed_on_request_by_the_commands(tmp_path, images, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "x.jpg").write_bytes((images / "class0/img00.jpg").read_bytes())
@@ -154,8 +154,8 @@ def test_outside_root_is_allowed_on_request_by_the_commands(tmp_path, images, ca
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_flow_takes_a_user_list_and_refuses_bad_ones_before_packing(tmp_path, images):
-    from flows.build import build_dataset
     from recordio_core.manifest import read_manifest
+    from recordio_flow.flows.build import build_dataset
 
     def run(lst: Path, out: Path, **kw):
         return build_dataset(

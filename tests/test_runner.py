@@ -1,4 +1,4 @@
-"""`flows.runner.run_flow_quietly`: the outcome of a flow run as `(ok, result or message)`.
+"""`run_flow_quietly` (flows/runner.py): the outcome of a flow run as `(ok, result or message)`.
 
 The case that broke CI once: under load the client's request that sets the final Completed
 state times out, the client sends it again, and the server (which had committed the first)
@@ -12,7 +12,7 @@ import pytest
 from pipeline_fixtures import prefect_harness  # noqa: F401  (fixture)
 from prefect import flow
 
-from flows.runner import run_flow_quietly
+from recordio_flow.flows.runner import run_flow_quietly
 
 
 @flow(persist_result=False)

@@ -1,4 +1,4 @@
-from flows.cli import main
+from recordio_flow.flows.cli import main
 
 
 def test_help_exits_cleanly(capsys):
@@ -14,8 +14,8 @@ def test_a_command_imports_only_its_own_module():
     import sys
 
     code = (
-        "import sys; from flows.cli import build_parser; build_parser('im2rec'); "
-        "print('pydantic' in sys.modules, 'flows.cmd_build' in sys.modules)"
+        "import sys; from recordio_flow.flows.cli import build_parser; build_parser('im2rec'); "
+        "print('pydantic' in sys.modules, 'recordio_flow.flows.cmd_build' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
@@ -28,7 +28,7 @@ def test_the_console_entry_keeps_exit_codes_and_flushes_piped_output(tmp_path):
 
     def run(*args):
         return subprocess.run(
-            [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True
+            [sys.executable, "-m", "recordio_flow.flows.cli", *args], capture_output=True, text=True
         )
 
     version = run("--version")

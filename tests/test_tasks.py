@@ -14,11 +14,11 @@ import pytest
 from pipeline_fixtures import image_tree  # also sets the Prefect test environment
 from pydantic import Field
 
-from flows.param_secrets import secret_paths, split_secrets
-from flows.params import BuildParameters
 from recordio_core.lst import LstEntry
 from recordio_core.manifest import read_manifest
 from recordio_core.split import SplitList
+from recordio_flow.flows.param_secrets import secret_paths, split_secrets
+from recordio_flow.flows.params import BuildParameters
 
 
 def params(**kw):
@@ -52,7 +52,7 @@ def test_invalid_parameters_are_refused_with_the_reason(kw, message):
 
 
 def test_flow_signature_matches_the_parameter_model():
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     sig = inspect.signature(build_dataset.fn)
     assert list(sig.parameters) == list(BuildParameters.model_fields)
@@ -83,7 +83,7 @@ def _form_schema(schema: dict) -> list[tuple[str, dict]]:
 def test_every_form_field_has_the_help_text_of_the_command_line():
     """The deployment's parameter schema (what the UI's form shows) describes every field with
     the text `recflow build --help` prints, and puts the most used fields first."""
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     dep = build_dataset.to_deployment(name="t", parameters={"source": "/a", "output": "/b"})
     form = _form_schema(dep._parameter_openapi_schema.model_dump())
@@ -105,7 +105,7 @@ Width = Annotated[Layers, Field(le=9)]  # an alias of an alias keeps its descrip
 
 
 def test_an_alias_in_the_house_style_is_described_automatically():
-    from flows.params import describe_parameters
+    from recordio_flow.flows.params import describe_parameters
 
     @describe_parameters
     def f(colour: Colour, layers: Width = 2, plain: int = 0) -> None:
@@ -123,7 +123,7 @@ def test_an_alias_in_the_house_style_is_described_automatically():
 
 def test_flow_validate_parameters_checks_types_before_the_run():
     """What Prefect checks when a run starts (the UI checks the same JSON schema)."""
-    from flows.build import build_dataset
+    from recordio_flow.flows.build import build_dataset
 
     ok = build_dataset.validate_parameters({"source": "/a", "output": "/b", "resize": "128"})
     assert ok["resize"] == 128
@@ -156,8 +156,8 @@ def _split(name, split, n, start=0):
 
 
 def test_jobs_are_named_keyed_and_cover_every_entry():
-    from flows.build_options import key_parameters, pack_options
-    from tasks.plan import make_jobs
+    from recordio_flow.flows.build_options import key_parameters, pack_options
+    from recordio_flow.tasks.plan import make_jobs
 
     splits = [_split("_val", "val", 3), _split("_train", "train", 25, start=3)]
     kp = key_parameters(pack_options(params()))
@@ -179,7 +179,7 @@ def test_jobs_are_named_keyed_and_cover_every_entry():
     assert jobs[1].prefix == f"s3://b/out/train/train-00000-of-00003.{jobs[1].key[:12]}"
     assert [e.index for j in jobs for e in j.entries()] == list(range(28))
     assert jobs[1].entries()[0] == splits[1].entries[0]
-    from flows.build_plan import Planned
+    from recordio_flow.flows.build_plan import Planned
 
     planned = Planned(None, 28, splits, None, jobs)  # the flow's slices equal the decoded jobs
     assert [list(e) for e in planned.job_entries] == [list(j.entries()) for j in jobs]
@@ -248,9 +248,9 @@ def test_planned_shard_keys_do_not_move(order):
     """record_order="listing" keeps the names (and bytes) of the shards earlier versions
     built; the default is "hash". The order is not a key parameter: the entries in order
     already are."""
-    from flows.build_options import key_parameters, pack_options
     from recordio_core.split import stable_split
-    from tasks.plan import make_jobs
+    from recordio_flow.flows.build_options import key_parameters, pack_options
+    from recordio_flow.tasks.plan import make_jobs
 
     p = params() if order is None else params(record_order=order)
     fps = {e.path: f"{100 + e.index}:1.5" for e in _PLANNED}
@@ -267,9 +267,9 @@ def test_planned_shard_keys_do_not_move(order):
 
 
 def test_cache_key_covers_byte_parameters_not_workers():
-    from flows.build_options import key_parameters, pack_options
-    from tasks.pack import pack_cache_key
-    from tasks.plan import make_jobs
+    from recordio_flow.flows.build_options import key_parameters, pack_options
+    from recordio_flow.tasks.pack import pack_cache_key
+    from recordio_flow.tasks.plan import make_jobs
 
     def key(p, workers=1):
         kp = key_parameters(pack_options(p, workers))
@@ -317,7 +317,7 @@ def test_pack_label_left_empty_packs_several_labels(label_width, pack_label, pac
 
 
 def test_records_per_shard_is_raised_to_cap_the_shard_count():
-    from tasks.plan import effective_records_per_shard
+    from recordio_flow.tasks.plan import effective_records_per_shard
 
     assert effective_records_per_shard([100, 10], 50, 256) == 50
     rps = effective_records_per_shard([100_000, 30, 0], 10, 20)
@@ -338,8 +338,8 @@ def test_records_per_shard_is_raised_to_cap_the_shard_count():
 def test_plan_shards_sizes_shards_by_bytes_unless_told(tmp_path, size, records_per_shard, shards):
     from recordio_core.lst import LstEntry
     from recordio_core.split import SplitList
-    from tasks.common import Carry
-    from tasks.plan import plan_shards
+    from recordio_flow.tasks.common import Carry
+    from recordio_flow.tasks.plan import plan_shards
 
     entries = tuple(LstEntry(i, (0.0,), f"c/{i}.jpg") for i in range(5000))
     prints = {e.path: f"{size}:1.0" if size else "unknown" for e in entries}
@@ -357,7 +357,7 @@ def test_plan_shards_sizes_shards_by_bytes_unless_told(tmp_path, size, records_p
 
 
 def test_retry_condition_only_retries_transient_errors():
-    from tasks.common import is_transient
+    from recordio_flow.tasks.common import is_transient
 
     assert is_transient(OSError("reset")) and is_transient(ConnectionError("x"))
     assert is_transient(TimeoutError()) and is_transient(RuntimeError("unknown"))
@@ -366,7 +366,7 @@ def test_retry_condition_only_retries_transient_errors():
 
 # --------------------------------------------------------------------------- commit & lock
 def test_commit_lock_is_exclusive_and_recovers_stale_locks(tmp_path):
-    from tasks.commit import LOCK_NAME, LockBusy, commit_lock
+    from recordio_flow.tasks.commit import LOCK_NAME, LockBusy, commit_lock
 
     out = str(tmp_path)
     with commit_lock(out, "run-a"):
@@ -384,7 +384,7 @@ def test_commit_lock_is_exclusive_and_recovers_stale_locks(tmp_path):
 
 
 def test_commit_lock_on_s3(s3_server):
-    from tasks.commit import LockBusy, commit_lock
+    from recordio_flow.tasks.commit import LockBusy, commit_lock
 
     bucket = s3_server.make_bucket()
     out = f"s3://{bucket}/ds"
@@ -424,7 +424,7 @@ def _fake_result(out, split, name, payload: bytes):
 
 def test_commit_writes_manifest_last_and_prunes_the_previous_dataset(tmp_path):
     from recordio_core.manifest import RejectEntry
-    from tasks.commit import build_manifest, commit_dataset
+    from recordio_flow.tasks.commit import build_manifest, commit_dataset
 
     out = str(tmp_path / "ds")
     old = _fake_result(out, "all", "all-00000-of-00001.aaaa", b"old")
@@ -465,7 +465,7 @@ def test_commit_writes_manifest_last_and_prunes_the_previous_dataset(tmp_path):
 # --------------------------------------------------------------------------- reports
 def test_summary_markdown_and_table():
     from recordio_core.manifest import Manifest, RejectEntry, SplitEntry
-    from tasks.report import (
+    from recordio_flow.tasks.report import (
         ShardOutcome,
         artifact_key,
         build_summary,
@@ -520,7 +520,7 @@ def test_summary_contact_sheet_shows_a_few_packed_records_per_class(tmp_path):
 
     from recordio_core.inspect import sheet_from_records
     from recordio_core.pack import PackOptions, pack_shard
-    from tasks.report import sheet_picks
+    from recordio_flow.tasks.report import sheet_picks
 
     src = tmp_path / "src"
     image_tree(src, classes=3, per_class=6)
@@ -544,7 +544,7 @@ def test_summary_contact_sheet_shows_a_few_packed_records_per_class(tmp_path):
 
 # --------------------------------------------------------------------------- command line
 def test_build_options_mirror_the_parameters(capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     with pytest.raises(SystemExit):
         main(["build", "--help"])
@@ -556,7 +556,7 @@ def test_build_options_mirror_the_parameters(capsys):
 
 
 def test_build_refuses_bad_options_before_starting_prefect(tmp_path, capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     rc = main(
         ["build", str(tmp_path), str(tmp_path / "o"), "--train-ratio", "0.9", "--test-ratio", "0.2"]
@@ -570,8 +570,8 @@ def test_build_refuses_bad_options_before_starting_prefect(tmp_path, capsys):
 def test_build_keeps_credentials_out_of_the_parameters(monkeypatch):
     import fsspec.config
 
-    from flows.cli import build_parser
-    from flows.cmd_build import parameters_from_args
+    from recordio_flow.flows.cli import build_parser
+    from recordio_flow.flows.cmd_build import parameters_from_args
 
     monkeypatch.setattr(fsspec.config, "conf", {})
     args = build_parser().parse_args(
@@ -595,7 +595,7 @@ def test_build_keeps_credentials_out_of_the_parameters(monkeypatch):
 
 
 def test_serve_param_parsing():
-    from flows.cmd_serve import parse_params
+    from recordio_flow.flows.cmd_serve import parse_params
 
     assert parse_params(["resize=128", "encoding=.png", "pass_through=true"]) == {
         "resize": 128,
@@ -615,7 +615,7 @@ def test_image_tree_helper_is_deterministic(tmp_path):
 def test_debris_of_killed_runs_is_removed_only_when_old(tmp_path):
     import os
 
-    from tasks.commit import remove_debris
+    from recordio_flow.tasks.commit import remove_debris
 
     folder = tmp_path / "train"
     folder.mkdir()
@@ -631,7 +631,7 @@ def test_debris_of_killed_runs_is_removed_only_when_old(tmp_path):
 
 
 def test_serve_refuses_bad_defaults_before_starting(capsys):
-    from flows.cli import main
+    from recordio_flow.flows.cli import main
 
     assert main(["serve", "--param", "resize=-2"]) == 2
     assert "resize" in capsys.readouterr().err

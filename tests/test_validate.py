@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from imagecases import rgb_jpeg
 
-from flows.cli import main
 from recordio_core.framing import frame_record
 from recordio_core.image import ImageOptions
 from recordio_core.lst import LstEntry
 from recordio_core.manifest import Manifest, ShardEntry, SplitEntry, write_manifest
 from recordio_core.pack import PackOptions, ShardResult, pack_shard
 from recordio_core.validate import MAX_LISTED_PROBLEMS, ValidationReport, validate_shard
+from recordio_flow.flows.cli import main
 
 
 @pytest.fixture
