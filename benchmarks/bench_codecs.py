@@ -25,6 +25,11 @@ with MXNet's pixels can reach on this corpus however little Python we run.
 against Pillow's (what the code did before 2026-12-03), alternating per image, and counts
 outputs that differ (there must be none).
 
+`--candidates [NAME ...]` instead times `bench_im2rec.CANDIDATES` (codec configurations) in
+one process, rotating per image which goes first, and compares each output's pixels with
+what im2rec.py's image calls make of the same file (README, "Codec paths against MXNet's
+pixels").
+
 Measured 2026-12-03 on the 2-core machine (`--rounds 2`, after gray JPEGs took the fast path;
 CPU ms per image, ours / im2rec.py's calls): small JPEGs 0.90 / 2.83 (3.14x), large JPEGs
 3.71 / 13.35 (3.60x), gray 1.25 / 3.45 (2.76x; 1.83 before), CMYK 4.78 / 8.17 (1.71x), PNG

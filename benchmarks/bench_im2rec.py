@@ -16,6 +16,11 @@ and prints wall time, img/s and the ratio (ours / MXNet's img/s) per round and t
 Absolute numbers swing a lot on a shared machine; the ratio within a round is what counts.
 The MXNet interpreter is $RECFLOW_MXNET_PYTHON or .venv-mxnet/bin/python (`make mxnet-venv`).
 `--profile` runs our packer once in-process under cProfile instead and prints the top entries.
+`--candidates [NAME ...]` re-encodes instead with each codec configuration of `CANDIDATES`
+(simplejpeg's encoder, its decode flags, YUV planes, `reducing_gap` values; all when none is
+named) as the whole tool, im2rec.py once per round, and prints per candidate the CPU per image,
+the CPU and wall ratios and the pixels against im2rec.py's output (mean |diff| over images,
+the worst image and PSNRs) with issue 21's criterion (mean <= 1.0, worst <= 3.0).
 `--hash-overhead` measures instead what the data-quality hashing costs (the sha256 of every
 source file's bytes and the difference hash of every decoded image) against the per-image
 packing work, side by side, in CPU time on one core (see `hash_overhead`).
