@@ -25,6 +25,11 @@ with MXNet's pixels can reach on this corpus however little Python we run.
 against Pillow's (what the code did before 2026-12-03), alternating per image, and counts
 outputs that differ (there must be none).
 
+`--candidates [NAME ...]` instead times `bench_im2rec.CANDIDATES` (codec configurations) in
+one process, rotating per image which goes first, and compares each output's pixels with
+what im2rec.py's image calls make of the same file (README, "Codec paths against MXNet's
+pixels").
+
 Measured 2026-12-03 on the 2-core machine (`--rounds 2`, after gray JPEGs took the fast path;
 CPU ms per image, ours / im2rec.py's calls): small JPEGs 0.90 / 2.83 (3.14x), large JPEGs
 3.71 / 13.35 (3.60x), gray 1.25 / 3.45 (2.76x; 1.83 before), CMYK 4.78 / 8.17 (1.71x), PNG
@@ -40,6 +45,7 @@ import argparse
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,7 +57,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_im2rec import ensure_corpus, mxnet_python, transform_ab  # noqa: E402
+from bench_im2rec import (  # noqa: E402
+    CANDIDATES,
+    PixelDiff,
+    apply_candidate,
+    ensure_corpus,
+    mxnet_python,
+    transform_ab,
+)
 
 RESIZE, QUALITY = 256, 95
 KINDS = ("jpeg", "large", "gray", "cmyk", "png", "progressive")
@@ -77,6 +90,24 @@ for _ in range(rounds):
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, __QUALITY__])
         out[k].append(time.process_time() - t)
 print(json.dumps({k: min(v) for k, v in out.items()}))
+""".replace("__RESIZE__", str(RESIZE)).replace("__QUALITY__", str(QUALITY))
+
+
+# im2rec.py's re-encode of each file (the calls above), written to stdout as length-prefixed
+# JPEG bytes in the order of the JSON list of paths on stdin.
+_THEIRS_BYTES = r"""
+import json, struct, sys
+import cv2, numpy as np
+out = sys.stdout.buffer
+for path in json.load(sys.stdin):
+    img = cv2.imdecode(np.fromfile(path, np.uint8), 1)
+    if img.shape[0] > img.shape[1]:
+        newsize = (__RESIZE__, img.shape[0] * __RESIZE__ // img.shape[1])
+    else:
+        newsize = (img.shape[1] * __RESIZE__ // img.shape[0], __RESIZE__)
+    img = cv2.resize(img, newsize)
+    data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, __QUALITY__])[1].tobytes()
+    out.write(struct.pack("<I", len(data)) + data)
 """.replace("__RESIZE__", str(RESIZE)).replace("__QUALITY__", str(QUALITY))
 
 
@@ -198,6 +229,111 @@ def opencv_ab(datas: list[bytes], rounds: int) -> None:
     transform_ab(datas, rounds, {"OpenCV": opencv, "Pillow": pillow}, opencv)
 
 
+def im2rec_outputs(paths: list[str]) -> list[bytes]:
+    """What im2rec.py's image calls make of each file (`_THEIRS_BYTES`, MXNet's venv)."""
+    import struct
+
+    proc = subprocess.run(
+        [mxnet_python(), "-c", _THEIRS_BYTES],
+        input=json.dumps(paths).encode(),
+        capture_output=True,
+        check=True,
+    )
+    out, pos, data = [], 0, proc.stdout
+    while pos < len(data):
+        (size,) = struct.unpack_from("<I", data, pos)
+        out.append(data[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return out
+
+
+def candidates_ab(paths: list[str], names: list[str], rounds: int) -> None:
+    """Each codec candidate (`bench_im2rec.CANDIDATES`) in-process on one core, rotating per
+    image which goes first, so machine load falls on all alike: CPU ms per image of
+    `transform_image` against the first candidate and against im2rec.py's image calls, and
+    (first round) each output's decoded pixels against im2rec.py's, decoded the same way."""
+    import math
+
+    import numpy as np
+
+    from recordio_core import image, jpeg
+    from recordio_core.image import ImageOptions, decode_array, transform_image
+
+    datas = [Path(p).read_bytes() for p in paths]
+    theirs_out = im2rec_outputs(paths)
+    their_cpu = theirs({"corpus": paths})["corpus"] / len(paths)
+    attrs = [(image, "_encode_jpeg_array"), (image, "_fast_jpeg"), (jpeg, "_strict")]
+    originals = [(owner, attr, getattr(owner, attr)) for owner, attr in attrs]
+    setups = {}
+    for name in names:
+        restore = apply_candidate(name)
+        opts = ImageOptions(resize=RESIZE, quality=QUALITY)  # the candidate's reducing_gap
+        setups[name] = (opts, [(owner, attr, getattr(owner, attr)) for owner, attr in attrs])
+        restore()
+    clock = time.process_time
+    spent = {name: [] for name in names}
+    stats: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    sizes = dict.fromkeys(names, 0)
+    for rnd in range(rounds):
+        totals = dict.fromkeys(names, 0.0)
+        for i, data in enumerate(datas):
+            ref = decode_array(theirs_out[i], iscolor=-1).astype(np.int16) if rnd == 0 else None
+            k = i % len(names)
+            for name in names[k:] + names[:k]:
+                opts, patches = setups[name]
+                for owner, attr, value in patches:
+                    setattr(owner, attr, value)
+                t = clock()
+                out = transform_image(data, opts)
+                totals[name] += clock() - t
+                if ref is not None:
+                    mine = decode_array(out, iscolor=-1).astype(np.int16)
+                    if mine.shape != ref.shape:
+                        sizes[name] += 1
+                        continue
+                    diff = np.abs(mine - ref)
+                    mse = float(np.square(diff, dtype=np.float64).mean())
+                    psnr = 10 * math.log10(255**2 / mse) if mse else math.inf
+                    stats[name].append((float(diff.mean()), psnr))
+        for owner, attr, value in originals:
+            setattr(owner, attr, value)
+        for name in names:
+            spent[name].append(totals[name] / len(datas))
+        print(f"round {rnd + 1} done", flush=True)
+
+    base = statistics.median(spent[names[0]])
+    print(
+        f"\n== codec candidates, one core, in-process, CPU per image of transform_image "
+        f"(median of {rounds} rounds) and pixels against im2rec.py's (its image calls "
+        f"{their_cpu * 1e3:.2f} ms per image); criterion: mean <= 1.0, worst image <= 3.0"
+    )
+    print(
+        f"{'candidate':36s} {'CPU ms':>7s} {'vs 1st':>6s} {'im2rec.py x':>11s}"
+        f" {'mean':>5s} {'worst':>6s} {'image':>6s} {'worst dB':>8s} {'min dB':>6s}  criterion"
+    )
+    for name in names:
+        cpu = statistics.median(spent[name])
+        means = [m for m, _ in stats[name]]
+        worst_at = max(range(len(means)), key=means.__getitem__)
+        diff = PixelDiff(
+            len(datas),
+            True,
+            sizes[name],
+            statistics.mean(means),
+            means[worst_at],
+            worst_at,
+            stats[name][worst_at][1],
+            min(p for _, p in stats[name]),
+        )
+        print(
+            f"{name:36s} {cpu * 1e3:7.3f} {cpu / base:6.3f} {their_cpu / cpu:10.2f}x"
+            f" {diff.mean:5.2f} {diff.worst:6.2f} {'#' + str(worst_at):>6s}"
+            f" {diff.worst_psnr:8.1f} {diff.min_psnr:6.1f}  "
+            + ("meets" if diff.meets() else "fails"),
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="images in the corpus (default 2000)")
@@ -213,7 +349,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="compare OpenCV's JPEG encoder and PNG decoder with Pillow's in-process instead",
     )
+    ap.add_argument(
+        "--candidates",
+        nargs="*",
+        metavar="NAME",
+        help="time bench_im2rec's codec candidates (all when none are named) per image "
+        "in-process instead, with their pixels against im2rec.py's",
+    )
     args = ap.parse_args(argv)
+    if args.candidates is not None:
+        from recordio_core.lst import read_lst
+
+        unknown = [n for n in args.candidates if n not in CANDIDATES]
+        if unknown:
+            ap.error(f"unknown candidate(s) {unknown}; choose from {list(CANDIDATES)}")
+        lst = ensure_corpus(Path(args.workdir), args.n, args.seed)
+        root = lst.with_suffix("")
+        paths = [str(root / e.path) for e in read_lst(str(lst))]
+        candidates_ab(paths, args.candidates or list(CANDIDATES), args.rounds)
+        return 0
     if args.opencv_ab:
         from recordio_core.lst import read_lst
 

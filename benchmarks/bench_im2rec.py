@@ -16,6 +16,11 @@ and prints wall time, img/s and the ratio (ours / MXNet's img/s) per round and t
 Absolute numbers swing a lot on a shared machine; the ratio within a round is what counts.
 The MXNet interpreter is $RECFLOW_MXNET_PYTHON or .venv-mxnet/bin/python (`make mxnet-venv`).
 `--profile` runs our packer once in-process under cProfile instead and prints the top entries.
+`--candidates [NAME ...]` re-encodes instead with each codec configuration of `CANDIDATES`
+(simplejpeg's encoder, its decode flags, YUV planes, `reducing_gap` values; all when none is
+named) as the whole tool, im2rec.py once per round, and prints per candidate the CPU per image,
+the CPU and wall ratios and the pixels against im2rec.py's output (mean |diff| over images,
+the worst image and PSNRs) with issue 21's criterion (mean <= 1.0, worst <= 3.0).
 `--hash-overhead` measures instead what the data-quality hashing costs (the sha256 of every
 source file's bytes and the difference hash of every decoded image) against the per-image
 packing work, side by side, in CPU time on one core (see `hash_overhead`).
@@ -86,6 +91,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -134,8 +140,11 @@ def ensure_corpus(workdir: Path, n: int, seed: int) -> Path:
     return lst
 
 
-def run_tool(tool: str, lst: Path, root: Path, out: Path, args: list[str]) -> tuple[float, float]:
-    """Pack `lst` into `out/data.rec` with one tool; return (wall, CPU) seconds."""
+def run_tool(
+    tool: str, lst: Path, root: Path, out: Path, args: list[str], candidate: str | None = None
+) -> tuple[float, float]:
+    """Pack `lst` into `out/data.rec` with one tool (ours with `candidate`'s codecs when
+    given, see `CANDIDATES`); return (wall, CPU) seconds."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -143,6 +152,9 @@ def run_tool(tool: str, lst: Path, root: Path, out: Path, args: list[str]) -> tu
     prefix = str(out / "data")
     if tool == "mxnet":
         cmd = [mxnet_python(), "-m", "mxnet.tools.im2rec", prefix, str(root), *args]
+    elif candidate is not None:
+        main = _CANDIDATE_MAIN.format(here=str(HERE))
+        cmd = [sys.executable, "-c", main, candidate, "im2rec", prefix, str(root), *args]
     else:
         cmd = [sys.executable, "-m", "recordio_flow.flows.cli", "im2rec", prefix, str(root), *args]
     log = out / "log.txt"
@@ -164,8 +176,41 @@ def count_records(idx: Path) -> int:
     return sum(1 for line in idx.read_text().splitlines() if line.strip())
 
 
-def compare_pixels(ours: Path, theirs: Path) -> str:
-    """Keys, sizes and mean |pixel difference| between two packed shards (same .lst)."""
+class PixelDiff(NamedTuple):
+    """Decoded pixels of two packed shards of the same `.lst`, image by image."""
+
+    records: int
+    same_keys: bool
+    size_mismatches: int
+    mean: float  # mean |diff| per image, averaged over the images of equal size
+    worst: float  # the largest per-image mean |diff|
+    worst_key: int  # which record that is
+    worst_psnr: float  # that image's PSNR, dB
+    min_psnr: float  # the lowest PSNR of any image, dB
+
+    def meets(self, mean: float = 1.0, worst: float = 3.0) -> bool:
+        """Issue 21's criterion for pixel-changing codec paths."""
+        return (
+            self.same_keys
+            and not self.size_mismatches
+            and (self.mean <= mean and self.worst <= worst)
+        )
+
+    def __str__(self) -> str:
+        if not self.same_keys:
+            return f"keys differ ({self.records} records)"
+        return (
+            f"{self.records} records, same keys; {self.size_mismatches} size mismatches; "
+            f"decoded pixels mean |diff| {self.mean:.2f} (worst image {self.worst:.2f}, "
+            f"#{self.worst_key}, {self.worst_psnr:.1f} dB; lowest PSNR {self.min_psnr:.1f} dB)"
+        )
+
+
+def pixel_diff(ours: Path, theirs: Path) -> PixelDiff:
+    """Keys, sizes and per-image mean |pixel difference| and PSNR between two packed shards
+    (same .lst), both decoded the same way (`recordio_core.image.decode_array`, Pillow)."""
+    import math
+
     import numpy as np
 
     from recordio_core.framing import iter_records, open_source
@@ -185,23 +230,30 @@ def compare_pixels(ours: Path, theirs: Path) -> str:
 
     mine, base = records(ours), records(theirs)
     if list(mine) != list(base):
-        return f"keys differ: {len(mine)} vs {len(base)} records"
-    means, worst, sizes = [], 0.0, 0
+        return PixelDiff(len(mine), False, 0, math.nan, math.nan, -1, math.nan, math.nan)
+    means, sizes = [], 0
+    worst, worst_key, worst_psnr, min_psnr = -1.0, -1, math.inf, math.inf
     for key, img in mine.items():
         a = decode_array(img, iscolor=-1).astype(np.int16)
         b = decode_array(base[key], iscolor=-1).astype(np.int16)
         if a.shape != b.shape:
             sizes += 1
             continue
-        mean = float(np.abs(a - b).mean())
+        diff = np.abs(a - b)
+        mean = float(diff.mean())
+        mse = float(np.square(diff, dtype=np.float64).mean())
+        psnr = 10 * math.log10(255**2 / mse) if mse else math.inf
         means.append(mean)
-        worst = max(worst, mean)
-    if not means:
-        return f"{len(mine)} records, same keys, but every image size differs"
-    return (
-        f"{len(mine)} records, same keys; {sizes} size mismatches; decoded pixels "
-        f"mean |diff| {statistics.mean(means):.2f} (worst image {worst:.2f})"
-    )
+        min_psnr = min(min_psnr, psnr)
+        if mean > worst:
+            worst, worst_key, worst_psnr = mean, key, psnr
+    average = statistics.mean(means) if means else math.nan
+    return PixelDiff(len(mine), True, sizes, average, worst, worst_key, worst_psnr, min_psnr)
+
+
+def compare_pixels(ours: Path, theirs: Path) -> str:
+    """`pixel_diff` as one line."""
+    return str(pixel_diff(ours, theirs))
 
 
 def profile(lst: Path, root: Path, workdir: Path, num_thread: int) -> None:
@@ -325,6 +377,224 @@ def decoder_ab(lst: Path, root: Path, rounds: int) -> None:
     transform_ab(datas, rounds, {"simplejpeg": simplejpeg, "Pillow": pillow}, simplejpeg)
 
 
+# --------------------------------------------------------------------------- codec candidates
+
+# Re-encoding codec configurations measured against im2rec.py's own output (issue 21, part 3):
+# name -> how it differs from the default. Pixel-changing paths are acceptable when, on the
+# corpus, the mean |diff| to im2rec.py's decoded pixels is <= 1.0 level averaged over images
+# and <= 3.0 for the worst image (PSNR >= 40 dB); `--candidates` measures each.
+# - reducing_gap: `ImageOptions.reducing_gap` (JPEG DCT-scaled decode; None = full size);
+# - encoder "simplejpeg": JPEGs encoded by `simplejpeg.encode_jpeg` (4:2:0 like OpenCV's and
+#   Pillow's; gray as gray), with `encode_fastdct`;
+# - decode_fastdct / decode_fastupsample: simplejpeg's decode flags (libjpeg's fast integer
+#   IDCT, plain replicating chroma upsampling);
+# - yuv: an upright colour JPEG decoded by Pillow to YCbCr (no colour conversion; simplejpeg
+#   1.9 has no planar decode), its Y, Cb and Cr planes resized apart with cv2.resize (chroma
+#   straight to half the output size) and encoded by `simplejpeg.encode_jpeg_yuv_planes` (no
+#   conversion or downsampling in the encoder).
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "default (reducing_gap 2.0)": {},
+    "reducing_gap None": {"reducing_gap": None},
+    "reducing_gap 1.0": {"reducing_gap": 1.0},
+    "simplejpeg encode": {"encoder": "simplejpeg"},
+    "simplejpeg encode fastdct": {"encoder": "simplejpeg", "encode_fastdct": True},
+    "decode fastdct": {"decode_fastdct": True},
+    "decode fastupsample": {"decode_fastupsample": True},
+    "YUV planes": {"yuv": True},
+    "sj encode + fastupsample": {"encoder": "simplejpeg", "decode_fastupsample": True},
+    "all fast": {
+        "encoder": "simplejpeg",
+        "encode_fastdct": True,
+        "decode_fastdct": True,
+        "decode_fastupsample": True,
+    },
+    "all fast, reducing_gap 1.0": {
+        "encoder": "simplejpeg",
+        "encode_fastdct": True,
+        "decode_fastdct": True,
+        "decode_fastupsample": True,
+        "reducing_gap": 1.0,
+    },
+    "simplejpeg encode, reducing_gap None": {"encoder": "simplejpeg", "reducing_gap": None},
+    "fastupsample, reducing_gap None": {"decode_fastupsample": True, "reducing_gap": None},
+    "sj encode + fastupsample, gap None": {
+        "encoder": "simplejpeg",
+        "decode_fastupsample": True,
+        "reducing_gap": None,
+    },
+}
+
+
+def apply_candidate(name: str) -> Callable[[], None]:
+    """Patch `recordio_core` in this process to re-encode as `CANDIDATES[name]` says (before
+    the packer starts: its workers fork from this process and inherit the patches); returns
+    the function that undoes the patches."""
+    import io
+    import math
+
+    import numpy as np
+    import simplejpeg
+    from PIL import Image
+
+    from recordio_core import image, jpeg
+
+    spec = CANDIDATES[name]
+    saved = [
+        (image.ImageOptions, "__init__", image.ImageOptions.__init__),
+        (jpeg, "_strict", jpeg._strict),
+        (image, "_encode_jpeg_array", image._encode_jpeg_array),
+        (image, "_fast_jpeg", image._fast_jpeg),
+    ]
+
+    def restore() -> None:
+        for owner, attr, value in saved:
+            setattr(owner, attr, value)
+
+    if "reducing_gap" in spec:
+        gap = spec["reducing_gap"]
+        init = image.ImageOptions.__init__
+
+        def options_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("reducing_gap", gap)
+            init(self, *args, **kwargs)
+
+        image.ImageOptions.__init__ = options_init  # type: ignore[method-assign]
+    flags = {
+        "fastdct": spec.get("decode_fastdct", False),
+        "fastupsample": spec.get("decode_fastupsample", False),
+    }
+    if any(flags.values()):
+
+        def strict(data: bytes, size: tuple[int, int], mode: str, scale: int) -> Any:
+            w, h = size
+            kwargs: dict[str, Any] = dict(flags)
+            if scale > 1:
+                kwargs.update(min_width=math.ceil(w / scale), min_height=math.ceil(h / scale))
+            try:
+                colorspace = jpeg._COLORSPACES[mode]
+                return simplejpeg.decode_jpeg(data, colorspace, strict=True, **kwargs), ""
+            except (ValueError, RuntimeError, MemoryError) as exc:
+                return None, str(exc)[:200] or type(exc).__name__
+
+        jpeg._strict = strict
+    fastdct = spec.get("encode_fastdct", False)
+    if spec.get("encoder") == "simplejpeg":
+
+        def encode(arr: np.ndarray, quality: int) -> bytes:
+            if arr.ndim == 2:
+                return simplejpeg.encode_jpeg(arr[:, :, None], quality, "GRAY", "Gray", fastdct)
+            return simplejpeg.encode_jpeg(arr, quality, "RGB", "420", fastdct)
+
+        image._encode_jpeg_array = encode
+    if spec.get("yuv"):
+        exact = image._fast_jpeg
+
+        def fast_jpeg(data: bytes, size: Any, stored: str, opts: Any, target: str, *rest: Any):
+            scale, box, out_size, dhash = rest
+            cv2 = image._opencv()
+            if stored != "RGB" or target != "RGB" or opts.is_png or dhash or cv2 is None:
+                return exact(data, size, stored, opts, target, *rest)
+            if opts.resize and opts.inter_method != 1:
+                return None
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            im.draft("YCbCr", (w // scale, h // scale) if scale > 1 else None)
+            try:
+                im.load()
+            except OSError:
+                return None  # the general path decides (and warns) as always
+            if im.mode != "YCbCr":
+                return exact(data, size, stored, opts, target, *rest)
+            planes = np.asarray(im)
+            dw, dh = im.size
+            x0, y0, x1, y1 = (round(v * s) for v, s in zip(box, (dw / w, dh / h) * 2, strict=True))
+            planes = planes[y0:y1, x0:x1]
+            ow, oh = out_size
+            half = ((ow + 1) // 2, (oh + 1) // 2)
+            y, cb, cr = (
+                cv2.resize(np.ascontiguousarray(planes[:, :, c]), dims, interpolation=1)
+                for c, dims in ((0, out_size), (1, half), (2, half))
+            )
+            return image.Transformed(
+                simplejpeg.encode_jpeg_yuv_planes(y, cb, cr, opts.quality, fastdct)
+            )
+
+        image._fast_jpeg = fast_jpeg
+    return restore
+
+
+# Our tool with one candidate applied: `python -c _CANDIDATE_MAIN <candidate> im2rec ...`.
+_CANDIDATE_MAIN = (
+    "import sys; sys.path.insert(0, {here!r}); from bench_im2rec import apply_candidate; "
+    "apply_candidate(sys.argv.pop(1)); from flows.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def run_candidates(
+    lst: Path, root: Path, workdir: Path, names: list[str], rounds: int, num_thread: int
+) -> None:
+    """Each candidate's re-encode (`--resize 256 --quality 95`) as the whole tool, side by
+    side with im2rec.py: every round runs im2rec.py once and each candidate once, in an order
+    that rotates; then each candidate's output (from the last round) against im2rec.py's,
+    decoded the same way. Prints one table: CPU ms per image, ratios, pixels, criterion."""
+    opts = [*MODES["resize"], "--num-thread", str(num_thread)]
+    sides = ["mxnet", *names]
+    outs = {
+        s: workdir / ("out-mxnet" if s == "mxnet" else f"out-cand{i}") for i, s in enumerate(sides)
+    }
+    walls: dict[str, list[float]] = {s: [] for s in sides}
+    cpus: dict[str, list[float]] = {s: [] for s in sides}
+    counts: dict[str, int] = {}
+    print(f"\n== codec candidates: {' '.join(opts)}  ({len(names)} candidates)", flush=True)
+    for rnd in range(rounds):
+        k = rnd % len(sides)
+        for side in sides[k:] + sides[:k]:
+            tool, cand = ("mxnet", None) if side == "mxnet" else ("ours", side)
+            wall, cpu = run_tool(tool, lst, root, outs[side], opts, cand)
+            walls[side].append(wall)
+            cpus[side].append(cpu)
+            counts[side] = count_records(outs[side] / "data.idx")
+        print(
+            f"round {rnd + 1}: im2rec.py {walls['mxnet'][-1]:.2f}s (cpu {cpus['mxnet'][-1]:.1f}s)"
+            + "".join(f" | {n} {walls[n][-1]:.2f}s (cpu {cpus[n][-1]:.1f}s)" for n in names),
+            flush=True,
+        )
+
+    def ratios(name: str, seconds: dict[str, list[float]]) -> list[float]:
+        mx, me = seconds["mxnet"], seconds[name]
+        return [(counts[name] / b) / (counts["mxnet"] / a) for a, b in zip(mx, me, strict=True)]
+
+    def pooled(name: str, seconds: dict[str, list[float]]) -> float:
+        """Median im2rec.py run against the candidate's median run: with one im2rec.py run
+        per round and many candidates after it, a round's own pairing is the noisier one."""
+        mx, me = seconds["mxnet"], seconds[name]
+        return (counts[name] / statistics.median(me)) / (counts["mxnet"] / statistics.median(mx))
+
+    mx_cpu = statistics.median(cpus["mxnet"]) / counts["mxnet"] * 1e3
+    print(
+        f"\n== ours / im2rec.py (im2rec.py: {mx_cpu:.2f} ms of CPU per image), median runs of "
+        f"{rounds} rounds (per-round wall ratios in brackets); pixels against im2rec.py's "
+        "output; criterion: mean <= 1.0, worst image <= 3.0"
+    )
+    print(
+        f"{'candidate':36s} {'CPU ms/img':>10s} {'CPU x':>6s} {'wall x':>6s}"
+        f" {'mean':>5s} {'worst':>6s} {'image':>6s} {'worst dB':>8s} {'min dB':>6s}  criterion"
+    )
+    for name in names:
+        diff = pixel_diff(outs[name] / "data.rec", outs["mxnet"] / "data.rec")
+        wall = ratios(name, walls)
+        print(
+            f"{name:36s} {statistics.median(cpus[name]) / counts[name] * 1e3:10.2f}"
+            f" {pooled(name, cpus):5.2f}x {pooled(name, walls):5.2f}x"
+            f" {diff.mean:5.2f} {diff.worst:6.2f} {'#' + str(diff.worst_key):>6s}"
+            f" {diff.worst_psnr:8.1f} {diff.min_psnr:6.1f}  "
+            + ("meets" if diff.meets() else "fails")
+            + f"  (wall rounds {', '.join(f'{r:.2f}' for r in wall)})"
+            + ("" if diff.same_keys and not diff.size_mismatches else f"  [{diff}]"),
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="images in the corpus (default 2000)")
@@ -348,7 +618,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="compare the JPEG decoders (simplejpeg vs Pillow) in-process instead",
     )
+    ap.add_argument(
+        "--candidates",
+        nargs="*",
+        metavar="NAME",
+        help="re-encode with each codec candidate (all when none are named) side by side with "
+        f"im2rec.py, speed and pixels; one of: {'; '.join(CANDIDATES)}",
+    )
     args = ap.parse_args(argv)
+    if args.candidates is not None:
+        unknown = [n for n in args.candidates if n not in CANDIDATES]
+        if unknown:
+            ap.error(f"unknown candidate(s) {unknown}; choose from {list(CANDIDATES)}")
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -371,6 +652,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in root.rglob("*"):
         if path.is_file():
             path.read_bytes()
+    if args.candidates is not None:
+        names = args.candidates or list(CANDIDATES)
+        run_candidates(lst, root, workdir, names, args.rounds, args.num_thread)
+        return 0
     summary: dict[str, tuple[list[float], list[float]]] = {}
     projections: dict[str, tuple[float, float]] = {}
     for mode in args.modes:

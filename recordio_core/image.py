@@ -42,8 +42,11 @@ center crop to a square, shorter-side resize with `cv2.resize`, `imencode`), don
   scale by libjpeg (DCT scaling, `Image.draft`) as long as the decoded image stays at least
   `reducing_gap` times the output size; the output size is still exactly MXNet's. This is
   much faster for large photos and looks better (less aliasing), but pixels then differ more
-  from OpenCV's (mean |diff| 0.4-0.6 at the default 2.0); `reducing_gap=None` decodes at full
-  size.
+  from OpenCV's, whose full-size INTER_LINEAR aliases: on `benchmarks/bench_im2rec.py`'s corpus
+  the default 2.0 decodes photos shrunk 4x or more at 1/2 scale and those differ by up to ~10
+  levels per image (25 dB; mean 0.18 over the corpus). `reducing_gap=None` decodes at full
+  size: then every RGB and gray JPEG of that corpus gets im2rec.py's pixels exactly (~4 % more
+  CPU per image; README, "Codec paths against MXNet's pixels").
 - **Encode**: `.jpg` (quality 0-100; libjpeg-turbo with the same defaults as OpenCV, 4:2:0)
   or `.png` (compression 0-9). JPEGs are encoded by OpenCV's `imencode` when it is in use
   and by Pillow otherwise: the bytes are the same (`tests/test_image.py` checks every

@@ -220,6 +220,7 @@ def test_reencoded_records_match_keys_labels_sizes_and_pixels(tree, lists, tmp_p
     paths = {e.index: e.path for text in lists.values() for e in parse_lst(text)}
     report = []
     for name, (theirs, mine) in pack_both(cases, tree, tmp_path).items():
+        case_means = []
         for chunk in ("data_0", "data_1"):
             want = read_records(theirs / f"{chunk}.rec")
             got = read_records(mine / f"{chunk}.rec")
@@ -233,7 +234,11 @@ def test_reencoded_records_match_keys_labels_sizes_and_pixels(tree, lists, tmp_p
                 assert my_pixels.shape == pixels.shape, (name, paths[key])
                 diff = np.abs(my_pixels.astype(np.int16) - pixels.astype(np.int16))
                 report.append((round(float(diff.mean()), 3), name, paths[key]))
-                assert diff.mean() < 3.0, (name, paths[key], float(diff.mean()))
+                case_means.append(float(diff.mean()))
+                # issue 21's criterion for pixels against im2rec.py: <= 3.0 levels for the
+                # worst image, <= 1.0 averaged over the images
+                assert diff.mean() <= 3.0, (name, paths[key], float(diff.mean()))
+        assert np.mean(case_means) <= 1.0, (name, float(np.mean(case_means)))
     assert len(report) == len(REENCODE_CASES) * 30 - 2 * len(UNCHANGED_DIFFERS)
     report.sort(reverse=True)
     print("worst mean |diff|:", report[:5])
@@ -304,7 +309,7 @@ def test_recflow_pack_matches_im2rec_py(tree, lists, tmp_path):
     for key, (header, pixels) in want.items():
         assert got[key][0] == header
         assert got[key][1].shape == pixels.shape
-        assert np.abs(got[key][1].astype(np.int16) - pixels).mean() < 3.0
+        assert np.abs(got[key][1].astype(np.int16) - pixels).mean() <= 3.0
     assert sorted(p.name for p in mine.iterdir()) == [
         "pass.bin", "pass.idx", "pl.idx", "pl.rec", "resize.idx", "resize.rec",
         "spaced.bin", "spaced.idx", "spaced.lst",
