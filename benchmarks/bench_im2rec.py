@@ -526,7 +526,8 @@ def apply_candidate(name: str) -> Callable[[], None]:
 # Our tool with one candidate applied: `python -c _CANDIDATE_MAIN <candidate> im2rec ...`.
 _CANDIDATE_MAIN = (
     "import sys; sys.path.insert(0, {here!r}); from bench_im2rec import apply_candidate; "
-    "apply_candidate(sys.argv.pop(1)); from flows.cli import main; sys.exit(main(sys.argv[1:]))"
+    "apply_candidate(sys.argv.pop(1)); from recordio_flow.flows.cli import main; "
+    "sys.exit(main(sys.argv[1:]))"
 )
 
 
