@@ -38,15 +38,16 @@ center crop to a square, shorter-side resize with `cv2.resize`, `imencode`), don
   Enlarging uses `transform(AFFINE, BILINEAR)` (also within 1 level). Other `inter_method`s
   (im2rec.cc's 0 nearest, 2 cubic, 3 area, 4 lanczos, 9 auto, 10 random) map to Pillow's
   nearest, bicubic, box and Lanczos filters (close, not identical).
-- **Shrinking JPEGs a lot**: with `reducing_gap` set, a JPEG is decoded at 1/2, 1/4 or 1/8
-  scale by libjpeg (DCT scaling, `Image.draft`) as long as the decoded image stays at least
-  `reducing_gap` times the output size; the output size is still exactly MXNet's. This is
-  much faster for large photos and looks better (less aliasing), but pixels then differ more
-  from OpenCV's, whose full-size INTER_LINEAR aliases: on `benchmarks/bench_im2rec.py`'s corpus
-  the default 2.0 decodes photos shrunk 4x or more at 1/2 scale and those differ by up to ~10
-  levels per image (25 dB; mean 0.18 over the corpus). `reducing_gap=None` decodes at full
-  size: then every RGB and gray JPEG of that corpus gets im2rec.py's pixels exactly (~4 % more
-  CPU per image; README, "Codec paths against MXNet's pixels").
+- **Shrinking JPEGs a lot**: off by default (full-size decode, MXNet's pixels); with
+  `reducing_gap` set (e.g. 2.0), a JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg (DCT
+  scaling, `Image.draft`) as long as the decoded image stays at least `reducing_gap` times the
+  output size; the output size is still exactly MXNet's. This is faster for large photos
+  and looks better (less aliasing), but pixels then differ more from OpenCV's, whose
+  full-size INTER_LINEAR aliases: on `benchmarks/bench_im2rec.py`'s corpus 2.0 (the default
+  until 2026-12-07) decodes photos shrunk 4x or more at 1/2 scale and those differ by up to
+  ~10 levels per image (25 dB; mean 0.18 over the corpus). With the default `None` every RGB
+  and gray JPEG of that corpus gets im2rec.py's pixels exactly, for ~4 % more CPU per image
+  (README, "Codec paths against MXNet's pixels").
 - **Encode**: `.jpg` (quality 0-100; libjpeg-turbo with the same defaults as OpenCV, 4:2:0)
   or `.png` (compression 0-9). JPEGs are encoded by OpenCV's `imencode` when it is in use
   and by Pillow otherwise: the bytes are the same (`tests/test_image.py` checks every
@@ -131,7 +132,7 @@ class ImageOptions:
     inter_method: int = 1
     verify: str = "header"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
-    reducing_gap: float | None = 2.0
+    reducing_gap: float | None = None
 
     def __post_init__(self) -> None:
         def is_int(v: object) -> bool:

@@ -222,22 +222,22 @@ _PLANNED_KEYS = {
         (
             "val/val-00000-of-00001",
             [1, 10, 4],
-            "a80b93601d877c2b1bc16b5572aa55dd96529d96a301d8e8f9604571ccc87b76",
+            "0f74aeeb0a69fef85cd66e713e573fb666e355f3037d0d3fb614d304eb010c0e",
         ),
         (
             "train/train-00000-of-00003",
             [7, 5, 9],
-            "3baa4d0f94d58f6e5b91f1ae08fa4143a2540f8550165f4dc7f52e97ab9e1127",
+            "4d0e4522c6fa1535cd3d970500af92eabfe81941f3e0e4cd5a67874c6595c0b7",
         ),
         (
             "train/train-00001-of-00003",
             [3, 6, 2],
-            "d28caf79f7cd2bfa30d14b9b3f2effd3a72808a26d85efda6d94db4aa58239c4",
+            "8c0f24d336874a26c98119203e31ec48b49bca0a225c76086a21f3db3332201d",
         ),
         (
             "train/train-00002-of-00003",
             [0, 8, 11],
-            "64f2a095b3e0285cec773db1fc8269b91a91f321c9c395af6d725064d16b2f3d",
+            "814855d66bbcf53287072d72fcf202c4623eef76f1e9700e587bc182d06b0827",
         ),
     ],
 }
@@ -245,14 +245,19 @@ _PLANNED_KEYS = {
 
 @pytest.mark.parametrize("order", [None, "hash", "listing"])
 def test_planned_shard_keys_do_not_move(order):
-    """record_order="listing" keeps the names (and bytes) of the shards earlier versions
-    built; the default is "hash". The order is not a key parameter: the entries in order
-    already are."""
+    """record_order="listing" with reducing_gap=2.0 (the defaults before 2026-12-07) keeps the
+    names (and bytes) of the shards earlier versions built; the defaults now are "hash" and a
+    full-size decode. The order is not a key parameter: the entries in order already are."""
     from recordio_core.split import stable_split
     from recordio_flow.flows.build_options import key_parameters, pack_options
     from recordio_flow.tasks.plan import make_jobs
 
-    p = params() if order is None else params(record_order=order)
+    old = {"reducing_gap": 2.0}  # with record_order="listing": the options of before
+    p = (
+        params()
+        if order is None
+        else params(record_order=order, **(old if order == "listing" else {}))
+    )
     fps = {e.path: f"{100 + e.index}:1.5" for e in _PLANNED}
     jobs = make_jobs(
         stable_split(_PLANNED, train_ratio=0.75, order=p.record_order, seed=p.seed),
@@ -294,7 +299,7 @@ def test_cache_key_covers_byte_parameters_not_workers():
         {"center_crop": True},
         {"inter_method": 2},
         {"max_pixels": 1000},
-        {"reducing_gap": None},
+        {"reducing_gap": 2.0},
     ):
         assert key(params(**change)) != base, change
     lw = params(lst="/l.lst", label_width=2)
