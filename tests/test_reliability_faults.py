@@ -55,11 +55,14 @@ def retried_task_runs(flow_run_id: Any) -> list[str]:
 @pytest.fixture
 def quick_retries(monkeypatch):
     """Shorter retry delays for every task (the policy is the same, the test waits less)."""
-    import recordio_flow.flows.build as fb
+    from recordio_flow.tasks.commit import commit_dataset
+    from recordio_flow.tasks.listing import list_source
+    from recordio_flow.tasks.pack import pack_shard_task
+    from recordio_flow.tasks.plan import plan_shards
+    from recordio_flow.tasks.validate import validate_shard_task
 
-    for task in (fb.list_source, fb.plan_shards, fb.pack_shard_task, fb.validate_shard_task):
+    for task in (list_source, plan_shards, pack_shard_task, validate_shard_task, commit_dataset):
         monkeypatch.setattr(task, "retry_delay_seconds", [1.0, 2.0, 4.0])
-    monkeypatch.setattr(fb.commit_dataset, "retry_delay_seconds", [1.0, 2.0, 4.0])
 
 
 # --------------------------------------------------------------------------- S3 outage
@@ -166,8 +169,9 @@ def test_reads_failing_past_every_retry_fail_the_run_and_a_rerun_completes(tmp_p
     from badfiles import FailingReadFileSystem
 
     import recordio_flow.flows.build as fb
+    from recordio_flow.tasks.pack import pack_shard_task
 
-    monkeypatch.setattr(fb.pack_shard_task, "retry_delay_seconds", [0.0, 0.0, 0.0])
+    monkeypatch.setattr(pack_shard_task, "retry_delay_seconds", [0.0, 0.0, 0.0])
     root = tmp_path / "src"
     image_tree(root, classes=2, per_class=5)
     monkeypatch.setattr(FailingReadFileSystem, "failing", {"img03"})
