@@ -6,7 +6,7 @@
 `bench_im2rec.py` times the whole tools; this looks inside them, in CPU time per image on
 one core, with the files already in memory (`--resize 256 --quality 95`, colour):
 
-- **ours**: `recordio_core.image.transform_image`, the work a packing worker does per image;
+- **ours**: `recordio_core.images.image.transform_image`, the work a packing worker does per image;
   the time spent inside the codec calls (libjpeg-turbo through simplejpeg, OpenCV's
   imdecode/resize/imencode/cvtColor, Pillow's decode and colour conversion) is counted apart,
   so "Python" is everything of ours around them;
@@ -150,7 +150,7 @@ def progressive_copies(workdir: Path, jpegs: list[str], n: int = 150) -> list[st
 
 
 class CodecClock:
-    """Wraps the codec calls `recordio_core.image` makes and sums their CPU time."""
+    """Wraps the codec calls `recordio_core.images.image` makes and sums their CPU time."""
 
     def __init__(self) -> None:
         self.spent = 0.0
@@ -170,7 +170,7 @@ class CodecClock:
     def install(self) -> None:
         import types
 
-        from recordio_core import image, jpeg
+        from recordio_core.images import image, jpeg
 
         cv2 = image._opencv()
         if cv2 is not None:
@@ -185,7 +185,7 @@ class CodecClock:
 
 def ours(kinds: dict[str, list[bytes]], clock: CodecClock) -> dict[str, tuple[float, float]]:
     """{kind: (CPU seconds in transform_image, of which in codec calls)}."""
-    from recordio_core.image import ImageOptions, transform_image
+    from recordio_core.images.image import ImageOptions, transform_image
 
     opts = ImageOptions(resize=RESIZE, quality=QUALITY)
     out = {}
@@ -213,7 +213,7 @@ def theirs(kinds: dict[str, list[str]]) -> dict[str, float]:
 def opencv_ab(datas: list[bytes], rounds: int) -> None:
     """`bench_im2rec.transform_ab` with OpenCV's JPEG encoder and PNG decoder (the default)
     against Pillow's; the outputs must not differ."""
-    import recordio_core.image as image
+    import recordio_core.images.image as image
 
     if image._opencv() is None:
         raise SystemExit("--opencv-ab needs OpenCV (the `opencv` extra)")
@@ -256,8 +256,8 @@ def candidates_ab(paths: list[str], names: list[str], rounds: int) -> None:
 
     import numpy as np
 
-    from recordio_core import image, jpeg
-    from recordio_core.image import ImageOptions, decode_array, transform_image
+    from recordio_core.images import image, jpeg
+    from recordio_core.images.image import ImageOptions, decode_array, transform_image
 
     datas = [Path(p).read_bytes() for p in paths]
     theirs_out = im2rec_outputs(paths)
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.candidates is not None:
-        from recordio_core.lst import read_lst
+        from recordio_core.format.lst import read_lst
 
         unknown = [n for n in args.candidates if n not in CANDIDATES]
         if unknown:
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         candidates_ab(paths, args.candidates or list(CANDIDATES), args.rounds)
         return 0
     if args.opencv_ab:
-        from recordio_core.lst import read_lst
+        from recordio_core.format.lst import read_lst
 
         lst = ensure_corpus(Path(args.workdir), args.n, args.seed)
         root = lst.with_suffix("")
@@ -378,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(mxnet_python()).is_file():
         raise SystemExit(f"MXNet interpreter not found at {mxnet_python()} (make mxnet-venv)")
 
-    from recordio_core.image import _opencv
-    from recordio_core.lst import read_lst
+    from recordio_core.format.lst import read_lst
+    from recordio_core.images.image import _opencv
 
     if _opencv() is None:
         print("note: OpenCV is not installed here (the `opencv` extra): ours runs Pillow-only")

@@ -34,7 +34,7 @@ Measured on the 2-core shared machine (2,000 images: 1,759 JPEG, 102 PNG, 78 gra
   OpenCV-exact resize costs ~1 ms against cv2.resize's 0.2 ms and is the largest share.
   Same keys and sizes as im2rec.py; decoded pixels differ by 0.7 on average (1.6 worst) for
   images shrunk < 4x, more for large JPEGs decoded DCT-scaled (`reducing_gap`, see
-  recordio_core/image.py).
+  recordio_core/images/image.py).
 - pass-through: 1.6-1.9x (im2rec.py spends ~1.3 s importing MXNet; per image both are
   I/O-bound).
 - 2026-11-25, quiet machine, `--rounds 3`, after moving `recflow im2rec` to forked worker
@@ -208,14 +208,14 @@ class PixelDiff(NamedTuple):
 
 def pixel_diff(ours: Path, theirs: Path) -> PixelDiff:
     """Keys, sizes and per-image mean |pixel difference| and PSNR between two packed shards
-    (same .lst), both decoded the same way (`recordio_core.image.decode_array`, Pillow)."""
+    (same .lst), both decoded the same way (`recordio_core.images.image.decode_array`, Pillow)."""
     import math
 
     import numpy as np
 
-    from recordio_core.framing import iter_records, open_source
-    from recordio_core.image import decode_array
-    from recordio_core.recordio import unpack
+    from recordio_core.format.framing import iter_records, open_source
+    from recordio_core.format.recordio import unpack
+    from recordio_core.images.image import decode_array
 
     def records(path: Path) -> dict[int, bytes]:
         src = open_source(str(path))
@@ -260,9 +260,9 @@ def profile(lst: Path, root: Path, workdir: Path, num_thread: int) -> None:
     import cProfile
     import pstats
 
-    from recordio_core.image import ImageOptions
-    from recordio_core.lst import read_lst
-    from recordio_core.pack import PackOptions, pack_shard
+    from recordio_core.building.pack import PackOptions, pack_shard
+    from recordio_core.format.lst import read_lst
+    from recordio_core.images.image import ImageOptions
 
     entries = read_lst(str(lst))
     opts = PackOptions(ImageOptions(resize=256, quality=95), num_workers=num_thread)
@@ -286,8 +286,8 @@ def hash_overhead(lst: Path, root: Path, rounds: int) -> None:
     with `near_duplicate_distance` set."""
     import hashlib
 
-    from recordio_core.image import ImageError, ImageOptions, transform_image_checked
-    from recordio_core.lst import read_lst
+    from recordio_core.format.lst import read_lst
+    from recordio_core.images.image import ImageError, ImageOptions, transform_image_checked
 
     entries = read_lst(str(lst))
     opts = ImageOptions(resize=256, quality=95)
@@ -329,7 +329,7 @@ def transform_ab(
     """CPU per image, in-process, one core: `transform_image` (`--resize 256 --quality 95`)
     under each of two `sides` (name -> a function that patches the code that way), alternating
     per image, then `restore`; also counts the outputs that differ (a reject counts as None)."""
-    from recordio_core.image import ImageError, ImageOptions, transform_image
+    from recordio_core.images.image import ImageError, ImageOptions, transform_image
 
     opts = ImageOptions(resize=256, quality=95)
     clock = time.process_time
@@ -362,8 +362,8 @@ def transform_ab(
 def decoder_ab(lst: Path, root: Path, rounds: int) -> None:
     """`transform_ab` with JPEGs decoded by simplejpeg (strict, the default) against Pillow's
     decode."""
-    from recordio_core import jpeg
-    from recordio_core.lst import read_lst
+    from recordio_core.format.lst import read_lst
+    from recordio_core.images import jpeg
 
     real = jpeg._simplejpeg
 
@@ -436,7 +436,7 @@ def apply_candidate(name: str) -> Callable[[], None]:
     import simplejpeg
     from PIL import Image
 
-    from recordio_core import image, jpeg
+    from recordio_core.images import image, jpeg
 
     spec = CANDIDATES[name]
     saved = [

@@ -119,12 +119,12 @@ _LIBRARY = (
 import json, sys, time
 from concurrent.futures import ThreadPoolExecutor
 t0 = time.perf_counter()
-from recordio_core.fsio import join_url
-from recordio_core.image import ImageOptions
-from recordio_core.listing import list_images
-from recordio_core.pack import PackOptions, pack_shard
-from recordio_core.plan import num_shards_for, plan_split
-from recordio_core.validate import validate_shard
+from recordio_core.storage.fsio import join_url
+from recordio_core.images.image import ImageOptions
+from recordio_core.building.listing import list_images
+from recordio_core.building.pack import PackOptions, pack_shard
+from recordio_core.building.plan import num_shards_for, plan_split
+from recordio_core.building.validate import validate_shard
 source, output = sys.argv[1], sys.argv[2]
 resize, rps, validate = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 entries = list_images(source, recursive=True).entries

@@ -1,4 +1,4 @@
-"""Reader speed: `recordio_core.reader` vs MXNet 1.9.1's `mx.io.ImageRecordIter`, one run.
+"""Reader speed: `recordio_core.reading.reader` vs MXNet 1.9.1's `mx.io.ImageRecordIter`, one run.
 
 Both read the same `.rec` (JPEG photos-like images), decode, resize the shorter side to 224,
 centre-crop 224x224, and batch as float32 NCHW, with the same number of threads. Also prints
@@ -31,9 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from recordio_core.framing import iter_records, open_source  # noqa: E402
-from recordio_core.reader import ImageRecordReader  # noqa: E402
-from recordio_core.recordio import IRHeader, MXIndexedRecordIO, pack_img  # noqa: E402
+from recordio_core.format.framing import iter_records, open_source  # noqa: E402
+from recordio_core.format.recordio import IRHeader, MXIndexedRecordIO, pack_img  # noqa: E402
+from recordio_core.reading.reader import ImageRecordReader  # noqa: E402
 
 MX_SCRIPT = r"""
 import json, sys, time
@@ -220,7 +220,7 @@ def main() -> int:
             theirs = _best(theirs, mx_round)
         ours = _best(ours, bench_ours(*settings))
     assert ours is not None
-    rows = [("recordio_core.reader", ours)]
+    rows = [("recordio_core.reading.reader", ours)]
     if theirs:
         rows.append(("mx.io.ImageRecordIter", theirs))
     if theirs and theirs.get("decode_threads") not in (None, args.threads):

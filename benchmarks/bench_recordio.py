@@ -30,7 +30,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from recordio_core.recordio import MXIndexedRecordIO  # noqa: E402
+from recordio_core.format.recordio import MXIndexedRecordIO  # noqa: E402
 
 # The MXNet side: same loops, driven by commands on stdin, one JSON answer per line.
 MXNET_WORKER = r"""

@@ -190,10 +190,10 @@ def upload_corpus(moto_url: str, lst: Path) -> str:
 # the time pack_shard took and what it wrote.
 _PACK_CHILD = r"""
 import json, sys, time
-from recordio_core import upload
-from recordio_core.image import ImageOptions
-from recordio_core.lst import read_lst
-from recordio_core.pack import PackOptions, pack_shard
+from recordio_core.storage import upload
+from recordio_core.images.image import ImageOptions
+from recordio_core.format.lst import read_lst
+from recordio_core.building.pack import PackOptions, pack_shard
 
 waited = {"write": 0.0, "commit": 0.0}  # seconds the pack loop spent in the S3 writer
 

@@ -46,8 +46,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_reader import photo_like  # noqa: E402
 from latency_proxy import LatencyProxy  # noqa: E402
 
-from recordio_core.reader import ImageRecordReader  # noqa: E402
-from recordio_core.recordio import IRHeader, MXIndexedRecordIO, pack_img  # noqa: E402
+from recordio_core.format.recordio import IRHeader, MXIndexedRecordIO, pack_img  # noqa: E402
+from recordio_core.reading.reader import ImageRecordReader  # noqa: E402
 
 MB = 1 << 20
 SHARDS = 4

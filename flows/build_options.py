@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from recordio_core.image import ImageOptions
-from recordio_core.pack import PackOptions
+from recordio_core.building.pack import PackOptions
+from recordio_core.images.image import ImageOptions
 from recordio_flow.flows.params import BuildParameters
 
 SHARD_CONCURRENCY = max(2, os.cpu_count() or 1)  # shard tasks at once on the thread pool

@@ -14,7 +14,7 @@ from prefect.artifacts import (
 from prefect.futures import PrefectFuture, as_completed
 from prefect.utilities.annotations import opaque
 
-from recordio_core.pack import PackOptions, ShardResult
+from recordio_core.building.pack import PackOptions, ShardResult
 from recordio_flow.flows.params import BuildParameters
 from recordio_flow.tasks.pack import pack_shard_task
 from recordio_flow.tasks.plan import ShardJob

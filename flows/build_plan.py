@@ -8,9 +8,9 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from recordio_core.listing import Listing
-from recordio_core.lst import LstEntry
-from recordio_core.quality import DedupePlan
+from recordio_core.building.listing import Listing
+from recordio_core.building.quality import DedupePlan
+from recordio_core.format.lst import LstEntry
 from recordio_flow.flows.build_options import (
     key_parameters,
     pack_options,

@@ -13,12 +13,12 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
-from recordio_core.inspect import sheet_from_records
-from recordio_core.lst import LstEntry
-from recordio_core.manifest import Manifest, RejectEntry
-from recordio_core.pack import ShardResult
-from recordio_core.quality import NO_DHASH, NO_DIGEST, QualityReport, Seen
-from recordio_core.quality import quality_report as make_quality_report
+from recordio_core.building.pack import ShardResult
+from recordio_core.building.quality import NO_DHASH, NO_DIGEST, QualityReport, Seen
+from recordio_core.building.quality import quality_report as make_quality_report
+from recordio_core.format.lst import LstEntry
+from recordio_core.format.manifest import Manifest, RejectEntry
+from recordio_core.reading.inspect import sheet_from_records
 from recordio_flow.flows.build_plan import Planned
 from recordio_flow.flows.params import BuildParameters
 from recordio_flow.tasks.report import (

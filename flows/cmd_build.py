@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("dry_run"):
-        from recordio_core.dryrun import dry_run_text
+        from recordio_core.building.dryrun import dry_run_text
 
         return dry_run_text(summary)
     splits = ", ".join(f"{k} {v['records']}" for k, v in summary["splits"].items())

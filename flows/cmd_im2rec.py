@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from recordio_core.listing import DEFAULT_EXTS
+from recordio_core.building.listing import DEFAULT_EXTS
 
 CLASS_MAP_SUFFIX = ".classes.json"
 _AUTO = "\0auto"
@@ -194,7 +194,7 @@ def _absolute(path: str) -> str:
 
 def check_args(args: argparse.Namespace) -> _Checked:
     """Validate every option before any work; ValueError says what is allowed."""
-    from recordio_core.listing import normalize_exts
+    from recordio_core.building.listing import normalize_exts
 
     exts = normalize_exts(args.exts)
     if args.chunks < 1:
@@ -233,9 +233,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def make_lists(args: argparse.Namespace, prefix: str, root: str, checked: _Checked) -> int:
-    from recordio_core.listing import format_class_map, list_images, write_class_map
-    from recordio_core.lst import write_lst
-    from recordio_core.split import im2rec_split
+    from recordio_core.building.listing import format_class_map, list_images, write_class_map
+    from recordio_core.building.split import im2rec_split
+    from recordio_core.format.lst import write_lst
 
     started = time.monotonic()
     listing = list_images(root, recursive=args.recursive, exts=checked.exts)
@@ -277,7 +277,7 @@ def find_lists(prefix: str) -> list[str]:
         return sorted(
             p for p in names if os.path.isfile(p) and p.startswith(prefix) and p.endswith(".lst")
         )
-    from recordio_core.fsio import get_fs
+    from recordio_core.storage.fsio import get_fs
 
     fs, path = get_fs(prefix)
     working_dir = path if fs.isdir(path) else posixpath.dirname(path)
@@ -293,9 +293,9 @@ def pack_lists(args: argparse.Namespace, prefix: str, root: str, checked: _Check
     if not lists:
         print(f"Did not find any list file with prefix {prefix}", file=sys.stderr)
         return 1
-    from recordio_core.image import ImageOptions
-    from recordio_core.lst import read_lst
-    from recordio_core.pack import PackOptions
+    from recordio_core.building.pack import PackOptions
+    from recordio_core.format.lst import read_lst
+    from recordio_core.images.image import ImageOptions
 
     image = ImageOptions(
         resize=args.resize,
@@ -333,8 +333,8 @@ def url_dir(url: str) -> str:
 
 def pack_one(entries: list, root: str, out_prefix: str, opts: Any, *, label: str) -> Any:
     """Pack one list to `out_prefix.rec/.idx` without touching `out_prefix.lst`; print a summary."""
-    from recordio_core.pack import pack_shard
-    from recordio_core.progress import Progress
+    from recordio_core.building.pack import pack_shard
+    from recordio_core.building.progress import Progress
 
     with Progress(total=len(entries), label=label) as bar:
         # A command line may fork: worker processes beat threads by ~12% on 2 cores (GIL).
@@ -364,6 +364,6 @@ def print_summary(result: Any, *, elapsed: float) -> None:
 
 
 def _duplicate_groups(digests: bytes) -> list[list[int]]:
-    from recordio_core.quality import exact_groups
+    from recordio_core.building.quality import exact_groups
 
     return exact_groups([digests[i : i + 32] for i in range(0, len(digests), 32)])

@@ -45,10 +45,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recordio_core.combine import write_combined_index
-    from recordio_core.fsio import write_bytes_atomic
-    from recordio_core.idx import write_idx
-    from recordio_core.sources import resolve_shards, scan_offsets
+    from recordio_core.building.combine import write_combined_index
+    from recordio_core.format.idx import write_idx
+    from recordio_core.reading.sources import resolve_shards, scan_offsets
+    from recordio_core.storage.fsio import write_bytes_atomic
 
     so = args.storage_options
     if args.output:

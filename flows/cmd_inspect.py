@@ -51,7 +51,7 @@ def _default_sheet(source: str, split: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recordio_core.inspect import inspect_dataset
+    from recordio_core.reading.inspect import inspect_dataset
 
     source = args.source[0] if len(args.source) == 1 else args.source
     sheet = None if args.no_sheet else (args.sheet or _default_sheet(args.source[0], args.split))

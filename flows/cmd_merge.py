@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recordio_core.combine import merge_shards
+    from recordio_core.building.combine import merge_shards
 
     out = args.output[: -len(".rec")] if args.output.endswith(".rec") else args.output
     result = merge_shards(

@@ -152,7 +152,7 @@ def _check(opts: dict[str, int | str]) -> dict[str, int | str]:
 
 def output_paths(output: str, nsplit: int, part: int) -> tuple[str, str]:
     """(record file, index file) for OUTPUT: im2rec.cc's `.partNNN` naming plus our `.idx`."""
-    from recordio_core.plan import nsplit_output_name
+    from recordio_core.building.plan import nsplit_output_name
 
     rec = nsplit_output_name(output, nsplit, part)
     head, name = posixpath.split(output)
@@ -168,10 +168,10 @@ def read_part(
     list_url: str, label_width: int, nsplit: int, part: int, *, allow_outside_root: bool = False
 ) -> list:
     """The entries of `part` of `nsplit` of the list, read like im2rec.cc but strictly."""
-    from recordio_core.errors import ListFileError
-    from recordio_core.fsio import read_bytes
-    from recordio_core.listing import parse_lst_cc
-    from recordio_core.plan import nsplit_line_range
+    from recordio_core.building.listing import parse_lst_cc
+    from recordio_core.building.plan import nsplit_line_range
+    from recordio_core.format.errors import ListFileError
+    from recordio_core.storage.fsio import read_bytes
 
     data = read_bytes(list_url)
     begin, end = nsplit_line_range(data, nsplit, part)
@@ -191,8 +191,8 @@ def read_part(
 
 def run(args: argparse.Namespace) -> int:
     opts = parse_options(args.options)
-    from recordio_core.image import ImageOptions
-    from recordio_core.pack import PackOptions
+    from recordio_core.building.pack import PackOptions
+    from recordio_core.images.image import ImageOptions
 
     nsplit, part = int(opts["nsplit"]), int(opts["part"])
     rec_url, idx_url = output_paths(args.output, nsplit, part)
@@ -234,9 +234,9 @@ def run(args: argparse.Namespace) -> int:
 
 def pack_to(entries: list, root: str, rec_url: str, idx_url: str, opts: Any) -> Any:
     """Pack `entries` into exactly `rec_url` and `idx_url` (any names), print a summary."""
-    from recordio_core.fsio import get_fs, is_local
-    from recordio_core.pack import pack_shard
-    from recordio_core.progress import Progress
+    from recordio_core.building.pack import pack_shard
+    from recordio_core.building.progress import Progress
+    from recordio_core.storage.fsio import get_fs, is_local
     from recordio_flow.flows.cmd_im2rec import print_summary
 
     direct = rec_url.endswith(".rec") and idx_url == rec_url[: -len(".rec")] + ".idx"

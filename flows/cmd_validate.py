@@ -56,8 +56,8 @@ def register(subparsers: Any) -> None:
 
 
 def _is_manifest(target: str) -> bool:
-    from recordio_core.fsio import exists, join_url
-    from recordio_core.manifest import MANIFEST_NAME
+    from recordio_core.format.manifest import MANIFEST_NAME
+    from recordio_core.storage.fsio import exists, join_url
 
     if target.rstrip("/").endswith(".json"):
         return True
@@ -67,7 +67,7 @@ def _is_manifest(target: str) -> bool:
 
 
 def _max_pixels(value: int | None) -> int | None:
-    from recordio_core.image import DEFAULT_MAX_PIXELS
+    from recordio_core.images.image import DEFAULT_MAX_PIXELS
 
     if value is None:
         return DEFAULT_MAX_PIXELS
@@ -77,8 +77,8 @@ def _max_pixels(value: int | None) -> int | None:
 
 
 def _shard_reports(args: argparse.Namespace) -> list[Any]:
-    from recordio_core.fsio import exists
-    from recordio_core.validate import validate_shard
+    from recordio_core.building.validate import validate_shard
+    from recordio_core.storage.fsio import exists
 
     prefix = args.target[: -len(".rec")] if args.target.endswith(".rec") else args.target
     lst = None
@@ -99,7 +99,7 @@ def _shard_reports(args: argparse.Namespace) -> list[Any]:
 
 
 def _manifest_reports(args: argparse.Namespace) -> list[Any]:
-    from recordio_core.validate import validate_manifest
+    from recordio_core.building.validate import validate_manifest
 
     for flag in ("idx", "lst", "sha256", "max_pixels"):
         if getattr(args, flag) is not None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from recordio_core.plan import DEFAULT_RECORDS_PER_SHARD, MIN_SHARD_BYTES
+from recordio_core.building.plan import DEFAULT_RECORDS_PER_SHARD, MIN_SHARD_BYTES
 
 # --- one alias per parameter: type, limits, and the text the UI shows -------------------------
 Source = Annotated[
@@ -248,11 +248,11 @@ DaskAddress = Annotated[
 ]
 
 DEFAULT_EXTS = [".jpeg", ".jpg", ".png"]
-DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default limit (recordio_core.image)
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default limit (recordio_core.images.image)
 # None: JPEGs decoded at full size, MXNet's pixels (2.0 until 2026-12-07: ~4 % less CPU, but
 # photos shrunk 4x or more then differ from im2rec.py's by up to ~10 levels)
 DEFAULT_REDUCING_GAP: float | None = None
-DEFAULT_IO_CONCURRENCY = 64  # recordio_core.fetch.DEFAULT_IO_CONCURRENCY
+DEFAULT_IO_CONCURRENCY = 64  # recordio_core.storage.fetch.DEFAULT_IO_CONCURRENCY
 # Off by default: the difference hash costs ~5 % of the packing CPU (the sha256 of the bytes,
 # always on, ~2 %); 3 is the suggested value (re-encoded/resized copies land within 2-3 bits).
 DEFAULT_NEAR_DUPLICATE_DISTANCE: int | None = None

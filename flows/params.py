@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from recordio_core.fsio import CREDENTIALS_KEY
+from recordio_core.storage.fsio import CREDENTIALS_KEY
 from recordio_flow.flows.param_secrets import secret_paths
 from recordio_flow.flows.param_types import (
     DEFAULT_EXTS,

@@ -35,9 +35,10 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from recordio_core.fsio import get_fs, is_local, join_url, read_bytes
-from recordio_core.listing import write_class_map
-from recordio_core.manifest import (
+from recordio_core.building.listing import write_class_map
+from recordio_core.building.pack import ShardResult
+from recordio_core.building.quality import QualityReport
+from recordio_core.format.manifest import (
     CLASS_MAP_NAME,
     REJECTS_NAME,
     Manifest,
@@ -53,8 +54,7 @@ from recordio_core.manifest import (
     write_manifest,
     write_rejects,
 )
-from recordio_core.pack import ShardResult
-from recordio_core.quality import QualityReport
+from recordio_core.storage.fsio import get_fs, is_local, join_url, read_bytes
 from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
 from recordio_flow.tasks.storage import missing_urls
 

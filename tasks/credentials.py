@@ -2,8 +2,8 @@
 
 A build names a block instead of carrying credentials: `credentials_block="aws-credentials/
 photos"` (or `minio-credentials/NAME`, `s3-bucket/NAME`). The flow puts that name into the
-storage options it hands to its tasks, under `recordio_core.fsio.CREDENTIALS_KEY`; when a task
-opens a filesystem, wherever it runs (the flow's process, a Dask worker), the resolver
+storage options it hands to its tasks, under `recordio_core.storage.fsio.CREDENTIALS_KEY`; when a
+task opens a filesystem, wherever it runs (the flow's process, a Dask worker), the resolver
 installed here loads the block from the Prefect API and turns it into s3fs options. So the
 credentials are never in the flow's parameters, in a task's arguments, in logs, artifacts or
 the manifest: only the block's name is.
@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from recordio_core.fsio import register_credentials
+from recordio_core.storage.fsio import register_credentials
 
 # The block types a credentials parameter may name: "TYPE/NAME".
 BLOCK_TYPES = ("aws-credentials", "minio-credentials", "s3-bucket")
@@ -149,7 +149,7 @@ def load_block(ref: str) -> Any:
 
 
 def resolve(ref: str, url: str) -> Mapping[str, Any]:
-    """The resolver for `recordio_core.fsio`: block `ref` -> s3fs options for `url`."""
+    """The resolver for `recordio_core.storage.fsio`: block `ref` -> s3fs options for `url`."""
     return block_options(load_block(ref), ref, url)
 
 

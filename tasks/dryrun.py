@@ -1,6 +1,6 @@
 """Task: a dry run's report — decode a small sample of the planned shards' images, estimate
 bytes and time, and publish what the build would write as a markdown artifact. Nothing is
-written to OUTPUT (`recordio_core.dryrun`)."""
+written to OUTPUT (`recordio_core.building.dryrun`)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from recordio_core.dryrun import (
+from recordio_core.building.dryrun import (
     DryRun,
     PlannedShard,
     dry_run_markdown,
     measure_sample,
     sample_entries,
 )
-from recordio_core.manifest import relative_path
-from recordio_core.pack import PackOptions
+from recordio_core.building.pack import PackOptions
+from recordio_core.format.manifest import relative_path
 from recordio_flow.tasks.common import Carry, run_logger
 from recordio_flow.tasks.report import artifact_key, label_key
 

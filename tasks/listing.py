@@ -8,8 +8,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from recordio_core.listing import Listing, list_images
-from recordio_core.lst import read_lst
+from recordio_core.building.listing import Listing, list_images
+from recordio_core.format.lst import read_lst
 from recordio_flow.tasks.common import RETRY_OPTIONS, Carry, run_logger
 from recordio_flow.tasks.listing_prefetch import take_prefetched
 

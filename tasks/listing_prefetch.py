@@ -29,10 +29,10 @@ from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from recordio_core.fsio import get_fs, is_local
-from recordio_core.listing import Listing, list_images
-from recordio_core.lst import checked_entry
-from recordio_core.pack import process_context
+from recordio_core.building.listing import Listing, list_images
+from recordio_core.building.pack import process_context
+from recordio_core.format.lst import checked_entry
+from recordio_core.storage.fsio import get_fs, is_local
 
 _Args = tuple[str, bool, tuple[str, ...], dict[str, Any] | None]
 

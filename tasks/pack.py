@@ -1,4 +1,4 @@
-"""Task: pack one shard (`recordio_core.pack.pack_shard`), cached by content.
+"""Task: pack one shard (`recordio_core.building.pack.pack_shard`), cached by content.
 
 Cache key: `pack-<content key>` (`tasks/plan.py`: the shard's entries, the image files'
 fingerprints, and every byte-changing parameter — never worker counts). A cached result is
@@ -25,7 +25,7 @@ from typing import Any
 
 from prefect import task
 
-from recordio_core.pack import PackOptions, ShardResult, pack_shard
+from recordio_core.building.pack import PackOptions, ShardResult, pack_shard
 from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
 from recordio_flow.tasks.plan import ShardJob
 

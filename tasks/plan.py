@@ -1,7 +1,7 @@
 """Task: plan the shards of every split and give each its content key and output prefix.
 
 A shard's files are `OUTPUT/<split>/<split>-00000-of-00004.<key12>.{rec,idx,lst}` where
-`key12` starts the shard's content key (`recordio_core.shardkey`): the same entries, image
+`key12` starts the shard's content key (`recordio_core.building.shardkey`): the same entries, image
 files and byte-changing parameters always land on the same names with the same bytes, and
 anything different lands on different names. That is what makes reruns skip finished shards,
 resume after a crash, and keeps two concurrent runs from ever writing different bytes to one
@@ -19,11 +19,11 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from recordio_core.fsio import join_url
-from recordio_core.lst import LstEntry
-from recordio_core.plan import auto_records_per_shard, num_shards_for, plan_split
-from recordio_core.shardkey import fingerprint_size, shard_key, source_fingerprints
-from recordio_core.split import SplitList
+from recordio_core.building.plan import auto_records_per_shard, num_shards_for, plan_split
+from recordio_core.building.shardkey import fingerprint_size, shard_key, source_fingerprints
+from recordio_core.building.split import SplitList
+from recordio_core.format.lst import LstEntry
+from recordio_core.storage.fsio import join_url
 from recordio_flow.tasks.common import RETRY_OPTIONS, Carry, run_logger
 from recordio_flow.tasks.split import split_key
 from recordio_flow.tasks.storage import missing_urls

@@ -1,5 +1,5 @@
 """Task: the `dedupe="drop"` pre-pass — hash the source files that may have a byte-identical
-twin and drop the copies from their splits before planning (`recordio_core.quality`)."""
+twin and drop the copies from their splits before planning (`recordio_core.building.quality`)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from recordio_core.quality import (
+from recordio_core.building.quality import (
     hash_sources,
     plan_dedupe,
     same_size_paths,
     sizes_from_fingerprints,
 )
-from recordio_core.shardkey import source_fingerprints
+from recordio_core.building.shardkey import source_fingerprints
 from recordio_flow.tasks.common import RETRY_OPTIONS, Carry, run_logger
 
 

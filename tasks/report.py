@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from recordio_core.inspect import SheetPick
-from recordio_core.lst import LstEntry
-from recordio_core.manifest import Manifest, RejectEntry
-from recordio_core.mdtable import class_table, human_bytes
-from recordio_core.quality import QualityReport
+from recordio_core.building.mdtable import class_table, human_bytes
+from recordio_core.building.quality import QualityReport
+from recordio_core.format.lst import LstEntry
+from recordio_core.format.manifest import Manifest, RejectEntry
+from recordio_core.reading.inspect import SheetPick
 
 MAX_REJECTS_SHOWN = 20
 SHEET_PER_CLASS = 4  # images per class on the summary's contact sheet

@@ -8,7 +8,7 @@ from typing import Literal
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from recordio_core.split import Order, SplitList, im2rec_split, stable_split
+from recordio_core.building.split import Order, SplitList, im2rec_split, stable_split
 from recordio_flow.tasks.common import RETRY_OPTIONS, Carry, run_logger
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from recordio_core.fsio import get_fs, url_dirname
+from recordio_core.storage.fsio import get_fs, url_dirname
 
 
 def missing_urls(urls: Iterable[str], storage_options: Mapping[str, Any] | None) -> list[str]:

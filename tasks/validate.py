@@ -1,4 +1,4 @@
-"""Task: validate one packed shard (`recordio_core.validate.validate_shard`)."""
+"""Task: validate one packed shard (`recordio_core.building.validate.validate_shard`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from recordio_core.pack import ShardResult
-from recordio_core.validate import ValidationReport, validate_shard
+from recordio_core.building.pack import ShardResult
+from recordio_core.building.validate import ValidationReport, validate_shard
 from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recordio_core.lst import LstEntry, write_lst
-from recordio_core.manifest import Manifest, ShardEntry, SplitEntry, tool_versions
-from recordio_core.manifest import write_manifest as write_manifest_file
-from recordio_core.recordio import IRHeader, MXIndexedRecordIO, MXRecordIO, pack, pack_img
+from recordio_core.format.lst import LstEntry, write_lst
+from recordio_core.format.manifest import Manifest, ShardEntry, SplitEntry, tool_versions
+from recordio_core.format.manifest import write_manifest as write_manifest_file
+from recordio_core.format.recordio import IRHeader, MXIndexedRecordIO, MXRecordIO, pack, pack_img
 
 # (height, width): landscape, portrait, square, and some smaller than a 24x24 crop
 SIZES = [(30, 40), (48, 32), (36, 36), (20, 50), (26, 26), (40, 29), (18, 22), (33, 60)]
@@ -92,7 +92,7 @@ def make_raw_records(path: str, payloads: list[bytes]) -> list[int]:
 
 
 def write_manifest(folder: str, splits: dict[str, list[Dataset]]) -> str:
-    """A real `manifest.json` (recordio_core.manifest) for datasets made under `folder`."""
+    """A real `manifest.json` (recordio_core.format.manifest) for datasets made under `folder`."""
 
     def sha(path: str) -> str:
         with open(path, "rb") as f:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from recordio_core.blockcache import BlockCache, cache_key, object_version
+from recordio_core.storage.blockcache import BlockCache, cache_key, object_version
 
 
 @pytest.mark.parametrize(

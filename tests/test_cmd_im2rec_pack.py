@@ -176,7 +176,7 @@ def small_tree(tmp_path):
 
 
 def _records(rec_path, idx_path) -> list[tuple[int, bytes]]:
-    from recordio_core.recordio import MXIndexedRecordIO
+    from recordio_core.format.recordio import MXIndexedRecordIO
 
     reader = MXIndexedRecordIO(str(idx_path), str(rec_path), "r")
     try:

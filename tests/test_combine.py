@@ -11,12 +11,12 @@ import pytest
 from oracle import run_mxnet_json
 from reader_data import make_dataset, make_raw_records
 
-from recordio_core.combine import combined_index, merge_shards, write_combined_index
-from recordio_core.errors import RecordIOError
-from recordio_core.framing import open_source, read_record_at
-from recordio_core.idx import read_idx
-from recordio_core.reader import ImageRecordReader
-from recordio_core.recordio import IRHeader, MXIndexedRecordIO, MXRecordIO, pack
+from recordio_core.building.combine import combined_index, merge_shards, write_combined_index
+from recordio_core.format.errors import RecordIOError
+from recordio_core.format.framing import open_source, read_record_at
+from recordio_core.format.idx import read_idx
+from recordio_core.format.recordio import IRHeader, MXIndexedRecordIO, MXRecordIO, pack
+from recordio_core.reading.reader import ImageRecordReader
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ from typing import Any, NamedTuple
 import pytest
 from pipeline_fixtures import image_tree
 
-from recordio_core import fsio
-from recordio_core.manifest import read_manifest
-from recordio_core.validate import validate_manifest
+from recordio_core.building.validate import validate_manifest
+from recordio_core.format.manifest import read_manifest
+from recordio_core.storage import fsio
 from recordio_flow.tasks import credentials
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ from pipeline_fixtures import (
     subprocess_env,
 )
 
-from recordio_core.validate import validate_manifest
+from recordio_core.building.validate import validate_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

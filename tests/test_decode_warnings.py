@@ -10,11 +10,16 @@ import pytest
 from imagecases import GOOD, exif_jpeg, gray_jpeg, photo, rgb_jpeg, truncated
 from PIL import Image
 
-import recordio_core.jpeg as jpeg
-from recordio_core.image import ImageError, ImageOptions, transform_image, transform_image_checked
-from recordio_core.lst import LstEntry
-from recordio_core.pack import PackOptions, pack_shard
-from recordio_core.quality import NO_DHASH, NO_DIGEST
+import recordio_core.images.jpeg as jpeg
+from recordio_core.building.pack import PackOptions, pack_shard
+from recordio_core.building.quality import NO_DHASH, NO_DIGEST
+from recordio_core.format.lst import LstEntry
+from recordio_core.images.image import (
+    ImageError,
+    ImageOptions,
+    transform_image,
+    transform_image_checked,
+)
 
 
 def corrupt_but_decodable(data: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""The difference hash and near-duplicate grouping (recordio_core.dhash): table tests, the
+"""The difference hash and near-duplicate grouping (recordio_core.images.dhash): table tests, the
 hash's robustness to re-encoding and resizing, and a scale test on synthetic hashes."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recordio_core.dhash import (
+from recordio_core.images.dhash import (
     FLAT_BITS,
     bands,
     components,

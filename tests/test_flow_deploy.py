@@ -16,7 +16,7 @@ from pipeline_fixtures import (
     subprocess_env,
 )
 
-from recordio_core.manifest import read_manifest
+from recordio_core.format.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}

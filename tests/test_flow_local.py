@@ -14,8 +14,8 @@ from pipeline_fixtures import (
     read_tree,
 )
 
-from recordio_core.manifest import read_manifest
-from recordio_core.recordio import MXIndexedRecordIO, unpack, unpack_img
+from recordio_core.format.manifest import read_manifest
+from recordio_core.format.recordio import MXIndexedRecordIO, unpack, unpack_img
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -151,9 +151,9 @@ def test_records_mix_classes_unless_the_listing_order_is_asked(source, tmp_path)
     every record with its own id and labels; "listing" writes the listing's order (class after
     class), the bytes and shard names of earlier versions. A user's .lst is hash-ordered too,
     its index column kept."""
-    from recordio_core.lst import read_lst
-    from recordio_core.recordio import MXRecordIO
-    from recordio_core.split import hash_order
+    from recordio_core.building.split import hash_order
+    from recordio_core.format.lst import read_lst
+    from recordio_core.format.recordio import MXRecordIO
 
     def written(out):
         """The one shard's .lst entries, the ids of its records in file order, its name."""

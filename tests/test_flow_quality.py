@@ -15,7 +15,7 @@ from pipeline_fixtures import (
     read_tree,
 )
 
-from recordio_core.manifest import read_manifest
+from recordio_core.format.manifest import read_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

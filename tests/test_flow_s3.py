@@ -10,8 +10,8 @@ from pipeline_fixtures import (
     prefect_harness,  # noqa: F401  (the shared server fixture)
 )
 
-from recordio_core.manifest import read_manifest
-from recordio_core.recordio import MXIndexedRecordIO, unpack_img
+from recordio_core.format.manifest import read_manifest
+from recordio_core.format.recordio import MXIndexedRecordIO, unpack_img
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recordio_core.errors import RecordIOError
-from recordio_core.framing import (
+from recordio_core.format.errors import RecordIOError
+from recordio_core.format.framing import (
     MAGIC,
     MAGIC_BYTES,
     MAX_PART_LENGTH,

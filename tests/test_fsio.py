@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from recordio_core.fsio import (
+from recordio_core.storage.fsio import (
     atomic_write,
     exists,
     get_fs,
@@ -129,7 +129,7 @@ def test_atomic_write_failure_on_new_file(tmp_path):
 def test_atomic_write_creates_parent_folders_on_other_filesystems():
     import fsspec
 
-    from recordio_core.fsio import atomic_write
+    from recordio_core.storage.fsio import atomic_write
 
     url = "memory://atomic-parents/a/b/c.bin"
     with atomic_write(url) as f:
@@ -145,7 +145,7 @@ def test_atomic_write_syncs_big_files_while_writing(tmp_path, monkeypatch, fail)
     the same, and the helper is gone when the block ends, whether it succeeds or fails."""
     import threading
 
-    from recordio_core import fsio
+    from recordio_core.storage import fsio
 
     synced: list[int] = []
     real = os.fdatasync
@@ -175,7 +175,7 @@ def test_atomic_write_syncs_big_files_while_writing(tmp_path, monkeypatch, fail)
 
 
 def test_atomic_write_reports_a_failed_background_sync(tmp_path, monkeypatch):
-    from recordio_core import fsio
+    from recordio_core.storage import fsio
 
     def broken(fd):
         raise OSError(5, "Input/output error")

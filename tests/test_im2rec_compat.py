@@ -26,8 +26,8 @@ from imagetree import DEFAULT_BROKEN, make_image_tree
 from oracle import run_mxnet
 from PIL import Image
 
-from recordio_core.lst import LstEntry, format_lst, parse_lst
-from recordio_core.recordio import MXIndexedRecordIO, unpack
+from recordio_core.format.lst import LstEntry, format_lst, parse_lst
+from recordio_core.format.recordio import MXIndexedRecordIO, unpack
 from recordio_flow.flows.cli import main as recflow
 
 pytestmark = pytest.mark.mxnet

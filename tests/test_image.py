@@ -1,4 +1,4 @@
-"""recordio_core.image: MXNet's size arithmetic, options, colour modes, rejects, and pixels
+"""recordio_core.images.image: MXNet's size arithmetic, options, colour modes, rejects, and pixels
 against OpenCV (the MXNet venv's cv2 is the ground truth)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from imagecases import (
 )
 from PIL import Image, ImageOps
 
-from recordio_core.image import (
+from recordio_core.images.image import (
     DEFAULT_MAX_PIXELS,
     ImageError,
     ImageOptions,
@@ -387,7 +387,7 @@ print(json.dumps(out))
 @pytest.fixture(params=["opencv", "pillow"])
 def resize_backend(request, monkeypatch):
     """Run a test with OpenCV's resize (when installed) and with the Pillow-only form."""
-    import recordio_core.image as image_module
+    import recordio_core.images.image as image_module
 
     if request.param == "pillow":
         monkeypatch.setattr(image_module, "_opencv", lambda: None)
@@ -485,8 +485,8 @@ def test_both_bilinear_forms_match_the_float_reference(size, out, mode, monkeypa
     """The gather-and-blend shrink (separable below 1.7x, four corners above) stays close to
     Pillow's float affine bilinear, which matches OpenCV's INTER_LINEAR: two 8-bit blends round
     twice, so noise (the worst case) is off by up to 2 levels on a few pixels."""
-    import recordio_core.image as image_module
-    from recordio_core.image import _resize_affine, _resize_linear
+    import recordio_core.images.image as image_module
+    from recordio_core.images.image import _resize_affine, _resize_linear
 
     monkeypatch.setattr(image_module, "_opencv", lambda: None)
     rng = np.random.default_rng(sum(size) + sum(out))
@@ -503,7 +503,7 @@ def test_both_bilinear_forms_match_the_float_reference(size, out, mode, monkeypa
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA"])
 @pytest.mark.parametrize(("size", "out"), [((414, 335), (316, 256)), ((900, 600), (384, 256))])
 def test_opencv_resize_is_cv2_and_the_pillow_form_stays_close(size, out, mode, monkeypatch):
-    import recordio_core.image as image_module
+    import recordio_core.images.image as image_module
 
     cv2 = image_module._opencv()
     if cv2 is None:
@@ -521,7 +521,7 @@ def test_opencv_resize_is_cv2_and_the_pillow_form_stays_close(size, out, mode, m
 
 
 def test_recflow_opencv_0_turns_opencv_off(monkeypatch):
-    import recordio_core.image as image_module
+    import recordio_core.images.image as image_module
 
     monkeypatch.setenv("RECFLOW_OPENCV", "0")
     assert image_module._opencv.__wrapped__() is None
@@ -531,7 +531,7 @@ def test_a_missing_or_broken_opencv_falls_back_to_pillow(monkeypatch):
     import sys
     import types
 
-    import recordio_core.image as image_module
+    import recordio_core.images.image as image_module
 
     monkeypatch.delenv("RECFLOW_OPENCV", raising=False)
     monkeypatch.setitem(sys.modules, "cv2", None)  # not installed
@@ -564,7 +564,7 @@ def test_opencv_jpeg_encoder_writes_pillows_bytes(quality, size, mode):
     """OpenCV's `imencode` and Pillow's `save` are the same libjpeg-turbo call with the same
     defaults (4:2:0, islow DCT, standard tables): the bytes must be equal, so which encoder ran
     never shows in a dataset."""
-    import recordio_core.image as image_module
+    import recordio_core.images.image as image_module
 
     if image_module._opencv() is None:
         pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
@@ -580,7 +580,7 @@ def test_opencv_jpeg_encoder_writes_pillows_bytes(quality, size, mode):
 def test_transform_bytes_do_not_depend_on_the_jpeg_encoder(kind, resize, color, monkeypatch):
     """Every input kind, through the fast array path and the general one: the same JPEG bytes
     whether OpenCV or Pillow encodes them."""
-    import recordio_core.image as image_module
+    import recordio_core.images.image as image_module
 
     if image_module._opencv() is None:
         pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
@@ -670,7 +670,7 @@ PNG_CASES = {  # name: (bytes, whether OpenCV may decode it)
 def test_png_fast_path_gives_pillows_output(case, opts, monkeypatch):
     """OpenCV decodes only plain 8-bit gray/RGB PNGs without EXIF, tRNS or animation; the
     output is the same bytes as Pillow's decode gives, whichever path ran."""
-    import recordio_core.image as image_module
+    import recordio_core.images.image as image_module
 
     if image_module._opencv() is None:
         pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
@@ -699,7 +699,7 @@ def test_png_fast_path_gives_pillows_output(case, opts, monkeypatch):
 def test_png_fast_path_rejects_what_pillow_rejects(cut, monkeypatch):
     """A damaged PNG that OpenCV refuses goes to Pillow: the reject (or the pixels Pillow
     still gets) are the same as without the fast path."""
-    import recordio_core.image as image_module
+    import recordio_core.images.image as image_module
 
     data = _saved_png("RGB")
     data = data[: int(len(data) * cut)]
@@ -735,8 +735,8 @@ FAST_PATH_OPTS = [
 def test_fast_paths_give_the_general_paths_output(kind, opts, dhash, monkeypatch):
     """Every input kind: the array fast paths (`_jpeg_without_pillow`, `_fast_jpeg`,
     `_fast_png`) give the same bytes, warning and dHash as Pillow's general path."""
-    import recordio_core.image as image_module
-    from recordio_core.image import transform_image_checked
+    import recordio_core.images.image as image_module
+    from recordio_core.images.image import transform_image_checked
 
     data = GOOD[kind]()
     fast = transform_image_checked(data, opts, dhash=dhash)

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from recordio_core.image import ImageError, ImageOptions, transform_image
-from recordio_core.imghead import header_size, jpeg_frame
+from recordio_core.images.image import ImageError, ImageOptions, transform_image
+from recordio_core.images.imghead import header_size, jpeg_frame
 
 
 def _pillow_size(data: bytes) -> tuple[str, int, int] | None:
@@ -193,7 +193,7 @@ def _outcome(data: bytes, opts: ImageOptions) -> object:
 def test_re_encode_without_pillows_open_changes_no_outcome(seed, edits, cut, color_resize):
     """A re-encode that reads the JPEG header itself (`_jpeg_without_pillow`) gives the same
     bytes, or the same reject, as one that lets Pillow open the file, on damaged files too."""
-    import recordio_core.image as image_module
+    import recordio_core.images.image as image_module
 
     data = _mutated(seed, edits, cut)
     color, resize = color_resize

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from reader_data import make_dataset, make_raw_records, write_manifest
 
-from recordio_core.inspect import contact_sheet, inspect_dataset
-from recordio_core.recordio import IRHeader, pack, pack_img
+from recordio_core.format.recordio import IRHeader, pack, pack_img
+from recordio_core.reading.inspect import contact_sheet, inspect_dataset
 from recordio_flow.flows.cli import main
 
 

@@ -1,4 +1,5 @@
-"""recordio_core.listing: im2rec.py's listing order/labels, fsspec roots, class maps, cc lists."""
+"""recordio_core.building.listing: im2rec.py's listing order/labels, fsspec roots, class maps, cc
+lists."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import fsspec
 import pytest
 from imagetree import DEFAULT_TREE, ImageSpec, make_image_tree
 
-from recordio_core.errors import ListFileError
-from recordio_core.listing import (
+from recordio_core.building.listing import (
     DEFAULT_EXTS,
     Listing,
     format_class_map,
@@ -21,7 +21,8 @@ from recordio_core.listing import (
     read_class_map,
     write_class_map,
 )
-from recordio_core.lst import LstEntry
+from recordio_core.format.errors import ListFileError
+from recordio_core.format.lst import LstEntry
 
 # The default tree, walked like im2rec.py: (relative path, label), in index order.
 RECURSIVE = [

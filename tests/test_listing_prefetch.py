@@ -8,7 +8,7 @@ import pickle
 
 from pipeline_fixtures import image_tree
 
-from recordio_core.listing import list_images
+from recordio_core.building.listing import list_images
 from recordio_flow.tasks import listing_prefetch
 from recordio_flow.tasks.listing_prefetch import (
     _ProcessPrefetch,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recordio_core.errors import IndexFileError, ListFileError
-from recordio_core.idx import format_idx, parse_idx, read_idx, write_idx
-from recordio_core.lst import (
+from recordio_core.format.errors import IndexFileError, ListFileError
+from recordio_core.format.idx import format_idx, parse_idx, read_idx, write_idx
+from recordio_core.format.lst import (
     LstEntry,
     format_lst,
     format_lst_line,
@@ -230,7 +230,7 @@ class TestIdx:
     ],
 )
 def test_plain_lines_parse_as_the_general_parser_does(line):
-    from recordio_core.lst import _plain_entry
+    from recordio_core.format.lst import _plain_entry
 
     fast = _plain_entry(line, None)
     assert fast is None or fast == parse_lst_line(line)
@@ -242,7 +242,7 @@ def test_plain_lines_parse_as_the_general_parser_does(line):
     ["5\t3.0\t", "18446744073709551616\t1\tx", "5\tnan\tx", "5\t1\ta\x00b", "5\tx\ta.jpg"],
 )
 def test_bad_lines_are_not_plain(line):
-    from recordio_core.lst import _plain_entry
+    from recordio_core.format.lst import _plain_entry
 
     assert _plain_entry(line, None) is None
     with pytest.raises(ListFileError):
@@ -265,7 +265,7 @@ def test_a_plain_line_of_the_wrong_width_is_refused_with_the_general_message():
 def test_the_first_problem_in_line_order_is_reported(text, line, words):
     """Duplicates and paths outside the root are checked in bulk; a failure still names the
     first bad line, whichever kind of problem it is."""
-    from recordio_core.lst import ListFileError, parse_lst
+    from recordio_core.format.lst import ListFileError, parse_lst
 
     with pytest.raises(ListFileError, match=words) as err:
         parse_lst(text, allow_outside_root=False)
@@ -274,7 +274,7 @@ def test_the_first_problem_in_line_order_is_reported(text, line, words):
 
 
 def test_checked_entry_is_an_ordinary_entry():
-    from recordio_core.lst import LstEntry, checked_entry
+    from recordio_core.format.lst import LstEntry, checked_entry
 
     made = checked_entry(7, (1.0, 2.5), "a/b.jpg")
     assert made == LstEntry(7, (1.0, 2.5), "a/b.jpg")

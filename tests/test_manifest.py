@@ -1,4 +1,4 @@
-"""recordio_core.manifest and recordio_core.shardkey: pure, no Prefect."""
+"""recordio_core.format.manifest and recordio_core.building.shardkey: pure, no Prefect."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from recordio_core.lst import LstEntry
-from recordio_core.manifest import (
+from recordio_core.building.shardkey import MISSING, shard_key, source_fingerprints
+from recordio_core.format.lst import LstEntry
+from recordio_core.format.manifest import (
     MANIFEST_NAME,
     Manifest,
     ManifestError,
@@ -23,7 +24,6 @@ from recordio_core.manifest import (
     write_manifest,
     write_rejects,
 )
-from recordio_core.shardkey import MISSING, shard_key, source_fingerprints
 
 SHA = "a" * 64
 

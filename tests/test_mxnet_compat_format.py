@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from oracle import run_mxnet_json
 
-from recordio_core.framing import MAGIC_BYTES
-from recordio_core.recordio import (
+from recordio_core.format.framing import MAGIC_BYTES
+from recordio_core.format.recordio import (
     IRHeader,
     MXIndexedRecordIO,
     MXRecordIO,

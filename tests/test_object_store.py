@@ -13,21 +13,21 @@ import pytest
 from imagecases import rgb_jpeg
 from latency_proxy import LatencyProxy
 
-from recordio_core import fetch as fetchmod
-from recordio_core.fetch import (
+from recordio_core.building.listing import list_images
+from recordio_core.building.pack import PackOptions, pack_shard
+from recordio_core.building.shardkey import _fingerprint, fingerprint_size, source_fingerprints
+from recordio_core.format.lst import LstEntry
+from recordio_core.images.image import ImageOptions
+from recordio_core.storage import fetch as fetchmod
+from recordio_core.storage.fetch import (
     FetchStats,
     backoff_delays,
     fetch_filesystem,
     fetch_ordered,
     pool_options,
 )
-from recordio_core.fsio import atomic_write, exists
-from recordio_core.image import ImageOptions
-from recordio_core.listing import list_images
-from recordio_core.lst import LstEntry
-from recordio_core.pack import PackOptions, pack_shard
-from recordio_core.shardkey import _fingerprint, fingerprint_size, source_fingerprints
-from recordio_core.upload import MIN_PART, S3PartWriter
+from recordio_core.storage.fsio import atomic_write, exists
+from recordio_core.storage.upload import MIN_PART, S3PartWriter
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""recordio_core.pack: headers exactly as im2rec writes them, rejects, atomic commits,
+"""recordio_core.building.pack: headers exactly as im2rec writes them, rejects, atomic commits,
 determinism whatever the worker count, bounded memory, S3 output."""
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ import pytest
 from imagecases import BAD, GOOD, rgb_jpeg
 from PIL import Image
 
-import recordio_core.pack as packmod
-import recordio_core.pack_pipeline as pipeline
-from recordio_core.framing import iter_records, open_source
-from recordio_core.image import ImageOptions
-from recordio_core.lst import LstEntry, format_lst
-from recordio_core.pack import (
+import recordio_core.building.pack as packmod
+import recordio_core.building.pack_pipeline as pipeline
+from recordio_core.building.pack import (
     PackOptions,
     Reject,
     ShardResult,
@@ -27,8 +24,11 @@ from recordio_core.pack import (
     pack_shard,
     record_payload,
 )
-from recordio_core.recordio import unpack
-from recordio_core.validate import validate_shard
+from recordio_core.building.validate import validate_shard
+from recordio_core.format.framing import iter_records, open_source
+from recordio_core.format.lst import LstEntry, format_lst
+from recordio_core.format.recordio import unpack
+from recordio_core.images.image import ImageOptions
 
 RESIZE = PackOptions(ImageOptions(resize=24))
 

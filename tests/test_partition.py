@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reader_data import make_raw_records
 
-from recordio_core.framing import MAGIC_BYTES, open_source
-from recordio_core.partition import (
+from recordio_core.format.framing import MAGIC_BYTES, open_source
+from recordio_core.reading.partition import (
     byte_part_of,
     byte_range,
     byte_step,
@@ -21,7 +21,7 @@ from recordio_core.partition import (
     locate,
     shard_bases,
 )
-from recordio_core.reader import byte_part_records
+from recordio_core.reading.reader import byte_part_records
 
 
 @pytest.mark.parametrize(

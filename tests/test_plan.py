@@ -1,4 +1,4 @@
-"""recordio_core.plan: shard arithmetic, target sizes, and im2rec.cc's nsplit/part."""
+"""recordio_core.building.plan: shard arithmetic, target sizes, and im2rec.cc's nsplit/part."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recordio_core.plan import (
+from recordio_core.building.plan import (
     ShardPlan,
     auto_records_per_shard,
     nsplit_line_range,

@@ -13,7 +13,7 @@ import pytest
 from pipeline_fixtures import image_tree
 from prefect_server import ROOT, served, wait_for_deployment, wait_for_run
 
-from recordio_core.manifest import read_manifest
+from recordio_core.format.manifest import read_manifest
 from recordio_flow.flows.params import PARAMETER_NAMES
 from recordio_flow.flows.zombies import AUTOMATION_NAME
 

@@ -28,7 +28,7 @@ from oracle import run_mxnet_json
 from pipeline_fixtures import image_tree
 from prefect_server import LOUD, served, wait_for_deployment, wait_for_run
 
-from recordio_core.manifest import read_manifest
+from recordio_core.format.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""recordio_core.progress: the command-line progress line."""
+"""recordio_core.building.progress: the command-line progress line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from recordio_core.progress import Progress
+from recordio_core.building.progress import Progress
 
 
 class Tty(io.StringIO):

@@ -1,4 +1,4 @@
-"""Duplicates, leakage and the dedupe plan (recordio_core.quality): table tests."""
+"""Duplicates, leakage and the dedupe plan (recordio_core.building.quality): table tests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import hashlib
 
 import pytest
 
-from recordio_core.lst import LstEntry
-from recordio_core.quality import (
+from recordio_core.building.quality import (
     NO_DHASH,
     NO_DIGEST,
     Seen,
@@ -20,7 +19,8 @@ from recordio_core.quality import (
     same_size_paths,
     sizes_from_fingerprints,
 )
-from recordio_core.split import SplitList
+from recordio_core.building.split import SplitList
+from recordio_core.format.lst import LstEntry
 
 
 def d(text: str) -> bytes:

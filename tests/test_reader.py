@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 from reader_data import make_dataset, make_raw_records, write_manifest
 
-from recordio_core.errors import RecordIOError
-from recordio_core.reader import ImageRecordIter, ImageRecordReader, ReaderOptions, parse_imglist
-from recordio_core.recordio import IRHeader, pack, pack_img
-from recordio_core.sources import resolve_shards
+from recordio_core.format.errors import RecordIOError
+from recordio_core.format.recordio import IRHeader, pack, pack_img
+from recordio_core.reading.reader import (
+    ImageRecordIter,
+    ImageRecordReader,
+    ReaderOptions,
+    parse_imglist,
+)
+from recordio_core.reading.sources import resolve_shards
 
 
 def read_all(source, **kw):
@@ -343,7 +348,7 @@ def test_map_style_dataset_without_torch(shards):
     import subprocess
     import sys
 
-    from recordio_core.torch_dataset import RecordDataset
+    from recordio_core.reading.torch_dataset import RecordDataset
 
     _, a, b, _, manifest = shards
     ds = RecordDataset(manifest, split="train", label_width=4, labels_from_lst=True)
@@ -359,14 +364,14 @@ def test_map_style_dataset_without_torch(shards):
     assert sum(len(p) for p in parts) == len(ds)
     gray = RecordDataset(a.rec, mode="L", transform=np.asarray)
     assert gray[0][0].ndim == 2 and gray[0][1] == a.labels[0]
-    probe = "import sys, recordio_core.torch_dataset; print('torch' in sys.modules)"
+    probe = "import sys, recordio_core.reading.torch_dataset; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # importing the module never imports torch
 
 
 def test_torch_dataset_if_torch_is_installed(shards):
     torch = pytest.importorskip("torch")
-    from recordio_core.torch_dataset import TorchRecordDataset
+    from recordio_core.reading.torch_dataset import TorchRecordDataset
 
     _, a, _, _, _ = shards
     ds = TorchRecordDataset(a.rec)

@@ -14,7 +14,7 @@ import pytest
 from latency_proxy import LatencyProxy
 from reader_data import make_dataset, write_manifest
 
-from recordio_core.reader import ImageRecordIter, ImageRecordReader
+from recordio_core.reading.reader import ImageRecordIter, ImageRecordReader
 
 SHAPE = (3, 8, 8)
 
@@ -61,7 +61,7 @@ def test_block_epochs_cover_everything_once_and_are_seeded(data):
 
 
 def test_block_mode_reads_blocks_in_the_epochs_order_through_a_bounded_buffer(data):
-    from recordio_core.shuffle import block_order
+    from recordio_core.reading.shuffle import block_order
 
     _, a, b, _ = data
     everything = a.ids + b.ids  # index order

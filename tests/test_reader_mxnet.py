@@ -10,8 +10,8 @@ import pytest
 from oracle import run_mxnet, run_mxnet_json
 from reader_data import make_dataset
 
-from recordio_core.reader import ImageRecordReader
-from recordio_core.recordio import IRHeader, MXIndexedRecordIO, pack, unpack
+from recordio_core.format.recordio import IRHeader, MXIndexedRecordIO, pack, unpack
+from recordio_core.reading.reader import ImageRecordReader
 
 pytestmark = pytest.mark.mxnet
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recordio_core import recordio
-from recordio_core.errors import IndexFileError, RecordIOError
-from recordio_core.framing import MAGIC_BYTES, frame_record
-from recordio_core.recordio import (
+from recordio_core.format import recordio
+from recordio_core.format.errors import IndexFileError, RecordIOError
+from recordio_core.format.framing import MAGIC_BYTES, frame_record
+from recordio_core.format.recordio import (
     IRHeader,
     MXIndexedRecordIO,
     MXRecordIO,

@@ -18,8 +18,8 @@ from pipeline_fixtures import (
     prefect_harness,  # noqa: F401  (the shared server fixture)
 )
 
-from recordio_core.manifest import MANIFEST_NAME, read_manifest
-from recordio_core.validate import validate_manifest
+from recordio_core.building.validate import validate_manifest
+from recordio_core.format.manifest import MANIFEST_NAME, read_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -339,7 +339,7 @@ def test_two_runs_writing_the_same_output_at_once_leave_one_whole_dataset(tmp_pa
     from badfiles import SLOW_ENV
     from pipeline_fixtures import subprocess_env
 
-    from recordio_core.recordio import MXIndexedRecordIO, unpack_img
+    from recordio_core.format.recordio import MXIndexedRecordIO, unpack_img
     from recordio_flow.flows.cli import main
 
     root = tmp_path / "src"
@@ -416,9 +416,7 @@ def test_a_commit_whose_shards_a_concurrent_run_replaced_is_refused(tmp_path, mo
     assert "disappeared before the commit" in str(state.result(raise_on_failure=False))
     m = read_manifest(str(out))
     assert m.parameters["resize"] == 20 and set(shard_files(out)) == set(m.files())
-    assert all(
-        r.ok for r in __import__("recordio_core.validate").validate.validate_manifest(str(out))
-    )
+    assert all(r.ok for r in validate_manifest(str(out)))
 
     summary = fb.build_dataset(**kw, resize=16)  # R again
     assert summary["shards_packed"] == summary["shards"] == 2

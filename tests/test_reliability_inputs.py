@@ -21,9 +21,9 @@ from pipeline_fixtures import (
     prefect_harness,  # noqa: F401  (the shared server fixture)
 )
 
-from recordio_core.idx import read_idx
-from recordio_core.lst import read_lst
-from recordio_core.manifest import read_manifest
+from recordio_core.format.idx import read_idx
+from recordio_core.format.lst import read_lst
+from recordio_core.format.manifest import read_manifest
 
 # the catalogue's 1e8-pixel header is over Pillow's warning limit (and refused by ours)
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
@@ -129,7 +129,7 @@ def test_bad_images_through_recflow_im2rec(tmp_path, capsys):
 def test_broken_links_and_special_files_are_reported_not_dropped(tmp_path, capsys):
     """im2rec.py silently skips names that are not regular files; a broken link to an image
     is an image gone missing, so the listing reports it (and the flow records a reject)."""
-    from recordio_core.listing import list_images
+    from recordio_core.building.listing import list_images
     from recordio_flow.flows.cli import main
 
     root = tmp_path / "src"
@@ -155,14 +155,14 @@ def test_broken_links_and_special_files_are_reported_not_dropped(tmp_path, capsy
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads chmod 000 files; denied:// covers it")
 def test_unreadable_permissions_on_the_real_filesystem(tmp_path):
-    from recordio_core.pack import PackOptions, pack_shard
+    from recordio_core.building.pack import PackOptions, pack_shard
 
     root = tmp_path / "src"
     image_tree(root, classes=1, per_class=2)
     locked = root / "class0" / "img00.jpg"
     locked.chmod(0)
     try:
-        from recordio_core.listing import list_images
+        from recordio_core.building.listing import list_images
 
         entries = list_images(str(root), recursive=True).entries
         result = pack_shard(entries, str(root), str(tmp_path / "o"), PackOptions())
@@ -172,7 +172,7 @@ def test_unreadable_permissions_on_the_real_filesystem(tmp_path):
 
 
 def test_decompression_bomb_limit_is_honoured_and_configurable(tmp_path):
-    from recordio_core.image import ImageError, ImageOptions, transform_image
+    from recordio_core.images.image import ImageError, ImageOptions, transform_image
     from recordio_flow.flows.build_options import pack_options
     from recordio_flow.flows.params import BuildParameters
 
@@ -316,8 +316,8 @@ def test_invalid_command_line_options_are_refused_before_any_work(tmp_path, argv
 
 
 def _hostile_files(tmp_path: Path) -> dict[str, tuple[bytes, bytes]]:
-    from recordio_core.framing import MAGIC, frame_record
-    from recordio_core.recordio import IRHeader, pack
+    from recordio_core.format.framing import MAGIC, frame_record
+    from recordio_core.format.recordio import IRHeader, pack
 
     good = frame_record(pack(IRHeader(0, 1.0, 0, 0), ic.rgb_jpeg()))
     rng = __import__("numpy").random.default_rng(0)
@@ -350,10 +350,10 @@ def _hostile_files(tmp_path: Path) -> dict[str, tuple[bytes, bytes]]:
 
 
 def test_hostile_rec_and_idx_give_clear_errors_in_bounded_memory(tmp_path):
-    from recordio_core.errors import IndexFileError, RecordIOError
-    from recordio_core.reader import ImageRecordIter
-    from recordio_core.recordio import MXIndexedRecordIO, MXRecordIO
-    from recordio_core.validate import validate_shard
+    from recordio_core.building.validate import validate_shard
+    from recordio_core.format.errors import IndexFileError, RecordIOError
+    from recordio_core.format.recordio import MXIndexedRecordIO, MXRecordIO
+    from recordio_core.reading.reader import ImageRecordIter
 
     for name, (rec_bytes, idx_bytes) in _hostile_files(tmp_path).items():
         rec, idx = tmp_path / f"{name}.rec", tmp_path / f"{name}.idx"
@@ -398,8 +398,8 @@ def test_recflow_validate_on_a_hostile_shard_exits_nonzero(tmp_path, capsys):
 def test_validate_decode_refuses_a_bomb_record_instead_of_decoding_it(tmp_path, capsys):
     """1e8 pixels: under Pillow's hard ceiling (2x its limit), so only our limit stops the
     validator from allocating ~300 MB for it."""
-    from recordio_core.framing import frame_record
-    from recordio_core.recordio import IRHeader, pack
+    from recordio_core.format.framing import frame_record
+    from recordio_core.format.recordio import IRHeader, pack
     from recordio_flow.flows.cli import main
 
     record = frame_record(pack(IRHeader(0, 0.0, 0, 0), ic.png_header_only(10000, 10000)))

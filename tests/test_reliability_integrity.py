@@ -17,7 +17,7 @@ from pipeline_fixtures import (
     prefect_harness,  # noqa: F401  (the shared server fixture)
 )
 
-from recordio_core.manifest import MANIFEST_NAME, read_manifest
+from recordio_core.format.manifest import MANIFEST_NAME, read_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

@@ -13,8 +13,8 @@ from pipeline_fixtures import (
     prefect_harness,  # noqa: F401  (the shared server fixture)
 )
 
-from recordio_core.errors import ListFileError
-from recordio_core.lst import read_lst
+from recordio_core.format.errors import ListFileError
+from recordio_core.format.lst import read_lst
 
 GOOD_LINES = "0\t0.000000\tclass0/img00.jpg\n1\t0.000000\tclass0/img01.jpg\n"
 
@@ -154,7 +154,7 @@ def test_outside_root_is_allowed_on_request_by_the_commands(tmp_path, images, ca
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_flow_takes_a_user_list_and_refuses_bad_ones_before_packing(tmp_path, images):
-    from recordio_core.manifest import read_manifest
+    from recordio_core.format.manifest import read_manifest
     from recordio_flow.flows.build import build_dataset
 
     def run(lst: Path, out: Path, **kw):

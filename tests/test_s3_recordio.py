@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from recordio_core.errors import RecordIOError
-from recordio_core.framing import (
+from recordio_core.format.errors import RecordIOError
+from recordio_core.format.framing import (
     MAGIC_BYTES,
     FileSource,
     find_record_start,
     open_source,
     read_record_at,
 )
-from recordio_core.fsio import atomic_write, exists, read_bytes
-from recordio_core.idx import read_idx, write_idx
-from recordio_core.lst import LstEntry, read_lst, write_lst
-from recordio_core.recordio import MXIndexedRecordIO, MXRecordIO, pack, unpack
+from recordio_core.format.idx import read_idx, write_idx
+from recordio_core.format.lst import LstEntry, read_lst, write_lst
+from recordio_core.format.recordio import MXIndexedRecordIO, MXRecordIO, pack, unpack
+from recordio_core.storage.fsio import atomic_write, exists, read_bytes
 
 pytestmark = pytest.mark.slow
 

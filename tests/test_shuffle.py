@@ -1,11 +1,12 @@
-"""Shuffle arithmetic (recordio_core.shuffle): record extents, blocks, orders, the buffer."""
+"""Shuffle arithmetic (recordio_core.reading.shuffle): record extents, blocks, orders, the
+buffer."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from recordio_core.shuffle import (
+from recordio_core.reading.shuffle import (
     Block,
     Extent,
     block_order,

@@ -1,4 +1,5 @@
-"""recordio_core.split: im2rec.py's make_list lists and names, and the stable hash split."""
+"""recordio_core.building.split: im2rec.py's make_list lists and names, and the stable hash
+split."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recordio_core.lst import LstEntry
-from recordio_core.plan import num_shards_for, plan_split
-from recordio_core.split import (
+from recordio_core.building.plan import num_shards_for, plan_split
+from recordio_core.building.split import (
     SplitList,
     hash_fraction,
     hash_order,
@@ -22,6 +22,7 @@ from recordio_core.split import (
     order_digests,
     stable_split,
 )
+from recordio_core.format.lst import LstEntry
 
 
 def entries(n: int) -> list[LstEntry]:
@@ -337,7 +338,7 @@ def test_hash_order_is_stable_under_additions(old, added, rnd, seed):
 def test_hash_order_is_the_same_in_another_process():
     """No Python `hash()`: another process, with another string-hash seed, agrees."""
     code = (
-        "from recordio_core.split import order_digests;"
+        "from recordio_core.building.split import order_digests;"
         "print(order_digests([f'c{i}/{i}.jpg' for i in range(50)], 42).hex())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -14,9 +14,9 @@ import pytest
 from pipeline_fixtures import image_tree  # also sets the Prefect test environment
 from pydantic import Field
 
-from recordio_core.lst import LstEntry
-from recordio_core.manifest import read_manifest
-from recordio_core.split import SplitList
+from recordio_core.building.split import SplitList
+from recordio_core.format.lst import LstEntry
+from recordio_core.format.manifest import read_manifest
 from recordio_flow.flows.param_secrets import secret_paths, split_secrets
 from recordio_flow.flows.params import BuildParameters
 
@@ -248,7 +248,7 @@ def test_planned_shard_keys_do_not_move(order):
     """record_order="listing" with reducing_gap=2.0 (the defaults before 2026-12-07) keeps the
     names (and bytes) of the shards earlier versions built; the defaults now are "hash" and a
     full-size decode. The order is not a key parameter: the entries in order already are."""
-    from recordio_core.split import stable_split
+    from recordio_core.building.split import stable_split
     from recordio_flow.flows.build_options import key_parameters, pack_options
     from recordio_flow.tasks.plan import make_jobs
 
@@ -326,7 +326,7 @@ def test_records_per_shard_is_raised_to_cap_the_shard_count():
 
     assert effective_records_per_shard([100, 10], 50, 256) == 50
     rps = effective_records_per_shard([100_000, 30, 0], 10, 20)
-    from recordio_core.plan import num_shards_for
+    from recordio_core.building.plan import num_shards_for
 
     assert sum(num_shards_for(n, records_per_shard=rps) for n in [100_000, 30, 0]) <= 20
 
@@ -341,8 +341,8 @@ def test_records_per_shard_is_raised_to_cap_the_shard_count():
     ],
 )
 def test_plan_shards_sizes_shards_by_bytes_unless_told(tmp_path, size, records_per_shard, shards):
-    from recordio_core.lst import LstEntry
-    from recordio_core.split import SplitList
+    from recordio_core.building.split import SplitList
+    from recordio_core.format.lst import LstEntry
     from recordio_flow.tasks.common import Carry
     from recordio_flow.tasks.plan import plan_shards
 
@@ -408,7 +408,7 @@ def test_commit_lock_on_s3(s3_server):
 def _fake_result(out, split, name, payload: bytes):
     import hashlib
 
-    from recordio_core.pack import ShardResult
+    from recordio_core.building.pack import ShardResult
 
     prefix = f"{out}/{split}/{name}"
     (tmp := __import__("pathlib").Path(f"{out}/{split}")).mkdir(parents=True, exist_ok=True)
@@ -428,7 +428,7 @@ def _fake_result(out, split, name, payload: bytes):
 
 
 def test_commit_writes_manifest_last_and_prunes_the_previous_dataset(tmp_path):
-    from recordio_core.manifest import RejectEntry
+    from recordio_core.format.manifest import RejectEntry
     from recordio_flow.tasks.commit import build_manifest, commit_dataset
 
     out = str(tmp_path / "ds")
@@ -469,7 +469,7 @@ def test_commit_writes_manifest_last_and_prunes_the_previous_dataset(tmp_path):
 
 # --------------------------------------------------------------------------- reports
 def test_summary_markdown_and_table():
-    from recordio_core.manifest import Manifest, RejectEntry, SplitEntry
+    from recordio_core.format.manifest import Manifest, RejectEntry, SplitEntry
     from recordio_flow.tasks.report import (
         ShardOutcome,
         artifact_key,
@@ -523,8 +523,8 @@ def test_summary_markdown_and_table():
 def test_summary_contact_sheet_shows_a_few_packed_records_per_class(tmp_path):
     from PIL import Image
 
-    from recordio_core.inspect import sheet_from_records
-    from recordio_core.pack import PackOptions, pack_shard
+    from recordio_core.building.pack import PackOptions, pack_shard
+    from recordio_core.reading.inspect import sheet_from_records
     from recordio_flow.tasks.report import sheet_picks
 
     src = tmp_path / "src"

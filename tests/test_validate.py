@@ -1,4 +1,4 @@
-"""recordio_core.validate and `recflow validate`: every injected corruption is detected."""
+"""recordio_core.building.validate and `recflow validate`: every injected corruption is detected."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from imagecases import rgb_jpeg
 
-from recordio_core.framing import frame_record
-from recordio_core.image import ImageOptions
-from recordio_core.lst import LstEntry
-from recordio_core.manifest import Manifest, ShardEntry, SplitEntry, write_manifest
-from recordio_core.pack import PackOptions, ShardResult, pack_shard
-from recordio_core.validate import MAX_LISTED_PROBLEMS, ValidationReport, validate_shard
+from recordio_core.building.pack import PackOptions, ShardResult, pack_shard
+from recordio_core.building.validate import MAX_LISTED_PROBLEMS, ValidationReport, validate_shard
+from recordio_core.format.framing import frame_record
+from recordio_core.format.lst import LstEntry
+from recordio_core.format.manifest import Manifest, ShardEntry, SplitEntry, write_manifest
+from recordio_core.images.image import ImageOptions
 from recordio_flow.flows.cli import main
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from pipeline_fixtures import image_tree
 
+from recordio_core.building.validate import validate_manifest
 from recordio_core.manifest import read_manifest
-from recordio_core.validate import validate_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 

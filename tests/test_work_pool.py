@@ -35,8 +35,8 @@ from pipeline_fixtures import image_tree
 from prefect_server import ROOT, PrefectServer, prefect_command, stop, wait_for_run
 from test_prefect_ui import browser_page, chromium, custom_run  # noqa: F401  (a fixture)
 
-from recordio_core.manifest import read_manifest
-from recordio_core.validate import validate_manifest
+from recordio_core.building.validate import validate_manifest
+from recordio_core.format.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

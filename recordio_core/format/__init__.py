@@ -1,0 +1,3 @@
+"""The byte format: record framing, the mxnet.recordio API, .idx and .lst files, the dataset
+manifest, and the errors they raise.
+"""
