@@ -436,14 +436,15 @@ def apply_candidate(name: str) -> Callable[[], None]:
     import simplejpeg
     from PIL import Image
 
-    from recordio_core.images import image, jpeg
+    from recordio_core.images import image, image_encode, image_fast, image_opencv, jpeg
 
+    # Patched on the modules every caller looks them up on (see recordio_core.images.image).
     spec = CANDIDATES[name]
     saved = [
         (image.ImageOptions, "__init__", image.ImageOptions.__init__),
         (jpeg, "_strict", jpeg._strict),
-        (image, "_encode_jpeg_array", image._encode_jpeg_array),
-        (image, "_fast_jpeg", image._fast_jpeg),
+        (image_encode, "_encode_jpeg_array", image_encode._encode_jpeg_array),
+        (image_fast, "_fast_jpeg", image_fast._fast_jpeg),
     ]
 
     def restore() -> None:
@@ -485,13 +486,13 @@ def apply_candidate(name: str) -> Callable[[], None]:
                 return simplejpeg.encode_jpeg(arr[:, :, None], quality, "GRAY", "Gray", fastdct)
             return simplejpeg.encode_jpeg(arr, quality, "RGB", "420", fastdct)
 
-        image._encode_jpeg_array = encode
+        image_encode._encode_jpeg_array = encode
     if spec.get("yuv"):
-        exact = image._fast_jpeg
+        exact = image_fast._fast_jpeg
 
         def fast_jpeg(data: bytes, size: Any, stored: str, opts: Any, target: str, *rest: Any):
             scale, box, out_size, dhash = rest
-            cv2 = image._opencv()
+            cv2 = image_opencv._opencv()
             if stored != "RGB" or target != "RGB" or opts.is_png or dhash or cv2 is None:
                 return exact(data, size, stored, opts, target, *rest)
             if opts.resize and opts.inter_method != 1:
@@ -519,7 +520,7 @@ def apply_candidate(name: str) -> Callable[[], None]:
                 simplejpeg.encode_jpeg_yuv_planes(y, cb, cr, opts.quality, fastdct)
             )
 
-        image._fast_jpeg = fast_jpeg
+        image_fast._fast_jpeg = fast_jpeg
     return restore
 
 

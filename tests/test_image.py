@@ -387,11 +387,11 @@ print(json.dumps(out))
 @pytest.fixture(params=["opencv", "pillow"])
 def resize_backend(request, monkeypatch):
     """Run a test with OpenCV's resize (when installed) and with the Pillow-only form."""
-    import recordio_core.images.image as image_module
+    from recordio_core.images import image_opencv
 
     if request.param == "pillow":
-        monkeypatch.setattr(image_module, "_opencv", lambda: None)
-    elif image_module._opencv() is None:
+        monkeypatch.setattr(image_opencv, "_opencv", lambda: None)
+    elif image_opencv._opencv() is None:
         pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
     return request.param
 
@@ -485,10 +485,10 @@ def test_both_bilinear_forms_match_the_float_reference(size, out, mode, monkeypa
     """The gather-and-blend shrink (separable below 1.7x, four corners above) stays close to
     Pillow's float affine bilinear, which matches OpenCV's INTER_LINEAR: two 8-bit blends round
     twice, so noise (the worst case) is off by up to 2 levels on a few pixels."""
-    import recordio_core.images.image as image_module
+    from recordio_core.images import image_opencv
     from recordio_core.images.image import _resize_affine, _resize_linear
 
-    monkeypatch.setattr(image_module, "_opencv", lambda: None)
+    monkeypatch.setattr(image_opencv, "_opencv", lambda: None)
     rng = np.random.default_rng(sum(size) + sum(out))
     bands = len(mode)
     arr = rng.integers(0, 256, (size[1], size[0], bands), dtype=np.uint8)
@@ -504,8 +504,9 @@ def test_both_bilinear_forms_match_the_float_reference(size, out, mode, monkeypa
 @pytest.mark.parametrize(("size", "out"), [((414, 335), (316, 256)), ((900, 600), (384, 256))])
 def test_opencv_resize_is_cv2_and_the_pillow_form_stays_close(size, out, mode, monkeypatch):
     import recordio_core.images.image as image_module
+    from recordio_core.images import image_opencv
 
-    cv2 = image_module._opencv()
+    cv2 = image_opencv._opencv()
     if cv2 is None:
         pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
     rng = np.random.default_rng(7)
@@ -515,29 +516,29 @@ def test_opencv_resize_is_cv2_and_the_pillow_form_stays_close(size, out, mode, m
     im = Image.fromarray(arr, mode)
     fast = np.asarray(image_module._resize_linear(im, out))
     assert np.array_equal(fast, cv2.resize(arr, out, interpolation=cv2.INTER_LINEAR))
-    monkeypatch.setattr(image_module, "_opencv", lambda: None)
+    monkeypatch.setattr(image_opencv, "_opencv", lambda: None)
     pillow = np.asarray(image_module._resize_linear(im, out)).astype(int)
     assert np.abs(pillow - fast.astype(int)).max() <= 2
 
 
 def test_recflow_opencv_0_turns_opencv_off(monkeypatch):
-    import recordio_core.images.image as image_module
+    from recordio_core.images import image_opencv
 
     monkeypatch.setenv("RECFLOW_OPENCV", "0")
-    assert image_module._opencv.__wrapped__() is None
+    assert image_opencv._opencv.__wrapped__() is None
 
 
 def test_a_missing_or_broken_opencv_falls_back_to_pillow(monkeypatch):
     import sys
     import types
 
-    import recordio_core.images.image as image_module
+    from recordio_core.images import image_opencv
 
     monkeypatch.delenv("RECFLOW_OPENCV", raising=False)
     monkeypatch.setitem(sys.modules, "cv2", None)  # not installed
-    assert image_module._opencv.__wrapped__() is None
+    assert image_opencv._opencv.__wrapped__() is None
     monkeypatch.setitem(sys.modules, "cv2", types.ModuleType("cv2"))  # loads, but broken
-    assert image_module._opencv.__wrapped__() is None
+    assert image_opencv._opencv.__wrapped__() is None
 
 
 def test_recflow_opencv_accepts_only_0_or_1(monkeypatch):
@@ -564,14 +565,14 @@ def test_opencv_jpeg_encoder_writes_pillows_bytes(quality, size, mode):
     """OpenCV's `imencode` and Pillow's `save` are the same libjpeg-turbo call with the same
     defaults (4:2:0, islow DCT, standard tables): the bytes must be equal, so which encoder ran
     never shows in a dataset."""
-    import recordio_core.images.image as image_module
+    from recordio_core.images import image_encode, image_opencv
 
-    if image_module._opencv() is None:
+    if image_opencv._opencv() is None:
         pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
     w, h = size
     arr = np.asarray(Image.open(io.BytesIO(rgb_jpeg(w, h, seed=w * h))).convert(mode))
     arr = np.ascontiguousarray(arr)
-    assert image_module._encode_jpeg_array(arr, quality) == _pillow_jpeg(arr, quality)
+    assert image_encode._encode_jpeg_array(arr, quality) == _pillow_jpeg(arr, quality)
 
 
 @pytest.mark.parametrize("kind", sorted(GOOD))
@@ -580,15 +581,19 @@ def test_opencv_jpeg_encoder_writes_pillows_bytes(quality, size, mode):
 def test_transform_bytes_do_not_depend_on_the_jpeg_encoder(kind, resize, color, monkeypatch):
     """Every input kind, through the fast array path and the general one: the same JPEG bytes
     whether OpenCV or Pillow encodes them."""
-    import recordio_core.images.image as image_module
+    from recordio_core.images import image_encode, image_opencv
 
-    if image_module._opencv() is None:
+    if image_opencv._opencv() is None:
         pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
     data = GOOD[kind]()
     opts = ImageOptions(resize=resize, color=color, quality=90)
     with_opencv = transform_image(data, opts)
-    monkeypatch.setattr(image_module, "_encode_jpeg_array", lambda arr, quality: None)
+    declined = []  # OpenCV's encoder declines (Pillow encodes), and was asked: the patch applies
+    monkeypatch.setattr(
+        image_encode, "_encode_jpeg_array", lambda arr, quality: declined.append(arr.shape)
+    )
     assert transform_image(data, opts) == with_opencv
+    assert declined
 
 
 # --------------------------------------------------------------------------- PNG decoder
@@ -671,8 +676,9 @@ def test_png_fast_path_gives_pillows_output(case, opts, monkeypatch):
     """OpenCV decodes only plain 8-bit gray/RGB PNGs without EXIF, tRNS or animation; the
     output is the same bytes as Pillow's decode gives, whichever path ran."""
     import recordio_core.images.image as image_module
+    from recordio_core.images import image_fast, image_opencv
 
-    if image_module._opencv() is None:
+    if image_opencv._opencv() is None:
         pytest.skip("opencv-python-headless is not installed (the `opencv` extra)")
     make, plain = PNG_CASES[case]
     data = make()
@@ -681,15 +687,15 @@ def test_png_fast_path_gives_pillows_output(case, opts, monkeypatch):
         assert image_module._plain_png(im, data, stored) is plain
     wanted = {1: "RGB", 0: "L", -1: stored}[opts.color]
     used = []
-    real = image_module._fast_png
+    real = image_fast._fast_png
     monkeypatch.setattr(
-        image_module,
+        image_fast,
         "_fast_png",
         lambda *a: used.append(1) or real(*a),  # type: ignore[func-returns-value]
     )
     fast = transform_image(data, opts)
     assert bool(used) is (plain and wanted == stored)
-    monkeypatch.setattr(image_module, "_fast_png", lambda *a, **k: None)
+    monkeypatch.setattr(image_fast, "_fast_png", lambda *a, **k: None)
     assert transform_image(data, opts) == fast
     if case.startswith("exif") and opts.color != -1 and not opts.center_crop:
         assert Image.open(io.BytesIO(fast)).size[0] < Image.open(io.BytesIO(fast)).size[1]
@@ -699,7 +705,7 @@ def test_png_fast_path_gives_pillows_output(case, opts, monkeypatch):
 def test_png_fast_path_rejects_what_pillow_rejects(cut, monkeypatch):
     """A damaged PNG that OpenCV refuses goes to Pillow: the reject (or the pixels Pillow
     still gets) are the same as without the fast path."""
-    import recordio_core.images.image as image_module
+    from recordio_core.images import image_fast
 
     data = _saved_png("RGB")
     data = data[: int(len(data) * cut)]
@@ -713,7 +719,7 @@ def test_png_fast_path_rejects_what_pillow_rejects(cut, monkeypatch):
             return str(exc)
 
     fast = [outcome(data), outcome(bytes(bad_crc))]
-    monkeypatch.setattr(image_module, "_fast_png", lambda *a, **k: None)
+    monkeypatch.setattr(image_fast, "_fast_png", lambda *a, **k: None)
     assert [outcome(data), outcome(bytes(bad_crc))] == fast
 
 
@@ -735,11 +741,39 @@ FAST_PATH_OPTS = [
 def test_fast_paths_give_the_general_paths_output(kind, opts, dhash, monkeypatch):
     """Every input kind: the array fast paths (`_jpeg_without_pillow`, `_fast_jpeg`,
     `_fast_png`) give the same bytes, warning and dHash as Pillow's general path."""
-    import recordio_core.images.image as image_module
+    from recordio_core.images import image_fast, jpeg
     from recordio_core.images.image import transform_image_checked
 
     data = GOOD[kind]()
     fast = transform_image_checked(data, opts, dhash=dhash)
+    declined = []  # each stub declines, and was asked: the patches apply
     for name in ("_jpeg_without_pillow", "_fast_jpeg", "_fast_png"):
-        monkeypatch.setattr(image_module, name, lambda *a: None)
+        monkeypatch.setattr(image_fast, name, lambda *a, name=name: declined.append(name))
     assert transform_image_checked(data, opts, dhash=dhash) == fast
+    assert "_jpeg_without_pillow" in declined
+    if kind in ("rgb_jpeg", "gray_jpeg") and jpeg.available():  # upright: Pillow asks too
+        assert "_fast_jpeg" in declined
+
+
+# Where tests and benchmarks patch the transform: each name is bound in its home module only,
+# and every caller looks it up there, so a patch applies to every call.
+PATCH_POINTS = {
+    "image_opencv": ["_opencv"],
+    "image_decode": ["_load", "_to_mode"],
+    "image_fast": ["_jpeg_without_pillow", "_fast_jpeg", "_fast_png"],
+    "image_encode": ["_encode_jpeg_array"],
+}
+
+
+@pytest.mark.parametrize("home", sorted(PATCH_POINTS))
+def test_patch_points_are_bound_in_their_home_module_only(home):
+    import importlib
+
+    import recordio_core.images as images
+
+    names = [p.stem for p in Path(images.__file__).parent.glob("image*.py")]
+    modules = {n: importlib.import_module(f"recordio_core.images.{n}") for n in names}
+    for name in PATCH_POINTS[home]:
+        assert callable(getattr(modules[home], name))
+        bound = sorted(n for n, m in modules.items() if n != home and hasattr(m, name))
+        assert not bound, f"{name} is bound in {bound}: a patch of {home}.{name} would miss it"

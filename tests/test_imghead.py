@@ -193,15 +193,17 @@ def _outcome(data: bytes, opts: ImageOptions) -> object:
 def test_re_encode_without_pillows_open_changes_no_outcome(seed, edits, cut, color_resize):
     """A re-encode that reads the JPEG header itself (`_jpeg_without_pillow`) gives the same
     bytes, or the same reject, as one that lets Pillow open the file, on damaged files too."""
-    import recordio_core.images.image as image_module
+    from recordio_core.images import image_fast
 
     data = _mutated(seed, edits, cut)
     color, resize = color_resize
     opts = ImageOptions(resize=resize, color=color, quality=90)
     fast = _outcome(data, opts)
-    real = image_module._jpeg_without_pillow
-    image_module._jpeg_without_pillow = lambda *a: None
+    real = image_fast._jpeg_without_pillow
+    declined = []  # the stub declines, and was asked: the patch applies
+    image_fast._jpeg_without_pillow = lambda *a: declined.append(1)
     try:
         assert _outcome(data, opts) == fast
+        assert declined
     finally:
-        image_module._jpeg_without_pillow = real
+        image_fast._jpeg_without_pillow = real
