@@ -3,6 +3,7 @@ size rules (no module past ~400 lines, no function past ~60) that keep it readab
 
 from __future__ import annotations
 
+import ast
 import importlib
 from pathlib import Path
 
@@ -17,6 +18,8 @@ DOCUMENTED = {
     "recordio_core.torch_dataset": "recordio_core.reading.torch_dataset",
     "recordio_core.manifest": "recordio_core.format.manifest",
 }
+MAX_MODULE_LINES = 420
+MAX_FUNCTION_LINES = 60
 
 
 @pytest.mark.parametrize(("old", "new"), sorted(DOCUMENTED.items()))
@@ -31,6 +34,26 @@ def test_documented_names_import():
 
     assert recordio.MXIndexedRecordIO is MXIndexedRecordIO and recordio.IRHeader is IRHeader
     assert callable(read_manifest) and callable(ImageRecordIter) and ImageRecordReader
+
+
+def _modules() -> list[Path]:
+    return sorted(p for d in ("recordio_core", "flows", "tasks") for p in (ROOT / d).rglob("*.py"))
+
+
+def test_no_module_and_no_function_is_long():
+    long_modules = [
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for p in _modules()
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
+    long_functions = []
+    for p in _modules():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name}: {n}")
+    assert not long_modules and not long_functions, long_modules + long_functions
 
 
 def test_the_engine_is_grouped_by_concern():
