@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import pytest
 from pipeline_fixtures import image_tree
+from prefect_server import free_port
 
 from recordio_core.building.validate import validate_manifest
 from recordio_core.format.manifest import read_manifest
@@ -195,12 +196,6 @@ class AuthS3(NamedTuple):
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def auth_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthS3]:
     """A moto server that refuses unknown access keys, with two IAM users allowed everything.
@@ -210,7 +205,7 @@ def auth_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthS3]:
     import boto3
 
     names = ("reader", "writer")
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(3 * len(names))}
     log = tmp_path_factory.mktemp("moto") / "moto.log"

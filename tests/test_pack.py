@@ -375,7 +375,9 @@ def test_images_in_flight_are_bounded(tmp_path, monkeypatch):
     opts = PackOptions(ImageOptions(resize=16), num_workers=2)
     pack_shard(entries, str(root), str(tmp_path / "s"), opts, progress=progress)
     assert len(started) == 40
-    assert worst[0] <= packmod._WINDOW_PER_WORKER * 2
+    from recordio_core.building.pack_pipeline import _WINDOW_PER_WORKER
+
+    assert worst[0] <= _WINDOW_PER_WORKER * 2
 
 
 # --------------------------------------------------------------------------- object storage

@@ -59,7 +59,6 @@ from recordio_core.building.pack_options import PackOptions as PackOptions
 from recordio_core.building.pack_options import ProgressCallback as ProgressCallback
 from recordio_core.building.pack_options import Reject as Reject
 from recordio_core.building.pack_options import ShardResult as ShardResult
-from recordio_core.building.pack_pipeline import _WINDOW_PER_WORKER as _WINDOW_PER_WORKER
 from recordio_core.building.pack_pipeline import _results
 from recordio_core.building.pack_record import record_payload as record_payload
 from recordio_core.building.pack_source import _Reader as _Reader

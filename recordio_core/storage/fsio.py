@@ -65,9 +65,7 @@ def get_fs(
     url: str, storage_options: StorageOptions = None
 ) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return `(filesystem, path)` for a URL; `path` is what the filesystem's methods take."""
-    if storage_options and CREDENTIALS_KEY in storage_options:
-        return url_to_fs(url, **resolve_options(url, storage_options))
-    return url_to_fs(url, **dict(storage_options or {}))
+    return url_to_fs(url, **resolve_options(url, storage_options))
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
