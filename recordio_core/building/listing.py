@@ -106,13 +106,14 @@ def _not_a_file(path: str) -> str | None:
 
 
 def _walk_local(
-    root: str, recursive: bool, fingerprints: bool = False
+    root: str, recursive: bool, fingerprints: bool = False, top: str = "."
 ) -> Iterator[tuple[str, str, str | None, str]]:
     """Yield `(folder relative to root, file name, None, fingerprint)` for regular files in
     im2rec.py's order (os.walk top-down, following links, names sorted), and `(folder, name,
     why, "")` for names that are neither a file nor a folder (im2rec.py drops those silently;
     a broken link to an image is an image gone missing). A folder that cannot be read is
-    skipped, as os.walk does.
+    skipped, as os.walk does. `top` (a folder relative to root) walks only that folder's
+    part of the tree, in the same order and with the same relative folders.
 
     `os.scandir` tells files from folders by the directory entry's type, so a regular file
     costs no `stat` here (symbolic links are followed with one) unless `fingerprints` asks for
@@ -122,7 +123,7 @@ def _walk_local(
         if os.path.exists(root):
             raise NotADirectoryError(f"image root {root!r} is not a folder")
         raise FileNotFoundError(f"image root {root!r} does not exist")
-    todo = [(root, ".")]
+    todo = [(root if top == "." else os.path.join(root, top), top)]
     while todo:
         path, rel_dir = todo.pop()
         try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -134,20 +134,25 @@ def _check_order(order: str) -> str:
     return order
 
 
+def order_digest_of(seed: int = 100) -> Callable[[str], bytes]:
+    """A function of a path giving its 8-byte order digest (`order_digests` of one path)."""
+    _check_seed(seed)
+    copy = hashlib.blake2b(f"{seed}\0".encode(), digest_size=8, person=_ORDER_PERSON).copy
+
+    def digest(path: str) -> bytes:
+        h = copy()
+        h.update(path.encode())
+        return h.digest()
+
+    return digest
+
+
 def order_digests(paths: Sequence[str], seed: int = 100) -> bytes:
     """8 bytes per path, concatenated: blake2b of the path, keyed by `seed` (its decimal text)
     and personalised `recflow-order`. The same on every machine and in every process (no
     Python `hash()`), and unrelated to `hash_fraction`'s sha256."""
-    _check_seed(seed)
-    base = hashlib.blake2b(f"{seed}\0".encode(), digest_size=8, person=_ORDER_PERSON)
-    copy = base.copy
-    out = []
-    append = out.append
-    for path in paths:
-        h = copy()
-        h.update(path.encode())
-        append(h.digest())
-    return b"".join(out)
+    digest = order_digest_of(seed)
+    return b"".join(map(digest, paths))
 
 
 def hash_order(entries: Sequence[LstEntry], seed: int = 100) -> list[LstEntry]:
@@ -164,6 +169,51 @@ def hash_order(entries: Sequence[LstEntry], seed: int = 100) -> list[LstEntry]:
     return [items[i] for i in np.argsort(keys, kind="stable").tolist()]
 
 
+def stable_split_names(train_ratio: float = 1.0, test_ratio: float = 0.0) -> list[tuple[str, str]]:
+    """`(list name, split)` of a stable split's lists, in `stable_split`'s order: `("", "all")`
+    alone when `train_ratio == 1.0`, else `("_test", "test")` when `test_ratio > 0`,
+    `("_val", "val")` when the ratios add up to less than 1 beyond float rounding, and
+    `("_train", "train")` always. Checks the ratios (`ValueError`)."""
+    train_ratio = _check_ratio("train_ratio", train_ratio)
+    test_ratio = _check_ratio("test_ratio", test_ratio)
+    if train_ratio + test_ratio > 1.0 + 1e-12 and train_ratio != 1.0:
+        raise ValueError(
+            f"train_ratio + test_ratio must be <= 1 for a stable split, got "
+            f"{train_ratio} + {test_ratio}"
+        )
+    if train_ratio == 1.0:
+        return [("", "all")]
+    names = [("_test", "test")] if test_ratio else []
+    if train_ratio + test_ratio < 1.0 - 1e-12:
+        names.append(("_val", "val"))
+    return [*names, ("_train", "train")]
+
+
+def stable_split_of(
+    train_ratio: float = 1.0, test_ratio: float = 0.0, salt: str = ""
+) -> Callable[[str], int]:
+    """A function of a path giving its list's position in `stable_split_names(train_ratio,
+    test_ratio)`: `hash_fraction(path, salt) < test_ratio` -> test, then train, then val. One
+    entry at a time, so a listing streamed in partitions splits exactly as `stable_split`."""
+    names = [split for _, split in stable_split_names(train_ratio, test_ratio)]
+    if not isinstance(salt, str):
+        raise ValueError(f"salt must be a string, got {salt!r}")
+    if names == ["all"]:
+        return lambda path: 0
+    test = names.index("test") if "test" in names else -1
+    train = names.index("train")
+    val = names.index("val") if "val" in names else train
+    cut = test_ratio + train_ratio
+
+    def which(path: str) -> int:
+        h = hash_fraction(path, salt)
+        if h < test_ratio:
+            return test
+        return train if h < cut else val
+
+    return which
+
+
 def stable_split(
     entries: Sequence[LstEntry],
     *,
@@ -173,49 +223,31 @@ def stable_split(
     order: Order = "hash",
     seed: int = 100,
 ) -> list[SplitList]:
-    """Split by a hash of each entry's path: `h < test_ratio` -> test, then train, then val.
+    """Split by a hash of each entry's path: `h < test_ratio` -> test, then train, then val
+    (`stable_split_of`).
 
     Adding or removing other images never moves an entry to another split. With
     `train_ratio == 1.0` everything is one list named "" (split "all"). Otherwise the lists are
     named like im2rec.py's ("_test" when `test_ratio > 0`, "_val" when the ratios add up to less
-    than 1 beyond float rounding, "_train" always), returned in that order, possibly empty.
-    Requires `train_ratio + test_ratio <= 1`.
+    than 1 beyond float rounding, "_train" always), returned in that order, possibly empty
+    (`stable_split_names`). Requires `train_ratio + test_ratio <= 1`.
 
     Inside each list: `order="hash"` puts the entries in `hash_order(entries, seed)` (classes
     mixed; adding images never reorders the others); `order="listing"` keeps their input order.
     """
-    train_ratio = _check_ratio("train_ratio", train_ratio)
-    test_ratio = _check_ratio("test_ratio", test_ratio)
-    if not isinstance(salt, str):
-        raise ValueError(f"salt must be a string, got {salt!r}")
+    names = stable_split_names(train_ratio, test_ratio)
+    which = stable_split_of(train_ratio, test_ratio, salt)
     _check_order(order)
     _check_seed(seed)
-    if train_ratio + test_ratio > 1.0 + 1e-12 and train_ratio != 1.0:
-        raise ValueError(
-            f"train_ratio + test_ratio must be <= 1 for a stable split, got "
-            f"{train_ratio} + {test_ratio}"
-        )
-    if train_ratio == 1.0:
-        return [SplitList("", "all", None, _ordered(entries, order, seed))]
-    has_val = train_ratio + test_ratio < 1.0 - 1e-12
-    parts: dict[str, list[LstEntry]] = {"test": [], "train": [], "val": []}
+    parts: list[list[LstEntry]] = [[] for _ in names]
     for entry in entries:
-        h = hash_fraction(entry.path, salt)
-        if h < test_ratio:
-            parts["test"].append(entry)
-        elif not has_val or h < test_ratio + train_ratio:
-            parts["train"].append(entry)
-        else:
-            parts["val"].append(entry)
+        parts[which(entry.path)].append(entry)
     # each part sorted on its own: the loop above then walks the entries in input order (in
     # memory order), not scattered; the relative order is the same as sorting them all first
-    out: list[SplitList] = []
-    if test_ratio:
-        out.append(SplitList("_test", "test", None, _ordered(parts["test"], order, seed)))
-    if has_val:
-        out.append(SplitList("_val", "val", None, _ordered(parts["val"], order, seed)))
-    out.append(SplitList("_train", "train", None, _ordered(parts["train"], order, seed)))
-    return out
+    return [
+        SplitList(name, split, None, _ordered(part, order, seed))
+        for (name, split), part in zip(names, parts, strict=True)
+    ]
 
 
 def _ordered(entries: Sequence[LstEntry], order: str, seed: int) -> tuple[LstEntry, ...]:
