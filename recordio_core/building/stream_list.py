@@ -286,21 +286,19 @@ def list_part(
             missing += not fp
             sorters[which(rel)].add(f"{digest(rel).hex()}\t{n}\t{label}.0\t{rel}\t{fp}\n")
             n += 1
-        pieces, counts, offsets = [], [], []
-        for split, sorter in zip(names, sorters, strict=True):
-            url = join_url(staging, f"{split}-{part.number:05d}.tsv")
-            c, o = _write_counted(url, sorter.sorted_lines(), staging_options)
-            pieces.append(url)
-            counts.append(c)
-            offsets.append(o)
+        written = [
+            (url := join_url(staging, f"{split}-{part.number:05d}.tsv"),)
+            + _write_counted(url, sorter.sorted_lines(), staging_options)
+            for split, sorter in zip(names, sorters, strict=True)
+        ]
     finally:
         for sorter in sorters:
             sorter.close()
     return PartListing(
         part=part.number,
-        pieces=tuple(pieces),
-        counts=tuple(counts),
-        offsets=tuple(offsets),
+        pieces=tuple(w[0] for w in written),
+        counts=tuple(w[1] for w in written),
+        offsets=tuple(w[2] for w in written),
         entries=n,
         classes=tuple(classes) if recursive else ((".",) if n else ()),
         skipped=tuple(skipped),
