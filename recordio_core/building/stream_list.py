@@ -243,6 +243,29 @@ def _write_run(lines: Any) -> str:
     return path
 
 
+def _images(
+    root: str,
+    part: ListPart,
+    recursive: bool,
+    wanted: tuple[str, ...],
+    skipped: list[tuple[str, str]],
+    storage_options: StorageOptions,
+) -> Iterator[tuple[str, str, str]]:
+    """`(folder, relative path, fingerprint)` of the part's images; the names a `.lst`
+    cannot hold go to `skipped` with the reason, as `list_images` does."""
+    for rel_dir, fname, not_a_file, fp in walk_part(
+        root, part, recursive=recursive, storage_options=storage_options
+    ):
+        if posixpath.splitext(fname)[1].lower() not in wanted:
+            continue
+        rel = fname if rel_dir == "." else f"{rel_dir}/{fname}"
+        problem = not_a_file or _path_problem(rel)
+        if problem is not None:
+            skipped.append((rel.encode("utf-8", "backslashreplace").decode("utf-8"), problem))
+            continue
+        yield rel_dir, rel, fp
+
+
 def list_part(
     root: str,
     part: ListPart,
@@ -268,16 +291,7 @@ def list_part(
     skipped: list[tuple[str, str]] = []
     n = known_bytes = known_count = missing = 0
     try:
-        for rel_dir, fname, not_a_file, fp in walk_part(
-            root, part, recursive=recursive, storage_options=storage_options
-        ):
-            if posixpath.splitext(fname)[1].lower() not in wanted:
-                continue
-            rel = fname if rel_dir == "." else f"{rel_dir}/{fname}"
-            problem = not_a_file or _path_problem(rel)
-            if problem is not None:
-                skipped.append((rel.encode("utf-8", "backslashreplace").decode("utf-8"), problem))
-                continue
+        for rel_dir, rel, fp in _images(root, part, recursive, wanted, skipped, storage_options):
             label = classes.setdefault(rel_dir, len(classes)) if recursive else 0
             size = fingerprint_size(fp) if fp else None
             if size is not None:
