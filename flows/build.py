@@ -36,6 +36,7 @@ from recordio_flow.flows.build_options import (
 from recordio_flow.flows.build_pack import pack_and_validate
 from recordio_flow.flows.build_plan import list_split_plan
 from recordio_flow.flows.build_report import collect_rejects, quality_of, report_build
+from recordio_flow.flows.build_stream import run_stream_build
 from recordio_flow.flows.param_types import (
     DEFAULT_EXTS,
     DEFAULT_IO_CONCURRENCY,
@@ -79,6 +80,7 @@ from recordio_flow.flows.param_types import (
     SplitMethod,
     SplitSalt,
     StorageOptionsParam,
+    Streaming,
     TestRatio,
     TrainRatio,
     ValidateDecode,
@@ -136,6 +138,7 @@ def build_dataset(
     dedupe: Dedupe = "none",
     near_duplicate_distance: NearDuplicateDistance = DEFAULT_NEAR_DUPLICATE_DISTANCE,
     dry_run: DryRun = False,
+    streaming: Streaming = False,
     storage_options: StorageOptionsParam = None,
     source_storage_options: SourceStorageOptionsParam = None,
     credentials_block: CredentialsBlockParam = None,
@@ -161,7 +164,10 @@ def build_dataset_on_dask(parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_build(p: BuildParameters) -> dict[str, Any]:
-    """list -> split -> (dedupe) -> plan -> pack + validate -> manifest -> report."""
+    """list -> split -> (dedupe) -> plan -> pack + validate -> manifest -> report; with
+    `streaming`, `flows/build_stream.py`'s steps instead."""
+    if p.streaming:
+        return run_stream_build(p)
     logger = get_run_logger()
     start = time.perf_counter()
     planned = list_split_plan(p)

@@ -18,11 +18,7 @@ from recordio_core.building.pack import PackOptions, ShardResult
 from recordio_flow.flows.params import BuildParameters
 from recordio_flow.tasks.pack import pack_shard_task
 from recordio_flow.tasks.plan import ShardJob
-from recordio_flow.tasks.validate import validate_shard_task
-
-
-class ValidationFailed(RuntimeError):
-    """A shard still fails validation after being packed again."""
+from recordio_flow.tasks.validate import ValidationFailed, validate_shard_task
 
 
 def submit_packs(jobs: list[ShardJob], kwargs: dict[str, Any]) -> list[PrefectFuture]:

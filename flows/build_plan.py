@@ -41,6 +41,14 @@ class Planned:
         return [job.entries() for job in self.jobs]
 
 
+def no_images_error(p: BuildParameters) -> ValueError:
+    """The error of a source that holds no image."""
+    return ValueError(
+        f"no images found under {p.source} with extensions {', '.join(p.exts)}"
+        + ("" if p.recursive else " (recursive=False looks only at the folder itself)")
+    )
+
+
 def list_split_plan(p: BuildParameters) -> Planned:
     """List the source (or read the .lst), split, drop copies if asked, and plan the shards."""
     src_so = p.source_options
@@ -55,10 +63,7 @@ def list_split_plan(p: BuildParameters) -> Planned:
         lst_storage_options=src_so,
     ).value
     if not listing.entries:
-        raise ValueError(
-            f"no images found under {p.source} with extensions {', '.join(p.exts)}"
-            + ("" if p.recursive else " (recursive=False looks only at the folder itself)")
-        )
+        raise no_images_error(p)
     carried_splits = split_entries(
         Carry(listing.entries),
         method=p.split_method,

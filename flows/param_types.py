@@ -143,6 +143,9 @@ PackLabel = Annotated[
     ),
 ]
 MAX_SHARDS = 256  # per run: keeps a run to a few hundred task runs (pack + validate per shard)
+# per streaming run, whose task runs pack groups of shards (`flows/build_stream.py`): 2,000
+# images per shard up to 200 M images
+MAX_STREAM_SHARDS = 100_000
 RecordsPerShard = Annotated[
     int | None,
     Field(
@@ -213,6 +216,16 @@ DryRun = Annotated[
         description="List, split and plan, decode a small sample to estimate size and time, "
         "report records per split and class and the shards it would write; writes nothing "
         "to OUTPUT.",
+    ),
+]
+Streaming = Annotated[
+    bool,
+    Field(
+        description="For millions of images: list the source in parts as tasks (on the Dask "
+        "workers with dask_address), pack groups of shards per task, and keep only per-shard "
+        "state in the flow process (README, 'Scale'). The same shards and bytes as without. "
+        "Needs a folder source (no lst), split_method 'stable', record_order 'hash', dedupe "
+        "'none'; no duplicate report, and dry_run plans without a sample.",
     ),
 ]
 StorageOptionsParam = Annotated[

@@ -67,6 +67,7 @@ from recordio_flow.flows.param_types import (
     SplitMethod,
     SplitSalt,
     StorageOptionsParam,
+    Streaming,
     TestRatio,
     TrainRatio,
     ValidateDecode,
@@ -119,6 +120,7 @@ class BuildParameters(BaseModel):
     dedupe: Dedupe = "none"
     near_duplicate_distance: NearDuplicateDistance = DEFAULT_NEAR_DUPLICATE_DISTANCE
     dry_run: DryRun = False
+    streaming: Streaming = False
     storage_options: StorageOptionsParam = None
     source_storage_options: SourceStorageOptionsParam = None
     credentials_block: CredentialsBlockParam = None
@@ -190,9 +192,28 @@ class BuildParameters(BaseModel):
                 "pass_through stores files untouched: it cannot be combined with resize or "
                 "center_crop"
             )
+        if self.streaming:
+            self._check_streaming()
         if self.source.rstrip("/") == self.output.rstrip("/"):
             raise ValueError("output must be a different folder than source")
         return self
+
+    def _check_streaming(self) -> None:
+        wrong = [
+            f"{name}={getattr(self, name)!r} (needs {want!r})"
+            for name, want in (
+                ("lst", None),
+                ("split_method", "stable"),
+                ("record_order", "hash"),
+                ("dedupe", "none"),
+            )
+            if getattr(self, name) != want
+        ]
+        if wrong:
+            raise ValueError(
+                "streaming lists a folder in parts and splits and orders each image by its own "
+                "hash; it cannot take " + ", ".join(wrong)
+            )
 
     @property
     def packs_labels(self) -> bool:

@@ -41,11 +41,12 @@ def pack_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     return f"pack-{job.key}"
 
 
-class _Progress:
+class Progress:
     """Counts images done; logs at most every PROGRESS_LOG_SECONDS (thread-safe)."""
 
-    def __init__(self, job: ShardJob, logger: Any) -> None:
-        self.job = job
+    def __init__(self, name: str, count: int, logger: Any) -> None:
+        self.name = name
+        self.count = count
         self.logger = logger
         self.done = 0
         self.start = self.last = time.monotonic()
@@ -60,7 +61,7 @@ class _Progress:
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
             self.logger.info(
-                "%s: %d/%d images (%.0f img/s)", self.job.name, self.done, self.job.count, rate
+                "%s: %d/%d images (%.0f img/s)", self.name, self.done, self.count, rate
             )
 
 
@@ -88,7 +89,7 @@ def pack_shard_task(
         options,
         source_options=source_options,
         storage_options=storage_options,
-        progress=_Progress(job, logger),
+        progress=Progress(job.name, job.count, logger),
         sizes=job.sizes(),
         # Worker processes (no GIL shared by the shards packing at once), started from a
         # forkserver: forking this threaded process itself is not safe. A daemonic process

@@ -80,14 +80,19 @@ def build_summary(
     seconds: float,
     listed: int,
     quality: QualityReport | None = None,
+    split_labels: Mapping[str, Counter] | None = None,
 ) -> dict[str, Any]:
     """The flow's return value: small, JSON-able, with no secrets. `quality` holds the data
     quality counts (`QualityReport.summary()`: decoder warnings, duplicate groups, how many
-    cross splits or carry different labels, near-duplicate groups)."""
+    cross splits or carry different labels, near-duplicate groups). Records per label and
+    split come from the outcomes' `labels`, or from `split_labels` when given (a streaming
+    build counts them per group of shards)."""
     splits: dict[str, Any] = {}
     for name, split in manifest.splits.items():
         labels: Counter = Counter()
-        for o in outcomes:
+        if split_labels is not None:
+            labels.update(split_labels.get(name, {}))
+        for o in outcomes if split_labels is None else ():
             if o.split == name:
                 labels.update(o.labels)
         splits[name] = {

@@ -12,6 +12,10 @@ from recordio_core.building.validate import ValidationReport, validate_shard
 from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
 
 
+class ValidationFailed(RuntimeError):
+    """A shard still fails validation after being packed again."""
+
+
 @task(
     name="validate-shard",
     task_run_name="validate {shard}",

@@ -1,0 +1,302 @@
+"""The build flow with `streaming=True`: for sources of millions of images.
+
+list parts (mapped) -> plan groups of shards (in the flow, from per-bucket counts) -> pack
+groups (mapped; each packs, validates and keeps its shards one by one) -> manifest -> report.
+
+The flow process holds per-part, per-bucket and per-shard numbers, never a list of images:
+the listing tasks stream each image to piece files under the run's staging folder
+(`OUTPUT/.recflow/listing/<flow run>/`, removed when the run ends) and the pack tasks read
+back only their own shards' records. Task runs: at most `MAX_LIST_PARTS` (128) listing runs
+plus `MAX_PACK_GROUPS` (1,800) pack runs plus the manifest's, whatever the size of the source.
+The shards, their names and bytes are the in-memory build's (`flows/build_plan.py`), so
+switching `streaming` on or off reuses every finished shard.
+
+Not here (the parameters refuse them up front): a `.lst` source, `split_method='im2rec'`,
+`record_order='listing'`, `dedupe='drop'`. The manifest has no duplicate or near-duplicate
+groups (those need every image's hash in one place) and the summary no contact sheet; a dry
+run lists and plans (shards, groups, task runs) without decoding a sample.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+from prefect import unmapped
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.futures import as_completed
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from recordio_core.building.plan import auto_records_per_shard
+from recordio_core.building.quality import QualityReport
+from recordio_core.building.split import stable_split_names
+from recordio_core.building.stream_list import MAX_LIST_PARTS, plan_list_parts
+from recordio_core.building.stream_plan import GroupJob, MergedListing, merge_parts, plan_groups
+from recordio_core.format.manifest import Manifest, RejectEntry
+from recordio_core.storage.fsio import get_fs, join_url
+from recordio_flow.flows.build_options import (
+    key_parameters,
+    pack_options,
+    workers_per_shard,
+)
+from recordio_flow.flows.build_plan import no_images_error
+from recordio_flow.flows.build_report import check_rejects
+from recordio_flow.flows.param_types import MAX_STREAM_SHARDS
+from recordio_flow.flows.params import BuildParameters
+from recordio_flow.tasks.commit import build_manifest, commit_dataset
+from recordio_flow.tasks.plan import effective_records_per_shard
+from recordio_flow.tasks.report import ShardOutcome, artifact_key, build_summary, shard_table
+from recordio_flow.tasks.stream import GroupResult, list_part_task, pack_group_task
+
+MAX_PACK_GROUPS = 1_800  # pack task runs per build, at most
+STAGING_FOLDER = ".recflow/listing"
+
+
+def run_stream_build(p: BuildParameters) -> dict[str, Any]:
+    """list parts -> plan groups -> pack groups -> manifest -> report (module docstring)."""
+    logger = get_run_logger()
+    start = time.perf_counter()
+    staging, staging_options = _staging(p)
+    try:
+        merged, parts = _list(p, staging, staging_options, logger)
+        groups = _plan(p, merged, logger)
+        if p.dry_run:
+            return _dry_run_summary(p, merged, groups, parts, start)
+        done = _pack(p, groups, logger, start)
+        return _commit(p, merged, groups, done, start, logger)
+    finally:
+        _remove(staging, staging_options)
+
+
+def _staging(p: BuildParameters) -> tuple[str, dict[str, Any] | None]:
+    """Where the listing's pieces go: under OUTPUT (every worker reaches it), or for a dry
+    run on this machine, a local temporary folder (a dry run writes nothing to OUTPUT)."""
+    token = str(flow_run.id or uuid.uuid4().hex)
+    if p.dry_run and not p.dask_address:
+        return tempfile.mkdtemp(prefix="recflow-listing-"), None
+    return join_url(p.output, STAGING_FOLDER, token), p.output_options
+
+
+def _remove(staging: str, options: dict[str, Any] | None) -> None:
+    with contextlib.suppress(Exception):  # leftovers are small; never fail the run for them
+        fs, path = get_fs(staging, options)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        with contextlib.suppress(Exception):  # the listing folder too, once no run uses it
+            fs.rmdir(path.rstrip("/").rpartition("/")[0])
+
+
+def _list(
+    p: BuildParameters, staging: str, staging_options: dict[str, Any] | None, logger: Any
+) -> tuple[MergedListing, int]:
+    """List every part (mapped over the task runner) and merge their counts."""
+    parts = plan_list_parts(
+        p.source, recursive=p.recursive, storage_options=p.source_options, max_parts=MAX_LIST_PARTS
+    )
+    futures = list_part_task.map(
+        parts,
+        source=unmapped(p.source),
+        staging=unmapped(staging),
+        recursive=unmapped(p.recursive),
+        exts=unmapped(tuple(p.exts)),
+        train_ratio=unmapped(p.train_ratio),
+        test_ratio=unmapped(p.test_ratio),
+        salt=unmapped(p.split_salt),
+        seed=unmapped(p.seed),
+        source_options=unmapped(p.source_options),
+        staging_options=unmapped(staging_options),
+    )
+    names = [split for _, split in stable_split_names(p.train_ratio, p.test_ratio)]
+    merged = merge_parts([f.result() for f in futures], names)
+    if not merged.entries:
+        raise no_images_error(p)
+    logger.info(
+        "found %d images in %d classes under %s in %d parts%s",
+        merged.entries,
+        len(merged.class_map),
+        p.source,
+        len(parts),
+        f" ({len(merged.skipped)} skipped)" if merged.skipped else "",
+    )
+    return merged, len(parts)
+
+
+def _plan(p: BuildParameters, merged: MergedListing, logger: Any) -> list[GroupJob]:
+    asked = p.records_per_shard or auto_records_per_shard(merged.known_bytes, merged.known_count)
+    sizes = [s.total for s in merged.splits]
+    rps = effective_records_per_shard(sizes, asked, MAX_STREAM_SHARDS)
+    groups = plan_groups(merged, rps, MAX_PACK_GROUPS)
+    logger.info(
+        "planned %d shards of up to %d images in %d groups",
+        sum(len(g.shards) for g in groups),
+        rps,
+        len(groups),
+    )
+    return groups
+
+
+def _pack(
+    p: BuildParameters, groups: list[GroupJob], logger: Any, start: float
+) -> list[GroupResult]:
+    """Pack every group (mapped), with the progress artifact and a log line per group."""
+    total = max(1, sum(g.count for g in groups))
+    progress_id = create_progress_artifact(
+        progress=0.0, description=f"Packing {total} images in {len(groups)} groups into {p.output}"
+    )
+    futures = pack_group_task.map(
+        groups,
+        source=unmapped(p.source),
+        output=unmapped(p.output),
+        options=unmapped(pack_options(p, workers_per_shard(p, len(groups)))),
+        key_params=unmapped(key_parameters(pack_options(p))),
+        label_width=unmapped(p.label_width),
+        pack_label=unmapped(p.packs_labels),
+        decode=unmapped(p.validate_decode),
+        source_options=unmapped(p.source_options),
+        storage_options=unmapped(p.output_options),
+    )
+    index = {id(f): i for i, f in enumerate(futures)}
+    done: list[Any] = [None] * len(groups)
+    images = 0
+    for n, fut in enumerate(as_completed(futures), start=1):
+        i = index[id(fut)]
+        done[i] = fut.result()
+        images += groups[i].count
+        update_progress_artifact(progress_id, progress=100.0 * images / total)
+        logger.info(
+            "packed %d/%d groups, %d/%d images (%.0f img/s overall)",
+            n,
+            len(groups),
+            images,
+            total,
+            images / max(time.perf_counter() - start, 1e-9),
+        )
+    return done
+
+
+def _commit(
+    p: BuildParameters,
+    merged: MergedListing,
+    groups: list[GroupJob],
+    done: list[GroupResult],
+    start: float,
+    logger: Any,
+) -> dict[str, Any]:
+    """Check the rejects, write the manifest (under the commit lock), report."""
+    results = [(g.split, r) for g, d in zip(groups, done, strict=True) for r in d.results]
+    rejects = [RejectEntry(path=path, reason=reason) for path, reason in merged.skipped]
+    rejects += [
+        RejectEntry(path=r.path, reason=r.reason, index=r.index)
+        for _, s in results
+        for r in s.rejects
+    ]
+    listed = merged.entries + len(merged.skipped)
+    check_rejects(p, rejects, listed)
+    quality = QualityReport(
+        warnings=tuple((w.path, w.reason) for _, s in results for w in s.warnings)
+    )
+    manifest = build_manifest(
+        output=p.output,
+        parameters={**p.model_dump(mode="json"), "pack_label": p.packs_labels},
+        class_map=merged.class_map,
+        split_names=[s.name for s in merged.splits],
+        results=results,
+        rejects=rejects,
+        quality=quality,
+    )
+    url = commit_dataset(
+        manifest,
+        output=p.output,
+        owner=str(flow_run.id or "local"),
+        storage_options=p.output_options,
+    )
+    return _report(p, groups, done, manifest, url, listed, quality, start, logger)
+
+
+def _report(
+    p: BuildParameters,
+    groups: list[GroupJob],
+    done: list[GroupResult],
+    manifest: Manifest,
+    url: str,
+    listed: int,
+    quality: QualityReport,
+    start: float,
+    logger: Any,
+) -> dict[str, Any]:
+    """The shard table artifact and the closing log line; returns the summary."""
+    outcomes = [
+        ShardOutcome(
+            split=g.split,
+            name=plan.name,
+            rec=r.rec.rpartition("/")[2],
+            records=r.records,
+            bytes=r.bytes,
+            sha256=r.sha256,
+            rejects=len(r.rejects),
+            cached=reused,
+        )
+        for g, d in zip(groups, done, strict=True)
+        for plan, r, reused in zip(g.shards, d.results, d.reused, strict=True)
+    ]
+    labels: dict[str, Counter] = {}
+    for g, d in zip(groups, done, strict=True):
+        labels.setdefault(g.split, Counter()).update(d.labels)
+    summary = build_summary(
+        output=p.output,
+        manifest_url=url,
+        manifest=manifest,
+        outcomes=outcomes,
+        seconds=time.perf_counter() - start,
+        listed=listed,
+        quality=quality,
+        split_labels=labels,
+    )
+    summary["streaming"] = {"groups": len(groups)}
+    create_table_artifact(
+        shard_table(outcomes),
+        key=artifact_key("shards", p.output),
+        description=f"Shards of {p.output}",
+    )
+    logger.info(
+        "dataset complete: %d records in %d shards (%d packed, %d reused), %d rejects -> %s",
+        summary["records"],
+        summary["shards"],
+        summary["shards_packed"],
+        summary["shards_cached"],
+        summary["rejects"],
+        url,
+    )
+    return summary
+
+
+def _dry_run_summary(
+    p: BuildParameters, merged: MergedListing, groups: list[GroupJob], parts: int, start: float
+) -> dict[str, Any]:
+    splits: dict[str, Any] = {s.name: {"records": s.total, "shards": 0} for s in merged.splits}
+    for g in groups:
+        splits[g.split]["shards"] += len(g.shards)
+    return {
+        "dry_run": True,
+        "streaming": True,
+        "source": p.source,
+        "output": p.output,
+        "images_listed": merged.entries + len(merged.skipped),
+        "skipped": len(merged.skipped),
+        "classes": len(merged.class_map),
+        "splits": splits,
+        "shards": sum(len(g.shards) for g in groups),
+        "listing_tasks": parts,
+        "pack_groups": len(groups),
+        "task_runs": parts + len(groups) + 1,  # + the manifest's
+        "seconds": round(time.perf_counter() - start, 3),
+    }
