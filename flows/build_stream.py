@@ -20,6 +20,7 @@ run lists and plans (shards, groups, task runs) without decoding a sample.
 from __future__ import annotations
 
 import contextlib
+import posixpath
 import tempfile
 import time
 import uuid
@@ -36,6 +37,7 @@ from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
+from recordio_core.building.pack import ShardResult
 from recordio_core.building.plan import auto_records_per_shard
 from recordio_core.building.quality import QualityReport
 from recordio_core.building.split import stable_split_names
@@ -54,7 +56,13 @@ from recordio_flow.flows.param_types import MAX_STREAM_SHARDS
 from recordio_flow.flows.params import BuildParameters
 from recordio_flow.tasks.commit import build_manifest, commit_dataset
 from recordio_flow.tasks.plan import effective_records_per_shard
-from recordio_flow.tasks.report import ShardOutcome, artifact_key, build_summary, shard_table
+from recordio_flow.tasks.report import (
+    ShardOutcome,
+    artifact_key,
+    build_summary,
+    label_key,
+    shard_table,
+)
 from recordio_flow.tasks.stream import GroupResult, list_part_task, pack_group_task
 
 MAX_PACK_GROUPS = 1_800  # pack task runs per build, at most
@@ -219,7 +227,26 @@ def _commit(
         owner=str(flow_run.id or "local"),
         storage_options=p.output_options,
     )
-    return _report(p, groups, done, manifest, url, listed, quality, start, logger)
+    labels = split_labels(merged, results)
+    return _report(p, groups, done, manifest, url, listed, quality, labels, start, logger)
+
+
+def split_labels(
+    merged: MergedListing, results: list[tuple[str, ShardResult]]
+) -> dict[str, Counter]:
+    """Records per split and first label ("%g"): the listing's counts per class, less the
+    images rejected while packing (a reject's class is its folder's)."""
+    out = {
+        split.name: Counter(dict(enumerate(counts.tolist())))
+        for split, counts in zip(merged.splits, merged.class_counts, strict=True)
+    }
+    for split, result in results:
+        for r in result.rejects:
+            out[split][merged.class_map.get(posixpath.dirname(r.path) or ".", 0)] -= 1
+    return {
+        name: Counter({label_key(float(label)): n for label, n in counts.items() if n > 0})
+        for name, counts in out.items()
+    }
 
 
 def _report(
@@ -230,6 +257,7 @@ def _report(
     url: str,
     listed: int,
     quality: QualityReport,
+    labels: dict[str, Counter],
     start: float,
     logger: Any,
 ) -> dict[str, Any]:
@@ -248,9 +276,6 @@ def _report(
         for g, d in zip(groups, done, strict=True)
         for plan, r, reused in zip(g.shards, d.results, d.reused, strict=True)
     ]
-    labels: dict[str, Counter] = {}
-    for g, d in zip(groups, done, strict=True):
-        labels.setdefault(g.split, Counter()).update(d.labels)
     summary = build_summary(
         output=p.output,
         manifest_url=url,

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
@@ -36,18 +35,16 @@ from recordio_core.storage.fsio import join_url
 from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
 from recordio_flow.tasks.pack import PACK_TAG, Progress
 from recordio_flow.tasks.plan import KEY_CHARS
-from recordio_flow.tasks.report import label_key
 from recordio_flow.tasks.validate import ValidationFailed
 
 
 @dataclass(frozen=True)
 class GroupResult:
     """What a group's task run did: per shard its result (no per-image digests) and whether
-    it was reused; the first labels of the records packed, counted."""
+    it was reused."""
 
     results: tuple[ShardResult, ...]
     reused: tuple[bool, ...]
-    labels: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
 
@@ -213,13 +210,11 @@ def pack_group_task(
         source, output, options, key_params, label_width, pack_label, decode,
         source_options, storage_options, logger,
     )  # fmt: skip
-    results, reused, labels = [], [], Counter()
+    results, reused = [], []
     for shard in shards:
         result, was_kept = packer.shard(group.split, shard)
         results.append(result)
         reused.append(was_kept)
-        rejected = {r.index for r in result.rejects}
-        labels.update(label_key(e.labels[0]) for e in shard.entries if e.index not in rejected)
     seconds = time.perf_counter() - start
     logger.info(
         "%s: %d shards (%d reused), %d records, %d rejects in %.1fs (%.0f img/s)",
@@ -231,4 +226,4 @@ def pack_group_task(
         seconds,
         group.count / max(seconds, 1e-9),
     )
-    return GroupResult(tuple(results), tuple(reused), labels, seconds)
+    return GroupResult(tuple(results), tuple(reused), seconds)

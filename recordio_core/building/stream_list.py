@@ -88,6 +88,8 @@ class PartListing:
     known_bytes: int = 0  # sizes the fingerprints tell, for the shard size
     known_count: int = 0
     missing_fingerprints: int = 0  # images whose stat failed (the pack step asks again)
+    # per split, images per local label (int64[len(classes)]): the records per class
+    class_counts: tuple[np.ndarray, ...] = ()
     peak_lines_bytes: int = field(default=0)  # the most line memory held at once
 
 
@@ -289,17 +291,13 @@ def list_part(
     sorters = [LineSorter(max(1, spill_bytes // len(names))) for _ in names]
     classes: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
-    n = known_bytes = known_count = missing = 0
+    tally = _Tally(len(names))
     try:
         for rel_dir, rel, fp in _images(root, part, recursive, wanted, skipped, storage_options):
             label = classes.setdefault(rel_dir, len(classes)) if recursive else 0
-            size = fingerprint_size(fp) if fp else None
-            if size is not None:
-                known_bytes += size
-                known_count += 1
-            missing += not fp
-            sorters[which(rel)].add(f"{digest(rel).hex()}\t{n}\t{label}.0\t{rel}\t{fp}\n")
-            n += 1
+            split = which(rel)
+            sorters[split].add(f"{digest(rel).hex()}\t{tally.n}\t{label}.0\t{rel}\t{fp}\n")
+            tally.add(split, label, fp)
         written = [
             (url := join_url(staging, f"{split}-{part.number:05d}.tsv"),)
             + _write_counted(url, sorter.sorted_lines(), staging_options)
@@ -313,14 +311,44 @@ def list_part(
         pieces=tuple(w[0] for w in written),
         counts=tuple(w[1] for w in written),
         offsets=tuple(w[2] for w in written),
-        entries=n,
-        classes=tuple(classes) if recursive else ((".",) if n else ()),
+        entries=tally.n,
+        classes=tuple(classes) if recursive else ((".",) if tally.n else ()),
         skipped=tuple(skipped),
-        known_bytes=known_bytes,
-        known_count=known_count,
-        missing_fingerprints=missing,
+        known_bytes=tally.known_bytes,
+        known_count=tally.known_count,
+        missing_fingerprints=tally.missing,
         peak_lines_bytes=sum(s.peak for s in sorters),
+        class_counts=tally.class_counts(max(1, len(classes))),
     )
+
+
+class _Tally:
+    """A part's counts as it is listed: images, known sizes, missing fingerprints, and per
+    split the images per local label."""
+
+    def __init__(self, splits: int) -> None:
+        self.n = self.known_bytes = self.known_count = self.missing = 0
+        self.per_label: list[list[int]] = [[] for _ in range(splits)]
+
+    def add(self, split: int, label: int, fingerprint: str) -> None:
+        self.n += 1
+        size = fingerprint_size(fingerprint) if fingerprint else None
+        if size is not None:
+            self.known_bytes += size
+            self.known_count += 1
+        self.missing += not fingerprint
+        row = self.per_label[split]
+        if label >= len(row):
+            row.extend([0] * (label + 1 - len(row)))
+        row[label] += 1
+
+    def class_counts(self, classes: int) -> tuple[np.ndarray, ...]:
+        out = []
+        for row in self.per_label:
+            counts = np.zeros(classes, dtype=np.int64)
+            counts[: len(row)] = row
+            out.append(counts)
+        return tuple(out)
 
 
 def _write_counted(
