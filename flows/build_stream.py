@@ -1,20 +1,21 @@
 """The build flow with `streaming=True`: for sources of millions of images.
 
 list parts (mapped) -> plan groups of shards (in the flow, from per-bucket counts) -> pack
-groups (mapped; each packs, validates and keeps its shards one by one) -> manifest -> report.
+groups (mapped; each packs, validates and keeps its shards one by one, and writes its images'
+hashes to quality pieces) -> find duplicates (mapped over bucket ranges) -> manifest -> report.
 
-The flow process holds per-part, per-bucket and per-shard numbers, never a list of images:
-the listing tasks stream each image to piece files under the run's staging folder
+The flow process holds per-part, per-bucket, per-class and per-shard numbers, never a list of
+images: the listing tasks stream each image to piece files under the run's staging folder
 (`OUTPUT/.recflow/listing/<flow run>/`, removed when the run ends) and the pack tasks read
-back only their own shards' records. Task runs: at most `MAX_LIST_PARTS` (128) listing runs
-plus `MAX_PACK_GROUPS` (1,800) pack runs plus the manifest's, whatever the size of the source.
-The shards, their names and bytes are the in-memory build's (`flows/build_plan.py`), so
-switching `streaming` on or off reuses every finished shard.
+back only their own shards' records. Task runs: at most `MAX_LIST_PARTS` (128) listing runs,
+`MAX_PACK_GROUPS` (1,800) pack runs, `QUALITY_TASKS` (64) duplicate runs and the manifest's:
+at most 1,993, whatever the size of the source. The shards, their names and bytes, and the
+manifest's duplicate and near-duplicate groups are the in-memory build's
+(`flows/build_plan.py`), so switching `streaming` on or off reuses every finished shard.
 
 Not here (the parameters refuse them up front): a `.lst` source, `split_method='im2rec'`,
-`record_order='listing'`, `dedupe='drop'`. The manifest has no duplicate or near-duplicate
-groups (those need every image's hash in one place) and the summary no contact sheet; a dry
-run lists and plans (shards, groups, task runs) without decoding a sample.
+`record_order='listing'`, `dedupe='drop'`. The summary has no contact sheet, and a dry run
+lists and plans (shards, groups, task runs) without decoding a sample.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ from recordio_core.building.quality import QualityReport
 from recordio_core.building.split import stable_split_names
 from recordio_core.building.stream_list import MAX_LIST_PARTS, plan_list_parts
 from recordio_core.building.stream_plan import GroupJob, MergedListing, merge_parts, plan_groups
+from recordio_core.building.stream_quality import (
+    QUALITY_TASKS,
+    bucket_ranges,
+    near_groups_from_pairs,
+)
 from recordio_core.format.manifest import Manifest, RejectEntry
 from recordio_core.storage.fsio import get_fs, join_url
 from recordio_flow.flows.build_options import (
@@ -63,7 +69,7 @@ from recordio_flow.tasks.report import (
     label_key,
     shard_table,
 )
-from recordio_flow.tasks.stream import GroupResult, list_part_task, pack_group_task
+from recordio_flow.tasks.stream import GroupResult, list_part_task, pack_group_task, quality_task
 
 MAX_PACK_GROUPS = 1_800  # pack task runs per build, at most
 STAGING_FOLDER = ".recflow/listing"
@@ -79,7 +85,7 @@ def run_stream_build(p: BuildParameters) -> dict[str, Any]:
         groups = _plan(p, merged, logger)
         if p.dry_run:
             return _dry_run_summary(p, merged, groups, parts, start)
-        done = _pack(p, groups, logger, start)
+        done = _pack(p, groups, staging, logger, start)
         return _commit(p, merged, groups, done, start, logger)
     finally:
         _remove(staging, staging_options)
@@ -153,7 +159,7 @@ def _plan(p: BuildParameters, merged: MergedListing, logger: Any) -> list[GroupJ
 
 
 def _pack(
-    p: BuildParameters, groups: list[GroupJob], logger: Any, start: float
+    p: BuildParameters, groups: list[GroupJob], staging: str, logger: Any, start: float
 ) -> list[GroupResult]:
     """Pack every group (mapped), with the progress artifact and a log line per group."""
     total = max(1, sum(g.count for g in groups))
@@ -164,8 +170,10 @@ def _pack(
         groups,
         source=unmapped(p.source),
         output=unmapped(p.output),
+        staging=unmapped(staging),
         options=unmapped(pack_options(p, workers_per_shard(p, len(groups)))),
         key_params=unmapped(key_parameters(pack_options(p))),
+        near_distance=unmapped(p.near_duplicate_distance),
         label_width=unmapped(p.label_width),
         pack_label=unmapped(p.packs_labels),
         decode=unmapped(p.validate_decode),
@@ -209,9 +217,7 @@ def _commit(
     ]
     listed = merged.entries + len(merged.skipped)
     check_rejects(p, rejects, listed)
-    quality = QualityReport(
-        warnings=tuple((w.path, w.reason) for _, s in results for w in s.warnings)
-    )
+    quality = _quality(p, done, [(w.path, w.reason) for _, s in results for w in s.warnings])
     manifest = build_manifest(
         output=p.output,
         parameters={**p.model_dump(mode="json"), "pack_label": p.packs_labels},
@@ -229,6 +235,32 @@ def _commit(
     )
     labels = split_labels(merged, results)
     return _report(p, groups, done, manifest, url, listed, quality, labels, start, logger)
+
+
+def _quality(
+    p: BuildParameters, done: list[GroupResult], warnings: list[tuple[str, str]]
+) -> QualityReport:
+    """Duplicates and near-duplicates, reduced bucket range by bucket range (mapped)."""
+    distance = p.near_duplicate_distance
+    ranges = bucket_ranges([d.quality for d in done if d.quality is not None])
+    futures = quality_task.map(
+        [exact for exact, _ in ranges],
+        [near for _, near in ranges],
+        number=list(range(len(ranges))),
+        distance=unmapped(distance),
+        storage_options=unmapped(p.output_options),
+    )
+    duplicates, pairs = [], []
+    for fut in futures:
+        groups, close = fut.result()
+        duplicates += groups
+        pairs += close
+    return QualityReport(
+        warnings=tuple(sorted(warnings)),
+        duplicates=tuple(sorted(duplicates, key=lambda g: g.paths)),
+        near_duplicates=tuple(near_groups_from_pairs(pairs)) if distance is not None else (),
+        near_distance=distance,
+    )
 
 
 def split_labels(
@@ -322,6 +354,7 @@ def _dry_run_summary(
         "shards": sum(len(g.shards) for g in groups),
         "listing_tasks": parts,
         "pack_groups": len(groups),
-        "task_runs": parts + len(groups) + 1,  # + the manifest's
+        # + the duplicate runs (at most; fewer when buckets are empty) and the manifest's
+        "task_runs": parts + len(groups) + QUALITY_TASKS + 1,
         "seconds": round(time.perf_counter() - start, 3),
     }

@@ -225,7 +225,7 @@ Streaming = Annotated[
         "workers with dask_address), pack groups of shards per task, and keep only per-shard "
         "state in the flow process (README, 'Scale'). The same shards and bytes as without. "
         "Needs a folder source (no lst), split_method 'stable', record_order 'hash', dedupe "
-        "'none'; no duplicate report, and dry_run plans without a sample.",
+        "'none'; dry_run plans without decoding a sample.",
     ),
 ]
 StorageOptionsParam = Annotated[

@@ -11,7 +11,9 @@ records back from the pieces (`stream_read`), gives each shard its content key a
 result is kept under its key, `stream_results`, and its files pass validation) or packs it,
 validates it, packs it again once if that fails, and keeps its result. A retry or a rerun
 after a crash therefore redoes only the shards that were not finished. Like `pack-shard` it
-carries `PACK_TAG`, so a tag concurrency limit caps it.
+carries `PACK_TAG`, so a tag concurrency limit caps it. It also writes its images' hashes to
+the quality pieces (`recordio_core.building.stream_quality`) that `quality_task` reduces,
+bucket range by bucket range, into the duplicate report.
 """
 
 from __future__ import annotations
@@ -25,9 +27,15 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from recordio_core.building.pack import PackOptions, ShardResult, pack_shard
+from recordio_core.building.quality import NO_DHASH, NO_DIGEST, DuplicateGroup, Seen
 from recordio_core.building.shardkey import fingerprint_size, shard_key, source_fingerprints
 from recordio_core.building.stream_list import ListPart, PartListing, list_part
-from recordio_core.building.stream_plan import GroupJob
+from recordio_core.building.stream_plan import GroupJob, PieceRange
+from recordio_core.building.stream_quality import (
+    QualityPieces,
+    reduce_quality,
+    write_quality_pieces,
+)
 from recordio_core.building.stream_read import PlannedShard, read_group
 from recordio_core.building.stream_results import load_result, result_url, save_result, slim
 from recordio_core.building.validate import validate_shard
@@ -46,6 +54,7 @@ class GroupResult:
     results: tuple[ShardResult, ...]
     reused: tuple[bool, ...]
     seconds: float = 0.0
+    quality: QualityPieces | None = None  # the group's images for the quality report
 
 
 @task(name="list-part", task_run_name="list {part.label}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
@@ -149,7 +158,8 @@ class _Packer:
         )
 
     def shard(self, split: str, shard: PlannedShard) -> tuple[ShardResult, bool]:
-        """The shard's result, reused when kept and still valid, else packed and kept."""
+        """The shard's result (with its per-image digests), reused when kept and still valid,
+        else packed and kept."""
         key = shard_key(
             shard.entries,
             root=self.source,
@@ -178,7 +188,43 @@ class _Packer:
                 f"{result.records} packed and {len(result.rejects)} rejected; run the build again"
             )
         save_result(kept_at, result, self.storage_options)
-        return slim(result), False
+        return result, False
+
+
+def seen_images(split: str, entries: Any, result: ShardResult) -> list[Seen]:
+    """The shard's images as the quality report sees them (no digests from a result that
+    has none: its images are left out of the grouping, as `flows/build_report.quality_of`)."""
+    digests = result.digests if len(result.digests) == 32 * len(entries) else b""
+    dhashes = result.dhashes if len(result.dhashes) == len(entries) else ()
+    return [
+        Seen(
+            e.path,
+            tuple(e.labels),
+            split,
+            digests[32 * i : 32 * i + 32] if digests else NO_DIGEST,
+            dhashes[i] if dhashes else NO_DHASH,
+        )
+        for i, e in enumerate(entries)
+    ]
+
+
+@task(
+    name="find-duplicates",
+    task_run_name="duplicates {number}",
+    cache_policy=NO_CACHE,
+    **RETRY_OPTIONS,
+)
+def quality_task(
+    exact: tuple[PieceRange, ...],
+    near: tuple[PieceRange, ...],
+    *,
+    number: int = 0,
+    distance: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[list[DuplicateGroup], list[tuple[Seen, Seen]]]:
+    """Duplicate groups and near pairs of one range of quality buckets
+    (`recordio_core.building.stream_quality.reduce_quality`)."""
+    return reduce_quality(exact, near, distance, storage_options)
 
 
 @task(
@@ -193,8 +239,10 @@ def pack_group_task(
     *,
     source: str,
     output: str,
+    staging: str,
     options: PackOptions,
     key_params: dict[str, Any],
+    near_distance: int | None = None,
     label_width: int = 1,
     pack_label: bool = False,
     decode: bool = False,
@@ -210,11 +258,13 @@ def pack_group_task(
         source, output, options, key_params, label_width, pack_label, decode,
         source_options, storage_options, logger,
     )  # fmt: skip
-    results, reused = [], []
+    results, reused, seen = [], [], []
     for shard in shards:
         result, was_kept = packer.shard(group.split, shard)
-        results.append(result)
+        results.append(slim(result))
         reused.append(was_kept)
+        seen += seen_images(group.split, shard.entries, result)
+    quality = write_quality_pieces(staging, group.number, seen, near_distance, storage_options)
     seconds = time.perf_counter() - start
     logger.info(
         "%s: %d shards (%d reused), %d records, %d rejects in %.1fs (%.0f img/s)",
@@ -226,4 +276,4 @@ def pack_group_task(
         seconds,
         group.count / max(seconds, 1e-9),
     )
-    return GroupResult(tuple(results), tuple(reused), seconds)
+    return GroupResult(tuple(results), tuple(reused), seconds, quality)

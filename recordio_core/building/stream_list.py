@@ -300,7 +300,7 @@ def list_part(
             tally.add(split, label, fp)
         written = [
             (url := join_url(staging, f"{split}-{part.number:05d}.tsv"),)
-            + _write_counted(url, sorter.sorted_lines(), staging_options)
+            + write_sorted_piece(url, sorter.sorted_lines(), staging_options)
             for split, sorter in zip(names, sorters, strict=True)
         ]
     finally:
@@ -351,13 +351,15 @@ class _Tally:
         return tuple(out)
 
 
-def _write_counted(
-    url: str, lines: Iterator[str], storage_options: StorageOptions
+def write_sorted_piece(
+    url: str, lines: Iterator[str], storage_options: StorageOptions = None, bits: int = BUCKET_BITS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Write sorted piece lines to `url`; (entries per bucket, offset where each starts)."""
-    counts = np.zeros(BUCKETS, dtype=np.int64)
-    ends = np.zeros(BUCKETS, dtype=np.int64)  # offset after each bucket's last line
-    shift = 16 - BUCKET_BITS
+    """Write lines sorted by their 16-hex key to `url`; (lines per bucket, the byte offset
+    where each bucket starts, one more: the size). A bucket is the key's top `bits` bits."""
+    buckets = 1 << bits
+    counts = np.zeros(buckets, dtype=np.int64)
+    ends = np.zeros(buckets, dtype=np.int64)  # offset after each bucket's last line
+    shift = 16 - bits
     pos = 0
     buf: list[bytes] = []
     held = 0
@@ -375,6 +377,6 @@ def _write_counted(
                 buf, held = [], 0
         f.write(b"".join(buf))
     # a bucket starts where the last non-empty bucket before it ended
-    offsets = np.zeros(BUCKETS + 1, dtype=np.int64)
+    offsets = np.zeros(buckets + 1, dtype=np.int64)
     offsets[1:] = np.maximum.accumulate(ends)
     return counts, offsets

@@ -2,8 +2,9 @@
 streaming build resumes shard by shard (`OUTPUT/.recflow/results/<key>.json`).
 
 A streaming build packs many shards per task run; a task that fails or is killed half way
-has packed some of them. Each shard's result (`ShardResult` without the per-image digests)
-is written once the shard is packed and validated; the next run finds it under the same key,
+has packed some of them. Each shard's result (`ShardResult`, with the per-image digests and
+difference hashes the quality report needs) is written once the shard is packed and
+validated; the next run finds it under the same key,
 validates the files again (their sha256) and reuses them instead of packing again. The result
 names the files it describes, so a result is only trusted with those files.
 """
@@ -32,7 +33,8 @@ def slim(result: ShardResult) -> ShardResult:
 
 def save_result(url: str, result: ShardResult, storage_options: StorageOptions = None) -> None:
     out = slim(result).to_dict()
-    del out["digests"], out["dhashes"]
+    out["digests"] = result.digests.hex()
+    out["dhashes"] = list(result.dhashes)
     write_bytes_atomic(url, json.dumps(out, sort_keys=True).encode(), storage_options)
 
 
@@ -46,6 +48,8 @@ def load_result(url: str, storage_options: StorageOptions = None) -> ShardResult
             lst_sha256=doc["lst_sha256"],
             rejects=tuple(Reject(**r) for r in doc["rejects"]),
             warnings=tuple(Reject(**r) for r in doc["warnings"]),
+            digests=bytes.fromhex(doc.get("digests", "")),
+            dhashes=tuple(int(h) for h in doc.get("dhashes", ())),
         )
     except FileNotFoundError:
         return None

@@ -1,0 +1,185 @@
+"""A streaming build's data quality report: duplicates and near-duplicates found bucket by
+bucket on the workers, never with every image's hash in one place.
+
+Each pack group writes, beside the listing's pieces, two **quality pieces** of its images
+(`write_quality_pieces`), sorted by a key whose top `QUALITY_BITS` bits are the bucket:
+
+- exact: keyed by the file's sha256, so byte-identical files share a bucket, and
+  `quality.duplicate_groups` over one bucket range finds every group whole;
+- near (only with a near-duplicate distance `d`): each image once per block of its 64-bit
+  difference hash cut into `d + 1` blocks, keyed by (block number, block value). Two hashes
+  within `d` bits agree on at least one whole block (pigeonhole), so every close pair meets in
+  some bucket; `reduce_quality` returns the pairs it finds (paths), and the flow joins them
+  into groups (`near_groups_from_pairs`): the same components as
+  `quality.near_duplicate_groups` over every image at once.
+
+A piece line: `<key, 16 hex>\\t<sha256 hex>\\t<dhash>\\t<split>\\t<labels>\\t<path>\\n`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recordio_core.building.quality import (
+    NO_DHASH,
+    NO_DIGEST,
+    DuplicateGroup,
+    NearDuplicateGroup,
+    Seen,
+    _label_value,
+    duplicate_groups,
+)
+from recordio_core.building.stream_list import write_sorted_piece
+from recordio_core.building.stream_plan import PieceRange
+from recordio_core.building.stream_read import read_ranges
+from recordio_core.images.dhash import FLAT_BITS, components, near_pairs
+from recordio_core.storage.fsio import StorageOptions, join_url
+
+QUALITY_BITS = 10
+QUALITY_BUCKETS = 1 << QUALITY_BITS
+QUALITY_TASKS = 64  # reduce task runs per build, at most
+
+
+@dataclass(frozen=True, eq=False)
+class QualityPieces:
+    """A group's two quality pieces and where each bucket starts in them."""
+
+    exact: str
+    exact_offsets: np.ndarray  # int64[QUALITY_BUCKETS + 1]
+    near: str = ""
+    near_offsets: np.ndarray | None = None
+
+
+def _blocks(distance: int) -> list[tuple[int, int]]:
+    """`(shift, width)` of the `distance + 1` blocks the 64 bits are cut into."""
+    m = distance + 1
+    widths = [64 // m + (1 if i < 64 % m else 0) for i in range(m)]
+    out, shift = [], 64
+    for width in widths:
+        shift -= width
+        out.append((shift, width))
+    return out
+
+
+def _near_keys(dhash: int, distance: int) -> list[str]:
+    keys = []
+    for j, (shift, width) in enumerate(_blocks(distance)):
+        value = (dhash >> shift) & ((1 << width) - 1)
+        keys.append(hashlib.blake2b(f"{j}:{value}".encode(), digest_size=8).hexdigest())
+    return keys
+
+
+def quality_lines(seen: Iterable[Seen], distance: int | None) -> tuple[list[str], list[str]]:
+    """The exact and near lines of `seen`, each list sorted by key."""
+    exact, near = [], []
+    for s in seen:
+        tail = (
+            f"{s.sha256.hex()}\t{s.dhash}\t{s.split}\t{','.join(map(repr, s.labels))}\t{s.path}\n"
+        )
+        if s.sha256 != NO_DIGEST:
+            exact.append(f"{s.sha256.hex()[:16]}\t{tail}")
+        if distance is not None and s.dhash != NO_DHASH and s.dhash.bit_count() > FLAT_BITS:
+            near += [f"{key}\t{tail}" for key in _near_keys(s.dhash, distance)]
+    exact.sort(key=lambda line: line[:16])
+    near.sort(key=lambda line: line[:16])
+    return exact, near
+
+
+def write_quality_pieces(
+    staging: str,
+    number: int,
+    seen: Sequence[Seen],
+    distance: int | None,
+    storage_options: StorageOptions = None,
+) -> QualityPieces:
+    """Write group `number`'s quality pieces under `staging`."""
+    exact, near = quality_lines(seen, distance)
+    exact_url = join_url(staging, "quality", f"exact-{number:05d}.tsv")
+    _, exact_offsets = write_sorted_piece(exact_url, iter(exact), storage_options, QUALITY_BITS)
+    if distance is None:
+        return QualityPieces(exact_url, exact_offsets)
+    near_url = join_url(staging, "quality", f"near-{number:05d}.tsv")
+    _, near_offsets = write_sorted_piece(near_url, iter(near), storage_options, QUALITY_BITS)
+    return QualityPieces(exact_url, exact_offsets, near_url, near_offsets)
+
+
+def bucket_ranges(
+    pieces: Sequence[QualityPieces], tasks: int = QUALITY_TASKS
+) -> list[tuple[tuple[PieceRange, ...], tuple[PieceRange, ...]]]:
+    """Per reduce task, the (exact, near) byte ranges of its buckets in every group's pieces."""
+    per = -(-QUALITY_BUCKETS // max(1, tasks))
+    out = []
+    for b0 in range(0, QUALITY_BUCKETS, per):
+        b1 = min(QUALITY_BUCKETS, b0 + per)
+        exact = tuple(
+            PieceRange(q.exact, int(q.exact_offsets[b0]), int(q.exact_offsets[b1]))
+            for q in pieces
+            if q.exact_offsets[b1] > q.exact_offsets[b0]
+        )
+        near = tuple(
+            PieceRange(q.near, int(q.near_offsets[b0]), int(q.near_offsets[b1]))
+            for q in pieces
+            if q.near_offsets is not None and q.near_offsets[b1] > q.near_offsets[b0]
+        )
+        if exact or near:
+            out.append((exact, near))
+    return out
+
+
+def _seen(ranges: Sequence[PieceRange], storage_options: StorageOptions) -> list[Seen]:
+    out = []
+    for data in read_ranges(ranges, storage_options):
+        for line in data.decode("utf-8").split("\n"):
+            if line:
+                _, digest, dhash, split, labels, path = line.split("\t")
+                labels_t = tuple(float(x) for x in labels.split(","))
+                out.append(Seen(path, labels_t, split, bytes.fromhex(digest), int(dhash)))
+    return out
+
+
+def reduce_quality(
+    exact: Sequence[PieceRange],
+    near: Sequence[PieceRange],
+    distance: int | None,
+    storage_options: StorageOptions = None,
+) -> tuple[list[DuplicateGroup], list[tuple[Seen, Seen]]]:
+    """The duplicate groups of the exact ranges' buckets, and the near pairs (within
+    `distance` bits) among the near ranges' images."""
+    groups = duplicate_groups(_seen(exact, storage_options))
+    pairs: list[tuple[Seen, Seen]] = []
+    if distance is not None and near:
+        unique = list({s.path: s for s in _seen(near, storage_options)}.values())
+        hashes = np.array([s.dhash for s in unique], dtype=np.uint64)
+        pairs = [(unique[i], unique[j]) for i, j in near_pairs(hashes, distance).tolist()]
+    return groups, pairs
+
+
+def near_groups_from_pairs(pairs: Iterable[tuple[Seen, Seen]]) -> list[NearDuplicateGroup]:
+    """`quality.near_duplicate_groups`'s groups from the close pairs found bucket by bucket."""
+    index: dict[str, int] = {}
+    seen: list[Seen] = []
+    edges = []
+    for a, b in pairs:
+        for s in (a, b):
+            if s.path not in index:
+                index[s.path] = len(seen)
+                seen.append(s)
+        edges.append(sorted((index[a.path], index[b.path])))
+    out = []
+    for members in components(len(seen), np.array(edges, dtype=np.int64).reshape(-1, 2)):
+        ordered = sorted(members, key=lambda i: (seen[i].path, i))
+        if len({seen[i].sha256 for i in ordered}) == 1 and seen[ordered[0]].sha256 != NO_DIGEST:
+            continue
+        out.append(
+            NearDuplicateGroup(
+                paths=tuple(seen[i].path for i in ordered),
+                labels=tuple(_label_value(seen[i].labels) for i in ordered),
+                splits=tuple(seen[i].split for i in ordered),
+                dhashes=tuple(f"{seen[i].dhash:016x}" for i in ordered),
+            )
+        )
+    return sorted(out, key=lambda g: g.paths)
