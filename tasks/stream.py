@@ -2,7 +2,9 @@
 one group of shards.
 
 `list_part_task` streams a part's images to piece files under the run's staging folder
-(`recordio_core.building.stream_list`) and returns per-bucket counts only.
+(`recordio_core.building.stream_list`) and returns per-bucket counts only. It lists in a child
+process (from the forkserver the pack workers use), so concurrent listing tasks on the thread
+pool use every core; inside a Dask worker, in the worker itself.
 
 `pack_group_task` packs a group of consecutive shards of one split, one after the other, in
 one task run (so 100 M images are about 1,800 task runs, not 100,000): it reads the group's
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +30,15 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from recordio_core.building.pack import PackOptions, ShardResult, pack_shard
+from recordio_core.building.pack_workers import process_context
 from recordio_core.building.quality import NO_DHASH, NO_DIGEST, DuplicateGroup, Seen
 from recordio_core.building.shardkey import fingerprint_size, shard_key, source_fingerprints
-from recordio_core.building.stream_list import ListPart, PartListing, list_part
+from recordio_core.building.stream_list import (
+    ListPart,
+    PartListing,
+    filesystem_classes,
+    list_part_elsewhere,
+)
 from recordio_core.building.stream_plan import GroupJob, PieceRange
 from recordio_core.building.stream_quality import (
     QualityPieces,
@@ -39,7 +48,7 @@ from recordio_core.building.stream_quality import (
 from recordio_core.building.stream_read import PlannedShard, read_group
 from recordio_core.building.stream_results import load_result, result_url, save_result, slim
 from recordio_core.building.validate import validate_shard
-from recordio_core.storage.fsio import join_url
+from recordio_core.storage.fsio import join_url, resolve_options
 from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
 from recordio_flow.tasks.pack import PACK_TAG, Progress
 from recordio_flow.tasks.plan import KEY_CHARS
@@ -55,6 +64,17 @@ class GroupResult:
     reused: tuple[bool, ...]
     seconds: float = 0.0
     quality: QualityPieces | None = None  # the group's images for the quality report
+
+
+def _in_process(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` in a child process forked from the forkserver (the listing is
+    CPU-bound Python: threads of one process would share one core), or right here inside a
+    daemonic process (a Dask worker), which may not have children. `fn` must live in
+    recordio_core (preloaded there): importing Prefect would cost each child seconds."""
+    if multiprocessing.current_process().daemon:
+        return fn(*args, **kwargs)
+    with ProcessPoolExecutor(1, mp_context=process_context("forkserver")) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
 
 
 @task(name="list-part", task_run_name="list {part.label}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
@@ -75,7 +95,9 @@ def list_part_task(
     """List one part of `source` into its pieces under `staging` (never cached: a listing
     must see images added since the last run)."""
     start = time.perf_counter()
-    listing = list_part(
+    listing = _in_process(
+        list_part_elsewhere,
+        filesystem_classes(source, staging),
         source,
         part,
         staging,
@@ -85,8 +107,9 @@ def list_part_task(
         test_ratio=test_ratio,
         salt=salt,
         seed=seed,
-        storage_options=source_options,
-        staging_options=staging_options,
+        # resolved here: a credentials block is read by this process, not by the child
+        storage_options=resolve_options(source, source_options),
+        staging_options=resolve_options(staging, staging_options),
     )
     run_logger().info(
         "%s: %d images in %d classes%s in %.1fs",

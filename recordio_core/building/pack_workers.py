@@ -57,13 +57,17 @@ def _process_chunk(start: int, stop: int) -> tuple[Any, ...]:
     return _sent(_batch(chunk, outcomes, write_lst))
 
 
+# what else a forkserver's children run: a streaming build's listing (`tasks/stream.py`)
+PRELOAD = ("recordio_core.building.stream_list",)
+
+
 def process_context(start_method: StartMethod) -> Any:
-    """The multiprocessing context; a forkserver preloads the packing code, so each worker
-    forked from it starts in milliseconds. Asked for on the main thread, the forkserver is
-    started there with Ctrl-C ignored (`_start_forkserver`)."""
+    """The multiprocessing context; a forkserver preloads the packing code (and `PRELOAD`),
+    so each worker forked from it starts in milliseconds. Asked for on the main thread, the
+    forkserver is started there with Ctrl-C ignored (`_start_forkserver`)."""
     ctx = multiprocessing.get_context(start_method)
     if start_method == "forkserver":
-        ctx.set_forkserver_preload(["recordio_core.building.pack"])
+        ctx.set_forkserver_preload(["recordio_core.building.pack", *PRELOAD])
         _start_forkserver()
     return ctx
 

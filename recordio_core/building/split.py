@@ -204,9 +204,13 @@ def stable_split_of(
     train = names.index("train")
     val = names.index("val") if "val" in names else train
     cut = test_ratio + train_ratio
+    copy = hashlib.sha256(f"{salt}\0".encode()).copy  # hash_fraction, its prefix hashed once
+    scale = float(1 << 64)
 
     def which(path: str) -> int:
-        h = hash_fraction(path, salt)
+        hasher = copy()
+        hasher.update(path.encode())
+        h = int.from_bytes(hasher.digest()[:8], "big") / scale
         if h < test_ratio:
             return test
         return train if h < cut else val

@@ -1,15 +1,17 @@
 """A folder listing in partitions, streamed to storage: the first step of a streaming build.
 
-`plan_list_parts` reads only the source's top level and cuts its folders, in walk order, into
-at most `MAX_LIST_PARTS` runs of consecutive folders (`ListPart`; the first also takes the
-root's own files). `list_part` walks one part exactly as `recordio_core.building.listing`
-walks the whole tree (the same order, the same skipped names), and streams every image to a
-**piece file** per split under a staging folder, never holding the part in memory:
+`plan_list_parts` reads the source's top level (and counts the first folder's files, to
+estimate the size) and cuts its folders, in walk order, into `MIN_LIST_PARTS` to
+`MAX_LIST_PARTS` runs of consecutive folders (`ListPart`; the first also takes the root's own
+files), about `ENTRIES_PER_PART` images each. `list_part` walks one part exactly as
+`recordio_core.building.listing` walks the whole tree (the same order, the same skipped
+names), and streams every image to a **piece file** per split under a staging folder, never
+holding the part in memory:
 
 - each image's split is its own (`stable_split_of`: a hash of its path), so no global pass;
 - each line starts with the image's 8-byte order digest (`order_digest_of`), and a piece is
-  sorted by it (an external sort, `LineSorter`, spilling to local temporary files past
-  `SPILL_BYTES`), so a split's records in `hash_order` are, bucket after bucket, the merge
+  sorted by it (an external sort, `stream_sort.LineSorter`, spilling to local temporary files
+  past `SPILL_BYTES`), so a split's records in `hash_order` are, bucket after bucket, the merge
   of every part's lines of that bucket (`BUCKET_BITS`: the digest's top 12 bits);
 - indexes and labels are the part's own (0, 1, ... in its walk order); the part's place in
   the whole listing (`index_offset`, `label_offset`, known once every part has counted) is
@@ -23,16 +25,14 @@ of its piece: per-bucket counts, never per-image state.
 
 from __future__ import annotations
 
-import contextlib
-import heapq
 import os
 import posixpath
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+import fsspec
 import numpy as np
 
 from recordio_core.building.listing import (
@@ -43,16 +43,19 @@ from recordio_core.building.listing import (
 )
 from recordio_core.building.shardkey import fingerprint_size, info_fingerprint
 from recordio_core.building.split import order_digest_of, stable_split_names, stable_split_of
-from recordio_core.storage.fsio import StorageOptions, atomic_write, is_local, join_url
+from recordio_core.building.stream_sort import (
+    BUCKET_BITS,
+    SPILL_BYTES,
+    LineSorter,
+    write_sorted_piece,
+)
+from recordio_core.storage.fsio import StorageOptions, is_local, join_url
 from recordio_core.storage.treelist import listing_filesystem
 
 MAX_LIST_PARTS = 128  # listing tasks per build, at most
-BUCKET_BITS = 12
+MIN_LIST_PARTS = 8  # ... and at least (where there are as many folders): concurrency
+ENTRIES_PER_PART = 500_000  # what a listing task aims at: 8 parts for 1.28 M, 128 for 100 M
 BUCKETS = 1 << BUCKET_BITS
-SPILL_BYTES = 16 << 20  # a part's lines held in memory before a sorted run goes to local disk
-MAX_RUNS = 32  # sorted runs on disk before they are merged into one
-_LINE_OVERHEAD = 60  # bytes a line costs in memory beyond its characters (a str object)
-_KEY = itemgetter(slice(0, 16))
 
 
 @dataclass(frozen=True)
@@ -99,16 +102,24 @@ def plan_list_parts(
     recursive: bool = True,
     storage_options: StorageOptions = None,
     max_parts: int = MAX_LIST_PARTS,
+    min_parts: int = MIN_LIST_PARTS,
+    per_part: int = ENTRIES_PER_PART,
 ) -> list[ListPart]:
-    """Cut the listing of `root` into at most `max_parts` parts of consecutive top-level
-    folders, in walk order; the first part also takes the root's own files. Without
-    `recursive`, one part: the root's files. Reads only the top level."""
-    if isinstance(max_parts, bool) or not isinstance(max_parts, int) or max_parts < 1:
-        raise ValueError(f"max_parts must be an integer >= 1, got {max_parts!r}")
+    """Cut the listing of `root` into parts of consecutive top-level folders, in walk order;
+    the first part also takes the root's own files. Without `recursive`, one part: the
+    root's files. As many parts as the source's size asks for (`per_part` files each,
+    estimated from the first folder's count times the number of folders), at least
+    `min_parts` (concurrency) and at most `max_parts` (task runs), never more than folders.
+    Reads the top level and the first folder only."""
+    for name, value in (("max_parts", max_parts), ("min_parts", min_parts), ("per_part", per_part)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     folders = _top_folders(root, storage_options) if recursive else []
     if not folders:
         return [ListPart(0, (), True)]
-    k = min(max_parts, len(folders))
+    estimate = _files_in(root, folders[0], storage_options, limit=per_part * max_parts)
+    wanted = -(-estimate * len(folders) // per_part)
+    k = min(len(folders), max_parts, max(min_parts, wanted))
     base, extra = divmod(len(folders), k)
     parts, start = [], 0
     for i in range(k):
@@ -116,6 +127,16 @@ def plan_list_parts(
         parts.append(ListPart(i, tuple(folders[start:stop]), i == 0))
         start = stop
     return parts
+
+
+def _files_in(root: str, folder: str, storage_options: StorageOptions, limit: int) -> int:
+    """Files under `folder` of `root` (any extension), counted up to `limit`."""
+    part = ListPart(0, (folder,))
+    n = 0
+    for n, _ in enumerate(walk_part(root, part, storage_options=storage_options), start=1):
+        if n >= limit:
+            break
+    return n
 
 
 def _top_folders(root: str, storage_options: StorageOptions) -> list[str]:
@@ -179,72 +200,6 @@ def walk_part(
             )
 
 
-class LineSorter:
-    """Lines sorted by their first 16 characters, stable: held in memory up to `spill_bytes`,
-    then sorted runs on local disk merged as they are read (`heapq.merge` keeps ties in run
-    order, and runs are in arrival order)."""
-
-    def __init__(self, spill_bytes: int = SPILL_BYTES, max_runs: int = MAX_RUNS) -> None:
-        self.spill_bytes = spill_bytes
-        self.max_runs = max_runs
-        self.lines: list[str] = []
-        self.held = 0
-        self.peak = 0
-        self.runs: list[str] = []
-
-    def add(self, line: str) -> None:
-        self.lines.append(line)
-        self.held += len(line) + _LINE_OVERHEAD
-        if self.held >= self.spill_bytes:
-            self.peak = max(self.peak, self.held)
-            self._spill()
-
-    def _spill(self) -> None:
-        self.lines.sort(key=_KEY)
-        self.runs.append(_write_run(self.lines))
-        self.lines, self.held = [], 0
-        if len(self.runs) >= self.max_runs:
-            merged = _write_run(self._merged())
-            self.close()
-            self.runs = [merged]
-
-    def _merged(self) -> Iterator[str]:
-        files = [open(run, encoding="utf-8", newline="\n") for run in self.runs]  # noqa: SIM115
-        try:
-            yield from heapq.merge(*files, key=_KEY)
-        finally:
-            for f in files:
-                f.close()
-
-    def sorted_lines(self) -> Iterator[str]:
-        """Every line added, sorted (stable); the sorter is empty afterwards."""
-        self.peak = max(self.peak, self.held)
-        if not self.runs:
-            self.lines.sort(key=_KEY)
-            lines, self.lines, self.held = self.lines, [], 0
-            yield from lines
-            return
-        if self.lines:
-            self._spill()
-        try:
-            yield from self._merged()
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        for run in self.runs:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(run)
-        self.runs = []
-
-
-def _write_run(lines: Any) -> str:
-    fd, path = tempfile.mkstemp(prefix="recflow-run-", suffix=".tsv")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(lines)
-    return path
-
-
 def _images(
     root: str,
     part: ListPart,
@@ -261,7 +216,9 @@ def _images(
         if posixpath.splitext(fname)[1].lower() not in wanted:
             continue
         rel = fname if rel_dir == "." else f"{rel_dir}/{fname}"
-        problem = not_a_file or _path_problem(rel)
+        # printable ASCII without white space at either end: nothing `_path_problem` refuses
+        plain = rel.isascii() and rel.isprintable() and rel[0] != " " and rel[-1] != " "
+        problem = not_a_file or (None if plain else _path_problem(rel))
         if problem is not None:
             skipped.append((rel.encode("utf-8", "backslashreplace").decode("utf-8"), problem))
             continue
@@ -351,32 +308,24 @@ class _Tally:
         return tuple(out)
 
 
-def write_sorted_piece(
-    url: str, lines: Iterator[str], storage_options: StorageOptions = None, bits: int = BUCKET_BITS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Write lines sorted by their 16-hex key to `url`; (lines per bucket, the byte offset
-    where each bucket starts, one more: the size). A bucket is the key's top `bits` bits."""
-    buckets = 1 << bits
-    counts = np.zeros(buckets, dtype=np.int64)
-    ends = np.zeros(buckets, dtype=np.int64)  # offset after each bucket's last line
-    shift = 16 - bits
-    pos = 0
-    buf: list[bytes] = []
-    held = 0
-    with atomic_write(url, storage_options) as f:
-        for line in lines:
-            data = line.encode("utf-8")
-            bucket = int(line[:4], 16) >> shift
-            counts[bucket] += 1
-            pos += len(data)
-            ends[bucket] = pos
-            buf.append(data)
-            held += len(data)
-            if held >= 1 << 20:
-                f.write(b"".join(buf))
-                buf, held = [], 0
-        f.write(b"".join(buf))
-    # a bucket starts where the last non-empty bucket before it ended
-    offsets = np.zeros(buckets + 1, dtype=np.int64)
-    offsets[1:] = np.maximum.accumulate(ends)
-    return counts, offsets
+def filesystem_classes(*urls: str) -> dict[str, str]:
+    """`{protocol: "module.Class"}` of the fsspec filesystems of `urls`, for
+    `list_part_elsewhere` in another process (which then knows one registered at run time,
+    a user's own filesystem, too)."""
+    out = {}
+    for url in urls:
+        protocol = url.split("://", 1)[0] if "://" in url else "file"
+        cls = fsspec.get_filesystem_class(protocol)
+        out[protocol] = f"{cls.__module__}.{cls.__qualname__}"
+    return out
+
+
+def list_part_elsewhere(classes: dict[str, str], *args: Any, **kwargs: Any) -> PartListing:
+    """`list_part(*args, **kwargs)` in a child process, the parent's filesystems
+    (`filesystem_classes`) registered first where this process lacks them."""
+    for protocol, impl in classes.items():
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ValueError, ImportError):
+            fsspec.register_implementation(protocol, impl, clobber=True)
+    return list_part(*args, **kwargs)

@@ -33,9 +33,9 @@ from recordio_core.building.quality import (
     _label_value,
     duplicate_groups,
 )
-from recordio_core.building.stream_list import write_sorted_piece
 from recordio_core.building.stream_plan import PieceRange
 from recordio_core.building.stream_read import read_ranges
+from recordio_core.building.stream_sort import write_sorted_piece
 from recordio_core.images.dhash import FLAT_BITS, components, near_pairs
 from recordio_core.storage.fsio import StorageOptions, join_url
 
