@@ -251,6 +251,8 @@ def run_synthetic(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "train_ratio": 0.9,
         "test_ratio": 0.05,
     }
+    if args.records_per_shard:
+        params["records_per_shard"] = args.records_per_shard
     cfg = json.dumps({"params": params, "streaming": args.streaming})
     log = work / f"synthetic-n{n}.log"
     t0 = time.perf_counter()
@@ -401,6 +403,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--part", choices=("synthetic", "files", "both"), default="both")
     ap.add_argument("--entries", type=int, default=None, help="default 100 M (2 M with --full)")
     ap.add_argument("--per-folder", type=int, default=10_000)
+    ap.add_argument(
+        "--records-per-shard",
+        type=int,
+        default=None,
+        help="synthetic: images per shard (default: the flow's, 64 MiB of these tiny files); "
+        "e.g. 200 at 10 M entries plans the 50,000 shards 100 M photos would make",
+    )
     ap.add_argument("--full", action="store_true", help="synthetic: pack for real, not a dry run")
     ap.add_argument(
         "--streaming", action=argparse.BooleanOptionalAction, default=True, help="synthetic"
