@@ -64,7 +64,9 @@ def pack_and_validate(
     reports = _validate_as_packed(packs, jobs, validate_kwargs, progress_id, start, logger)
     results: list[ShardResult] = [f.result() for f in packs]
     cached = [f.state.name == "Cached" for f in packs]
-    bad = [i for i, r in enumerate(reports) if not r.ok]
+    # a cached result names the files it was packed to: the same shard packed into another
+    # OUTPUT (the cache key is the content's, not the place's) is packed here again
+    bad = [i for i, r in enumerate(reports) if not r.ok or results[i].rec != jobs[i].rec]
     if bad:
         logger.warning("%d shard(s) failed validation; packing them again", len(bad))
         for i, result in zip(bad, _repack(jobs, bad, pack_kwargs, validate_kwargs), strict=True):

@@ -88,25 +88,30 @@ def run_stream_build(p: BuildParameters) -> dict[str, Any]:
         done = _pack(p, groups, staging, logger, start)
         return _commit(p, merged, groups, done, start, logger)
     finally:
-        _remove(staging, staging_options)
+        _remove(staging, staging_options, on_output=not _stages_locally(p))
 
 
 def _staging(p: BuildParameters) -> tuple[str, dict[str, Any] | None]:
     """Where the listing's pieces go: under OUTPUT (every worker reaches it), or for a dry
     run on this machine, a local temporary folder (a dry run writes nothing to OUTPUT)."""
     token = str(flow_run.id or uuid.uuid4().hex)
-    if p.dry_run and not p.dask_address:
+    if _stages_locally(p):
         return tempfile.mkdtemp(prefix="recflow-listing-"), None
     return join_url(p.output, STAGING_FOLDER, token), p.output_options
 
 
-def _remove(staging: str, options: dict[str, Any] | None) -> None:
+def _stages_locally(p: BuildParameters) -> bool:
+    return p.dry_run and not p.dask_address
+
+
+def _remove(staging: str, options: dict[str, Any] | None, on_output: bool) -> None:
     with contextlib.suppress(Exception):  # leftovers are small; never fail the run for them
         fs, path = get_fs(staging, options)
         if fs.exists(path):
             fs.rm(path, recursive=True)
-        with contextlib.suppress(Exception):  # the listing folder too, once no run uses it
-            fs.rmdir(path.rstrip("/").rpartition("/")[0])
+        if on_output:  # the listing folder too, once no run uses it
+            with contextlib.suppress(Exception):
+                fs.rmdir(path.rstrip("/").rpartition("/")[0])
 
 
 def _list(

@@ -36,9 +36,29 @@ PROGRESS_LOG_SECONDS = 10.0  # how often a long shard logs its progress
 PACK_TAG = "recordio-flow-pack"
 
 
+def cache_key_of(key: str) -> str:
+    """The Prefect cache key of the pack-shard run of the shard with content key `key`."""
+    return f"pack-{key}"
+
+
 def pack_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     job: ShardJob = parameters["job"]
-    return f"pack-{job.key}"
+    return cache_key_of(job.key)
+
+
+def cached_pack_result(key: str) -> ShardResult | None:
+    """The result a pack-shard run cached for content key `key` in this process's result
+    store (a build without `streaming`), or None (none, unreadable, or not a result)."""
+    from prefect.results import get_result_store
+
+    try:
+        store = get_result_store()
+        if not store.exists(cache_key_of(key)):
+            return None
+        result = store.read(cache_key_of(key)).result
+    except Exception:  # a cache that cannot be read is a cache miss
+        return None
+    return result if isinstance(result, ShardResult) else None
 
 
 class Progress:

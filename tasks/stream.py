@@ -11,7 +11,8 @@ one task run (so 100 M images are about 1,800 task runs, not 100,000): it reads 
 records back from the pieces (`stream_read`), gives each shard its content key and file names
 (those of the in-memory build: `tasks/plan.py`), and for each shard either reuses it (its
 result is kept under its key, `stream_results`, and its files pass validation) or packs it,
-validates it, packs it again once if that fails, and keeps its result. A retry or a rerun
+validates it, packs it again once if that fails, and keeps its result. A shard a build
+without `streaming` packed is reused through that build's Prefect cache record. A retry or a rerun
 after a crash therefore redoes only the shards that were not finished. Like `pack-shard` it
 carries `PACK_TAG`, so a tag concurrency limit caps it. It also writes its images' hashes to
 the quality pieces (`recordio_core.building.stream_quality`) that `quality_task` reduces,
@@ -23,7 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prefect import task
@@ -50,7 +51,7 @@ from recordio_core.building.stream_results import load_result, result_url, save_
 from recordio_core.building.validate import validate_shard
 from recordio_core.storage.fsio import join_url, resolve_options
 from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
-from recordio_flow.tasks.pack import PACK_TAG, Progress
+from recordio_flow.tasks.pack import PACK_TAG, Progress, cached_pack_result
 from recordio_flow.tasks.plan import KEY_CHARS
 from recordio_flow.tasks.validate import ValidationFailed
 
@@ -66,12 +67,13 @@ class GroupResult:
     quality: QualityPieces | None = None  # the group's images for the quality report
 
 
-def _in_process(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+def _in_process(fn: Any, /, *args: Any, shared: bool = True, **kwargs: Any) -> Any:
     """`fn(*args, **kwargs)` in a child process forked from the forkserver (the listing is
     CPU-bound Python: threads of one process would share one core), or right here inside a
-    daemonic process (a Dask worker), which may not have children. `fn` must live in
+    daemonic process (a Dask worker), which may not have children, or when not `shared`: a
+    filesystem that lives in this process's memory (`memory://`). `fn` must live in
     recordio_core (preloaded there): importing Prefect would cost each child seconds."""
-    if multiprocessing.current_process().daemon:
+    if multiprocessing.current_process().daemon or not shared:
         return fn(*args, **kwargs)
     with ProcessPoolExecutor(1, mp_context=process_context("forkserver")) as pool:
         return pool.submit(fn, *args, **kwargs).result()
@@ -95,9 +97,10 @@ def list_part_task(
     """List one part of `source` into its pieces under `staging` (never cached: a listing
     must see images added since the last run)."""
     start = time.perf_counter()
+    classes = filesystem_classes(source, staging)
     listing = _in_process(
         list_part_elsewhere,
-        filesystem_classes(source, staging),
+        classes,
         source,
         part,
         staging,
@@ -110,6 +113,7 @@ def list_part_task(
         # resolved here: a credentials block is read by this process, not by the child
         storage_options=resolve_options(source, source_options),
         staging_options=resolve_options(staging, staging_options),
+        shared="memory" not in classes,
     )
     run_logger().info(
         "%s: %d images in %d classes%s in %.1fs",
@@ -191,9 +195,16 @@ class _Packer:
         )
         prefix = join_url(self.output, split, f"{shard.plan.name}.{key[:KEY_CHARS]}")
         kept_at = result_url(self.output, key)
-        kept = load_result(kept_at, self.storage_options)
-        if kept is not None and kept.rec == prefix + ".rec" and self.valid(kept)[0]:
-            return kept, True
+        # kept by a streaming build, else cached by a build without streaming; the files it
+        # names may be elsewhere (an output copied, or the same shard packed into another
+        # one): it holds for the files here if they validate against its sha256
+        kept = load_result(kept_at, self.storage_options) or cached_pack_result(key)
+        if kept is not None:
+            here = replace(kept, rec=prefix + ".rec", idx=prefix + ".idx", lst=prefix + ".lst")
+            if self.valid(here)[0]:
+                if here != kept:
+                    save_result(kept_at, here, self.storage_options)
+                return here, True
         result = self.pack(shard, prefix)
         ok, problems = self.valid(result)
         if not ok:

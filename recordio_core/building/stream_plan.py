@@ -146,6 +146,9 @@ def plan_groups(merged: MergedListing, records_per_shard: int, max_groups: int) 
         for s in merged.splits
     ]
     per_group = max(1, math.ceil(sum(map(len, plans)) / max_groups))
+    limit = max(max_groups, len(plans))  # each split is at least one group
+    while sum(math.ceil(len(shards) / per_group) for shards in plans) > limit:
+        per_group += 1
     groups: list[GroupJob] = []
     for split, shards in zip(merged.splits, plans, strict=True):
         cum = np.concatenate([[0], np.cumsum(split.counts)])

@@ -42,11 +42,12 @@ class LineSorter:
         self.runs: list[str] = []
 
     def add(self, line: str) -> None:
+        size = len(line) + _LINE_OVERHEAD
+        if self.lines and self.held + size > self.spill_bytes:
+            self._spill()  # before the line: never more than spill_bytes held
         self.lines.append(line)
-        self.held += len(line) + _LINE_OVERHEAD
-        if self.held >= self.spill_bytes:
-            self.peak = max(self.peak, self.held)
-            self._spill()
+        self.held += size
+        self.peak = max(self.peak, self.held)
 
     def _spill(self) -> None:
         self.lines.sort(key=_KEY)
@@ -67,7 +68,6 @@ class LineSorter:
 
     def sorted_lines(self) -> Iterator[str]:
         """Every line added, sorted (stable); the sorter is empty afterwards."""
-        self.peak = max(self.peak, self.held)
         if not self.runs:
             self.lines.sort(key=_KEY)
             lines, self.lines, self.held = self.lines, [], 0
