@@ -8,12 +8,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from recordio_core.building.pack import ShardResult
-from recordio_core.building.validate import ValidationReport, validate_shard
+from recordio_core.building.validate import ValidationFailed, ValidationReport, validate_shard
 from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
 
-
-class ValidationFailed(RuntimeError):
-    """A shard still fails validation after being packed again."""
+__all__ = ["ValidationFailed", "validate_shard_task"]  # ValidationFailed: raised by the flows
 
 
 @task(

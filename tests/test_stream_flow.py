@@ -216,10 +216,12 @@ def test_switching_streaming_off_after_an_in_memory_build_elsewhere(
 def test_a_failed_group_resumes_shard_by_shard(
     source: Path, clean_all: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import recordio_flow.tasks.stream as stream_tasks
+    import recordio_core.building.stream_pack as stream_pack
 
     monkeypatch.setattr("recordio_flow.flows.build_stream.MAX_PACK_GROUPS", 1)
-    real = stream_tasks.pack_shard
+    # the group packs in this process (not in a child of its own), so the patch reaches it
+    monkeypatch.setattr("recordio_flow.tasks.stream._shareable", lambda *urls: False)
+    real = stream_pack.pack_shard
     calls: list[str] = []
 
     def third_fails(entries: Any, source: str, prefix: str, *args: Any, **kw: Any) -> Any:
@@ -228,7 +230,7 @@ def test_a_failed_group_resumes_shard_by_shard(
             raise ValueError(f"injected: a bad input while packing {prefix}")
         return real(entries, source, prefix, *args, **kw)
 
-    monkeypatch.setattr(stream_tasks, "pack_shard", third_fails)
+    monkeypatch.setattr(stream_pack, "pack_shard", third_fails)
     out = tmp_path / "out"
     state = build_state(source, out, streaming=True, **ALL)
     assert state.is_failed() and "injected" in str(state.result(raise_on_failure=False))
@@ -237,7 +239,7 @@ def test_a_failed_group_resumes_shard_by_shard(
     assert len(kept_results(out)) == 2 and len(shard_files(out)) == 6
     assert no_staging_left(out)
 
-    monkeypatch.setattr(stream_tasks, "pack_shard", real)
+    monkeypatch.setattr(stream_pack, "pack_shard", real)
     state = build_state(source, out, streaming=True, **ALL)
     summary = state.result()
     assert summary["streaming"]["groups"] == 1

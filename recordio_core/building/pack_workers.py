@@ -57,8 +57,9 @@ def _process_chunk(start: int, stop: int) -> tuple[Any, ...]:
     return _sent(_batch(chunk, outcomes, write_lst))
 
 
-# what else a forkserver's children run: a streaming build's listing (`tasks/stream.py`)
-PRELOAD = ("recordio_core.building.stream_list",)
+# what else a forkserver's children run: a streaming build's listing and groups of shards
+# (`tasks/stream.py`)
+PRELOAD = ("recordio_core.building.stream_list", "recordio_core.building.stream_pack")
 
 
 def process_context(start_method: StartMethod) -> Any:

@@ -46,6 +46,10 @@ __all__ = ["MAX_LISTED_PROBLEMS", "ValidationReport", "validate_manifest", "vali
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
+class ValidationFailed(RuntimeError):
+    """A shard still fails validation after being packed again."""
+
+
 @dataclass(frozen=True)
 class ValidationReport:
     """The outcome for one shard: `records` found by walking the `.rec`, its size and sha256,
