@@ -24,7 +24,6 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.logging import get_run_logger
-from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from recordio_flow.flows.build_options import (
@@ -35,7 +34,12 @@ from recordio_flow.flows.build_options import (
 )
 from recordio_flow.flows.build_pack import pack_and_validate
 from recordio_flow.flows.build_plan import list_split_plan
-from recordio_flow.flows.build_report import collect_rejects, quality_of, report_build
+from recordio_flow.flows.build_report import (
+    collect_rejects,
+    quality_of,
+    report_build,
+    write_dataset,
+)
 from recordio_flow.flows.build_stream import run_stream_build
 from recordio_flow.flows.param_types import (
     DEFAULT_EXTS,
@@ -87,7 +91,6 @@ from recordio_flow.flows.param_types import (
     Verify,
 )
 from recordio_flow.flows.params import BuildParameters, describe_parameters, parse_parameters
-from recordio_flow.tasks.commit import build_manifest, commit_dataset
 from recordio_flow.tasks.common import Carry
 from recordio_flow.tasks.dryrun import dry_run_task
 from recordio_flow.tasks.split import split_key
@@ -191,21 +194,13 @@ def run_build(p: BuildParameters) -> dict[str, Any]:
     results, cached = pack_and_validate(p, planned.jobs, opts, progress_id, start, logger)
     rejects = collect_rejects(p, planned, results)
     quality = quality_of(p, planned, results)
-    manifest = build_manifest(
-        output=p.output,
-        # pack_label as the bytes hold it (an empty pack_label means label_width > 1)
-        parameters={**p.model_dump(mode="json"), "pack_label": p.packs_labels},
+    manifest, url = write_dataset(
+        p,
         class_map=planned.listing.class_map,
         split_names=[split_key(s) for s in planned.splits],
         results=[(job.split, r) for job, r in zip(planned.jobs, results, strict=True)],
         rejects=rejects,
         quality=quality,
-    )
-    url = commit_dataset(
-        manifest,
-        output=p.output,
-        owner=str(flow_run.id or "local"),
-        storage_options=p.output_options,
     )
     update_progress_artifact(progress_id, progress=100.0)
     return report_build(p, planned, results, cached, manifest, url, rejects, quality, start, logger)

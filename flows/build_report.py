@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prefect.artifacts import (
     create_markdown_artifact,
     create_table_artifact,
 )
+from prefect.runtime import flow_run
 
 from recordio_core.building.pack import ShardResult
 from recordio_core.building.quality import NO_DHASH, NO_DIGEST, QualityReport, Seen
@@ -21,6 +22,7 @@ from recordio_core.format.manifest import Manifest, RejectEntry
 from recordio_core.reading.inspect import sheet_from_records
 from recordio_flow.flows.build_plan import Planned
 from recordio_flow.flows.params import BuildParameters
+from recordio_flow.tasks.commit import build_manifest, commit_dataset
 from recordio_flow.tasks.report import (
     SHEET_PER_CLASS,
     ShardOutcome,
@@ -99,6 +101,60 @@ def collect_rejects(
             for e, kept in planned.dedupe.dropped
         ]
     return rejects
+
+
+def write_dataset(
+    p: BuildParameters,
+    *,
+    class_map: Mapping[str, int],
+    split_names: Sequence[str],
+    results: Sequence[tuple[str, ShardResult]],
+    rejects: Sequence[RejectEntry],
+    quality: QualityReport,
+) -> tuple[Manifest, str]:
+    """The manifest of `results` (`(split, shard result)` in shard order), written with the
+    class map and rejects under the commit lock; (manifest, its URL)."""
+    manifest = build_manifest(
+        output=p.output,
+        # pack_label as the bytes hold it (an empty pack_label means label_width > 1)
+        parameters={**p.model_dump(mode="json"), "pack_label": p.packs_labels},
+        class_map=class_map,
+        split_names=split_names,
+        results=results,
+        rejects=rejects,
+        quality=quality,
+    )
+    url = commit_dataset(
+        manifest,
+        output=p.output,
+        owner=str(flow_run.id or "local"),
+        storage_options=p.output_options,
+    )
+    return manifest, url
+
+
+def publish_shards(
+    p: BuildParameters,
+    outcomes: Sequence[ShardOutcome],
+    summary: Mapping[str, Any],
+    url: str,
+    logger: Any,
+) -> None:
+    """The shard table artifact and the run's closing log line."""
+    create_table_artifact(
+        shard_table(outcomes),
+        key=artifact_key("shards", p.output),
+        description=f"Shards of {p.output}",
+    )
+    logger.info(
+        "dataset complete: %d records in %d shards (%d packed, %d reused), %d rejects -> %s",
+        summary["records"],
+        summary["shards"],
+        summary["shards_packed"],
+        summary["shards_cached"],
+        summary["rejects"],
+        url,
+    )
 
 
 def summary_sheet(
@@ -190,19 +246,6 @@ def report_build(
         key=artifact_key("dataset", p.output),
         description=f"Dataset summary for {p.output}",
     )
-    create_table_artifact(
-        shard_table(outcomes),
-        key=artifact_key("shards", p.output),
-        description=f"Shards of {p.output}",
-    )
-    logger.info(
-        "dataset complete: %d records in %d shards (%d packed, %d reused), %d rejects -> %s",
-        summary["records"],
-        summary["shards"],
-        summary["shards_packed"],
-        summary["shards_cached"],
-        summary["rejects"],
-        url,
-    )
+    publish_shards(p, outcomes, summary, url, logger)
     logger.info("data quality: %s", quality_text(summary["quality"]))
     return summary

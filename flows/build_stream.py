@@ -31,7 +31,6 @@ from typing import Any
 from prefect import unmapped
 from prefect.artifacts import (
     create_progress_artifact,
-    create_table_artifact,
     update_progress_artifact,
 )
 from prefect.futures import as_completed
@@ -57,17 +56,14 @@ from recordio_flow.flows.build_options import (
     workers_per_shard,
 )
 from recordio_flow.flows.build_plan import no_images_error
-from recordio_flow.flows.build_report import check_rejects
+from recordio_flow.flows.build_report import check_rejects, publish_shards, write_dataset
 from recordio_flow.flows.param_types import MAX_STREAM_SHARDS
 from recordio_flow.flows.params import BuildParameters
-from recordio_flow.tasks.commit import build_manifest, commit_dataset
 from recordio_flow.tasks.plan import effective_records_per_shard
 from recordio_flow.tasks.report import (
     ShardOutcome,
-    artifact_key,
     build_summary,
     label_key,
-    shard_table,
 )
 from recordio_flow.tasks.stream import GroupResult, list_part_task, pack_group_task, quality_task
 
@@ -223,20 +219,13 @@ def _commit(
     listed = merged.entries + len(merged.skipped)
     check_rejects(p, rejects, listed)
     quality = _quality(p, done, [(w.path, w.reason) for _, s in results for w in s.warnings])
-    manifest = build_manifest(
-        output=p.output,
-        parameters={**p.model_dump(mode="json"), "pack_label": p.packs_labels},
+    manifest, url = write_dataset(
+        p,
         class_map=merged.class_map,
         split_names=[s.name for s in merged.splits],
         results=results,
         rejects=rejects,
         quality=quality,
-    )
-    url = commit_dataset(
-        manifest,
-        output=p.output,
-        owner=str(flow_run.id or "local"),
-        storage_options=p.output_options,
     )
     labels = split_labels(merged, results)
     return _report(p, groups, done, manifest, url, listed, quality, labels, start, logger)
@@ -324,20 +313,7 @@ def _report(
         split_labels=labels,
     )
     summary["streaming"] = {"groups": len(groups)}
-    create_table_artifact(
-        shard_table(outcomes),
-        key=artifact_key("shards", p.output),
-        description=f"Shards of {p.output}",
-    )
-    logger.info(
-        "dataset complete: %d records in %d shards (%d packed, %d reused), %d rejects -> %s",
-        summary["records"],
-        summary["shards"],
-        summary["shards_packed"],
-        summary["shards_cached"],
-        summary["rejects"],
-        url,
-    )
+    publish_shards(p, outcomes, summary, url, logger)
     return summary
 
 

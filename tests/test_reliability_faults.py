@@ -397,20 +397,21 @@ def test_a_commit_whose_shards_a_concurrent_run_replaced_is_refused(tmp_path, mo
     parameters and removes D1's files. R must refuse (its manifest would name missing files)
     and leave N's whole dataset; R's rerun then packs what it needs and commits."""
     import recordio_flow.flows.build as fb
+    import recordio_flow.flows.build_report as fr  # where the flow commits
 
     root = tmp_path / "src"
     image_tree(root, classes=2, per_class=4)
     out = tmp_path / "out"
     kw = dict(source=str(root), output=str(out), records_per_shard=4)
     fb.build_dataset(**kw, resize=16)  # D1
-    real_commit = fb.commit_dataset
+    real_commit = fr.commit_dataset
 
     def commit_after_another_run(manifest, **commit_kw):
-        monkeypatch.setattr(fb, "commit_dataset", real_commit)
+        monkeypatch.setattr(fr, "commit_dataset", real_commit)
         fb.build_dataset(**kw, resize=20)  # N commits and prunes D1's files
         return real_commit(manifest, **commit_kw)
 
-    monkeypatch.setattr(fb, "commit_dataset", commit_after_another_run)
+    monkeypatch.setattr(fr, "commit_dataset", commit_after_another_run)
     state = fb.build_dataset(**kw, resize=16, return_state=True)  # R
     assert state.is_failed()
     assert "disappeared before the commit" in str(state.result(raise_on_failure=False))

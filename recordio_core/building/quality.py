@@ -156,9 +156,18 @@ def near_duplicate_groups(seen: Sequence[Seen], distance: int) -> list[NearDupli
     groups of byte-identical copies only (those are `duplicate_groups`)."""
     hashed = [i for i, s in enumerate(seen) if s.dhash != NO_DHASH]
     hashes = np.array([seen[i].dhash for i in hashed], dtype=np.uint64)
+    members = ([hashed[k] for k in group] for group in near_groups(hashes, distance))
+    return near_duplicate_groups_of(seen, members)
+
+
+def near_duplicate_groups_of(
+    seen: Sequence[Seen], components: Iterable[Iterable[int]]
+) -> list[NearDuplicateGroup]:
+    """The groups of `components` (indexes into `seen`, each a linked set of images), except
+    groups of byte-identical copies only (those are `duplicate_groups`), ordered by paths."""
     out = []
-    for members in near_groups(hashes, distance):
-        ordered = _order(seen, (hashed[k] for k in members))
+    for members in components:
+        ordered = _order(seen, members)
         if len({seen[i].sha256 for i in ordered}) == 1 and seen[ordered[0]].sha256 != NO_DIGEST:
             continue
         out.append(

@@ -116,10 +116,23 @@ def im2rec_split(
     return out
 
 
+def hash_fraction_of(salt: str = "") -> Callable[[str], float]:
+    """`hash_fraction` with `salt` fixed, its prefix hashed once (for many paths)."""
+    copy = hashlib.sha256(f"{salt}\0".encode()).copy
+    scale = float(1 << 64)
+
+    def fraction(path: str) -> float:
+        hasher = copy()
+        hasher.update(path.encode())
+        return int.from_bytes(hasher.digest()[:8], "big") / scale
+
+    return fraction
+
+
 def hash_fraction(path: str, salt: str = "") -> float:
-    """A number in [0, 1) fixed by `salt` and `path` (sha256; the same on every machine)."""
-    digest = hashlib.sha256(f"{salt}\0{path}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / float(1 << 64)
+    """A number in [0, 1) fixed by `salt` and `path` (sha256 of `salt`, NUL, `path`; the same
+    on every machine)."""
+    return hash_fraction_of(salt)(path)
 
 
 def _check_seed(seed: int) -> int:
@@ -204,13 +217,10 @@ def stable_split_of(
     train = names.index("train")
     val = names.index("val") if "val" in names else train
     cut = test_ratio + train_ratio
-    copy = hashlib.sha256(f"{salt}\0".encode()).copy  # hash_fraction, its prefix hashed once
-    scale = float(1 << 64)
+    fraction = hash_fraction_of(salt)
 
     def which(path: str) -> int:
-        hasher = copy()
-        hasher.update(path.encode())
-        h = int.from_bytes(hasher.digest()[:8], "big") / scale
+        h = fraction(path)
         if h < test_ratio:
             return test
         return train if h < cut else val

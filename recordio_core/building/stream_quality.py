@@ -30,8 +30,8 @@ from recordio_core.building.quality import (
     DuplicateGroup,
     NearDuplicateGroup,
     Seen,
-    _label_value,
     duplicate_groups,
+    near_duplicate_groups_of,
 )
 from recordio_core.building.stream_plan import PieceRange
 from recordio_core.building.stream_read import read_ranges
@@ -169,17 +169,5 @@ def near_groups_from_pairs(pairs: Iterable[tuple[Seen, Seen]]) -> list[NearDupli
                 index[s.path] = len(seen)
                 seen.append(s)
         edges.append(sorted((index[a.path], index[b.path])))
-    out = []
-    for members in components(len(seen), np.array(edges, dtype=np.int64).reshape(-1, 2)):
-        ordered = sorted(members, key=lambda i: (seen[i].path, i))
-        if len({seen[i].sha256 for i in ordered}) == 1 and seen[ordered[0]].sha256 != NO_DIGEST:
-            continue
-        out.append(
-            NearDuplicateGroup(
-                paths=tuple(seen[i].path for i in ordered),
-                labels=tuple(_label_value(seen[i].labels) for i in ordered),
-                splits=tuple(seen[i].split for i in ordered),
-                dhashes=tuple(f"{seen[i].dhash:016x}" for i in ordered),
-            )
-        )
-    return sorted(out, key=lambda g: g.paths)
+    pairs_array = np.array(edges, dtype=np.int64).reshape(-1, 2)
+    return near_duplicate_groups_of(seen, components(len(seen), pairs_array))
