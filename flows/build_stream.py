@@ -8,10 +8,11 @@ The flow process holds per-part, per-bucket, per-class and per-shard numbers, ne
 images: the listing tasks stream each image to piece files under the run's staging folder
 (`OUTPUT/.recflow/listing/<flow run>/`, removed when the run ends) and the pack tasks read
 back only their own shards' records. Task runs: at most `MAX_LIST_PARTS` (128) listing runs,
-`MAX_PACK_GROUPS` (1,800) pack runs, `QUALITY_TASKS` (64) duplicate runs and the manifest's:
-at most 1,993, whatever the size of the source. The shards, their names and bytes, and the
-manifest's duplicate and near-duplicate groups are the in-memory build's
-(`flows/build_plan.py`), so switching `streaming` on or off reuses every finished shard.
+`MAX_PACK_GROUPS` (1,800) pack runs, `QUALITY_TASKS` (64) duplicate runs (one per 500k
+images, `quality_tasks_for`) and the manifest's: at most 1,993, whatever the size of the
+source. The shards, their names and bytes, and the manifest's duplicate and near-duplicate
+groups are the in-memory build's (`flows/build_plan.py`), so switching `streaming` on or off
+reuses every finished shard.
 
 Not here (the parameters refuse them up front): a `.lst` source, `split_method='im2rec'`,
 `record_order='listing'`, `dedupe='drop'`. The summary has no contact sheet, and a dry run
@@ -44,9 +45,9 @@ from recordio_core.building.split import stable_split_names
 from recordio_core.building.stream_list import MAX_LIST_PARTS, plan_list_parts
 from recordio_core.building.stream_plan import GroupJob, MergedListing, merge_parts, plan_groups
 from recordio_core.building.stream_quality import (
-    QUALITY_TASKS,
     bucket_ranges,
     near_groups_from_pairs,
+    quality_tasks_for,
 )
 from recordio_core.format.manifest import Manifest, RejectEntry
 from recordio_core.storage.fsio import get_fs, join_url
@@ -236,7 +237,9 @@ def _quality(
 ) -> QualityReport:
     """Duplicates and near-duplicates, reduced bucket range by bucket range (mapped)."""
     distance = p.near_duplicate_distance
-    ranges = bucket_ranges([d.quality for d in done if d.quality is not None])
+    images = sum(r.records for d in done for r in d.results)
+    tasks = quality_tasks_for(images)
+    ranges = bucket_ranges([d.quality for d in done if d.quality is not None], tasks)
     futures = quality_task.map(
         [exact for exact, _ in ranges],
         [near for _, near in ranges],
@@ -336,6 +339,6 @@ def _dry_run_summary(
         "listing_tasks": parts,
         "pack_groups": len(groups),
         # + the duplicate runs (at most; fewer when buckets are empty) and the manifest's
-        "task_runs": parts + len(groups) + QUALITY_TASKS + 1,
+        "task_runs": parts + len(groups) + quality_tasks_for(merged.entries) + 1,
         "seconds": round(time.perf_counter() - start, 3),
     }

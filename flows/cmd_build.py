@@ -123,6 +123,16 @@ def parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def lists_early(params: Any) -> bool:
+    """Whether `recflow build` lists the source while Prefect imports and (without a
+    configured API) starts, which takes seconds: in a child process for a local folder, the
+    list task then takes it. Not from a `.lst`; not on Dask (the task runs elsewhere); not with
+    a credentials block (loaded only once the API is up); not for a streaming build (it lists
+    in parts of its own: a whole listing would walk the source twice)."""
+    named_block = params.credentials_block or params.source_credentials_block
+    return not (params.lst or params.dask_address or named_block or params.streaming)
+
+
 def run(args: argparse.Namespace) -> int:
     values = parameters_from_args(args)
     params = parse_parameters(values)  # a ValueError here names the bad parameter
@@ -136,12 +146,7 @@ def run(args: argparse.Namespace) -> int:
         from recordio_flow.tasks.listing_prefetch import drop_prefetched, prefetch_listing
 
         try:
-            named_block = params.credentials_block or params.source_credentials_block
-            if params.lst is None and not params.dask_address and not named_block:
-                # Prefect takes seconds to import and (without a configured API) to start:
-                # list the source meanwhile, in a child process for a local folder (the list
-                # task takes it; on Dask the task runs elsewhere, so nothing is listed early;
-                # a credentials block can only be loaded once the API is up)
+            if lists_early(params):
                 prefetch_listing(
                     params.source,
                     recursive=params.recursive,

@@ -20,15 +20,18 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from recordio_core.building.plan import auto_records_per_shard, num_shards_for, plan_split
-from recordio_core.building.shardkey import fingerprint_size, shard_key, source_fingerprints
+from recordio_core.building.shardkey import (
+    KEY_CHARS,
+    fingerprint_size,
+    shard_key,
+    source_fingerprints,
+)
 from recordio_core.building.split import SplitList
 from recordio_core.format.lst import LstEntry
 from recordio_core.storage.fsio import join_url
 from recordio_flow.tasks.common import RETRY_OPTIONS, Carry, run_logger
 from recordio_flow.tasks.split import split_key
 from recordio_flow.tasks.storage import missing_urls
-
-KEY_CHARS = 12  # hex digits of the content key in file names (48 bits)
 
 
 @dataclass(frozen=True)

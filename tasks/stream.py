@@ -7,23 +7,27 @@ process (from the forkserver the pack workers use), so concurrent listing tasks 
 pool use every core; inside a Dask worker, in the worker itself.
 
 `pack_group_task` packs a group of consecutive shards of one split, one after the other, in
-one task run (so 100 M images are at most 1,800 task runs, not 100,000): it reads the group's
-records back from the pieces (`stream_read`), gives each shard its content key and file names
-(those of the in-memory build: `tasks/plan.py`) and looks for a result to reuse (kept under
-its key by a streaming build, `stream_results`, or cached by a build without streaming), then
-hands the group to `recordio_core.building.stream_pack.pack_works` in a child process of its
-own (as the listing): each shard reused if that result holds for its files, else packed,
-validated, packed again once if that fails, and kept. A retry or a rerun after a crash
-therefore redoes only the shards that were not finished. Like `pack-shard` it carries
-`PACK_TAG`, so a tag concurrency limit caps it. Its images' hashes go to the quality pieces
+one task run (so 100 M images are at most 1,800 task runs, not 100,000), in a child process
+of its own (as the listing), making two calls to it
+(`recordio_core.building.stream_pack`): `prepare_group` reads the group's records back from
+the pieces, gives each shard its content key and file names (those of the in-memory build:
+`tasks/plan.py`) and looks for the result a streaming build kept under its key; for a shard
+without one the task looks up the result a build without streaming cached (Prefect's result
+store, read in this process); `pack_prepared` then reuses each shard whose result holds for
+its files, and packs, validates (packing again once if that fails) and keeps the others. The
+flow process thus does no per-image work, and a retry or a rerun after a crash redoes only
+the shards that were not finished. Like `pack-shard` it carries `PACK_TAG`, so a tag
+concurrency limit caps it. Its images' hashes go to the quality pieces
 (`recordio_core.building.stream_quality`) that `quality_task` reduces, bucket range by bucket
-range, into the duplicate report.
+range, into the duplicate report (in a child process too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -34,25 +38,21 @@ from prefect.cache_policies import NO_CACHE
 from recordio_core.building.pack import PackOptions, ShardResult
 from recordio_core.building.pack_workers import process_context
 from recordio_core.building.quality import DuplicateGroup, Seen
-from recordio_core.building.shardkey import fingerprint_size, shard_key, source_fingerprints
 from recordio_core.building.stream_list import (
     ListPart,
     PartListing,
     filesystem_classes,
     list_part_elsewhere,
 )
-from recordio_core.building.stream_pack import GroupPacker, ShardWork, pack_works
+from recordio_core.building.stream_pack import GroupPacker, pack_prepared, prepare_group
 from recordio_core.building.stream_plan import GroupJob, PieceRange
 from recordio_core.building.stream_quality import (
     QualityPieces,
     reduce_quality,
 )
-from recordio_core.building.stream_read import PlannedShard, read_group
-from recordio_core.building.stream_results import load_result, result_url
-from recordio_core.storage.fsio import join_url, resolve_options
+from recordio_core.storage.fsio import resolve_options
 from recordio_flow.tasks.common import RETRY_OPTIONS, run_logger
 from recordio_flow.tasks.pack import PACK_TAG, cached_pack_result
-from recordio_flow.tasks.plan import KEY_CHARS
 
 
 @dataclass(frozen=True)
@@ -71,16 +71,25 @@ def _shareable(*urls: str) -> bool:
     return "memory" not in filesystem_classes(*urls)
 
 
-def _in_process(fn: Any, /, *args: Any, shared: bool = True, **kwargs: Any) -> Any:
-    """`fn(*args, **kwargs)` in a child process forked from the forkserver (the listing is
-    CPU-bound Python: threads of one process would share one core), or right here inside a
-    daemonic process (a Dask worker), which may not have children, or when not `shared`: a
-    filesystem that lives in this process's memory (`memory://`). `fn` must live in
-    recordio_core (preloaded there): importing Prefect would cost each child seconds."""
+@contextlib.contextmanager
+def _process(shared: bool = True) -> Iterator[Callable[..., Any]]:
+    """A `call(fn, *args, **kwargs)` that runs `fn` in one child process forked from the
+    forkserver (listing and packing are CPU-bound Python: threads of one process would share
+    one core), the same child for every call; or right here inside a daemonic process (a Dask
+    worker), which may not have children, or when not `shared`: a filesystem that lives in
+    this process's memory (`memory://`). `fn` must live in recordio_core (preloaded there):
+    importing Prefect would cost each child seconds."""
     if multiprocessing.current_process().daemon or not shared:
-        return fn(*args, **kwargs)
+        yield lambda fn, *args, **kwargs: fn(*args, **kwargs)
+        return
     with ProcessPoolExecutor(1, mp_context=process_context("forkserver")) as pool:
-        return pool.submit(fn, *args, **kwargs).result()
+        yield lambda fn, *args, **kwargs: pool.submit(fn, *args, **kwargs).result()
+
+
+def _in_process(fn: Any, /, *args: Any, shared: bool = True, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` as `_process` runs it."""
+    with _process(shared) as call:
+        return call(fn, *args, **kwargs)
 
 
 @task(name="list-part", task_run_name="list {part.label}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
@@ -129,17 +138,6 @@ def list_part_task(
     return listing
 
 
-def _with_fingerprints(shards: list[PlannedShard], source: str, options: Any) -> None:
-    """Ask the source for the fingerprints the listing could not take ("")."""
-    missing = [path for s in shards for path, fp in s.fingerprints.items() if not fp]
-    if missing:
-        found = source_fingerprints(source, missing, options)
-        for s in shards:
-            for path in s.fingerprints:
-                if not s.fingerprints[path]:
-                    s.fingerprints[path] = found[path]
-
-
 @task(
     name="find-duplicates",
     task_run_name="duplicates {number}",
@@ -155,8 +153,19 @@ def quality_task(
     storage_options: dict[str, Any] | None = None,
 ) -> tuple[list[DuplicateGroup], list[tuple[Seen, Seen]]]:
     """Duplicate groups and near pairs of one range of quality buckets
-    (`recordio_core.building.stream_quality.reduce_quality`)."""
-    return reduce_quality(exact, near, distance, storage_options)
+    (`recordio_core.building.stream_quality.reduce_quality`), found in a child process."""
+    ranges = (*exact, *near)
+    if not ranges:
+        return [], []
+    url = ranges[0].url
+    return _in_process(
+        reduce_quality,
+        exact,
+        near,
+        distance,
+        resolve_options(url, storage_options),
+        shared=_shareable(url),
+    )
 
 
 @task(
@@ -184,9 +193,6 @@ def pack_group_task(
     """Pack (or reuse) every shard of `group`; see the module docstring."""
     logger = run_logger()
     start = time.perf_counter()
-    shards = read_group(group, storage_options)
-    _with_fingerprints(shards, source, source_options)
-    works = _works(group, shards, source, output, key_params, storage_options)
     daemon = multiprocessing.current_process().daemon
     packer = GroupPacker(
         source,
@@ -199,16 +205,21 @@ def pack_group_task(
         # in a child process of its own, threads pack as fast as worker processes and
         # spare the hand-off; more workers than one need processes to pass the GIL
         processes=options.num_workers > 1 and not daemon,
+        output=output,
+        key_params=key_params,
     )
-    results, reused, quality = _in_process(
-        pack_works,
-        packer,
-        works,
-        staging=staging,
-        number=group.number,
-        near_distance=near_distance,
-        shared=_shareable(source, output),
-    )
+    with _process(shared=_shareable(source, output)) as call:
+        missing = call(prepare_group, packer, group, staging)
+        # a shard packed by a build without streaming: its result is in this process's store
+        cached = {key: found for key in missing if (found := cached_pack_result(key))}
+        results, reused, quality = call(
+            pack_prepared,
+            packer,
+            group,
+            staging=staging,
+            candidates=cached,
+            near_distance=near_distance,
+        )
     seconds = time.perf_counter() - start
     logger.info(
         "%s: %d shards (%d reused), %d records, %d rejects in %.1fs (%.0f img/s)",
@@ -221,36 +232,3 @@ def pack_group_task(
         group.count / max(seconds, 1e-9),
     )
     return GroupResult(tuple(results), tuple(reused), seconds, quality)
-
-
-def _works(
-    group: GroupJob,
-    shards: list[PlannedShard],
-    source: str,
-    output: str,
-    key_params: dict[str, Any],
-    storage_options: dict[str, Any] | None,
-) -> list[ShardWork]:
-    """Each shard's content key, file names and place for its kept result, and a result to
-    try first: kept by a streaming build, else cached by a build without streaming."""
-    works = []
-    for shard in shards:
-        key = shard_key(
-            shard.entries,
-            root=source,
-            fingerprints=shard.fingerprints,
-            params={**key_params, "shard": f"{group.split}/{shard.plan.name}"},
-        )
-        kept_at = result_url(output, key)
-        works.append(
-            ShardWork(
-                split=group.split,
-                plan=shard.plan,
-                entries=shard.entries,
-                sizes=tuple(fingerprint_size(shard.fingerprints[e.path]) for e in shard.entries),
-                prefix=join_url(output, group.split, f"{shard.plan.name}.{key[:KEY_CHARS]}"),
-                kept_at=kept_at,
-                candidate=load_result(kept_at, storage_options) or cached_pack_result(key),
-            )
-        )
-    return works

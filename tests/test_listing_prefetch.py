@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 
+import pytest
 from pipeline_fixtures import image_tree
 
 from recordio_core.building.listing import list_images
@@ -89,3 +90,22 @@ def test_a_prefetch_nobody_took_is_stopped(tmp_path):
     drop_prefetched()
     assert not worker._proc.is_alive()
     assert take_prefetched(str(tmp_path / "src"), **args) is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "early"),
+    [
+        ({}, True),
+        ({"streaming": True}, False),  # lists in parts of its own: not the whole tree twice
+        ({"dask_address": "tcp://127.0.0.1:1"}, False),
+        ({"source_credentials_block": "aws-credentials/creds"}, False),
+    ],
+)
+def test_recflow_build_lists_early_only_where_the_list_task_takes_it(
+    tmp_path, extra, early
+) -> None:
+    from recordio_flow.flows.cmd_build import lists_early
+    from recordio_flow.flows.params import parse_parameters
+
+    params = parse_parameters({"source": str(tmp_path), "output": str(tmp_path / "o"), **extra})
+    assert lists_early(params) is early

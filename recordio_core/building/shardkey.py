@@ -22,6 +22,7 @@ from recordio_core.storage.fsio import StorageOptions, is_local
 from recordio_core.storage.treelist import listing_filesystem, lists_concurrently, reduce_tree
 
 KEY_VERSION = 1
+KEY_CHARS = 12  # hex digits of the content key in shard file names (48 bits)
 MISSING = "missing"
 
 

@@ -1,25 +1,43 @@
-"""Packing a streaming build's group of shards: one after the other, each reused when a
-result kept for it still holds for its files, else packed, validated, packed again once if
-that fails, and kept (`stream_results`); then the group's quality pieces.
+"""Packing a streaming build's group of shards, in two calls to the same process:
 
-No Prefect here: `tasks/stream.py` runs `pack_works` in a child process from the forkserver
-(two groups packing at once then never share a GIL), or in a Dask worker itself.
+1. `prepare_group` reads the group's records back from the listing's pieces (`stream_read`),
+   gives each shard its content key and file names (those of the in-memory build:
+   `tasks/plan.py`) and looks for the result kept under its key (`stream_results`); it holds
+   the shards' work in this process and returns the keys without a kept result, for the caller
+   to look up elsewhere (a build without streaming caches its results in Prefect's store);
+2. `pack_prepared` packs them one after the other, each reused when a result found for it
+   still holds for its files, else packed, validated, packed again once if that fails, and
+   kept; then it writes the group's quality pieces.
+
+No Prefect here: `tasks/stream.py` makes both calls to one child process from the forkserver
+(two groups packing at once then never share a GIL, and the flow process does no per-image
+work), or in a Dask worker itself.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from recordio_core.building.pack import PackOptions, ShardResult, pack_shard
 from recordio_core.building.plan import ShardPlan
 from recordio_core.building.quality import NO_DHASH, NO_DIGEST, Seen
+from recordio_core.building.shardkey import (
+    KEY_CHARS,
+    fingerprint_size,
+    shard_key,
+    source_fingerprints,
+)
+from recordio_core.building.stream_plan import GroupJob
 from recordio_core.building.stream_quality import QualityPieces, write_quality_pieces
-from recordio_core.building.stream_results import save_result, slim
+from recordio_core.building.stream_read import PlannedShard, read_group
+from recordio_core.building.stream_results import load_result, result_url, save_result, slim
 from recordio_core.building.validate import ValidationFailed, validate_shard
 from recordio_core.format.lst import LstEntry
-from recordio_core.storage.fsio import StorageOptions
+from recordio_core.storage.fsio import StorageOptions, join_url
 
 
 @dataclass(frozen=True)
@@ -33,13 +51,16 @@ class ShardWork:
     sizes: tuple[int | None, ...]
     prefix: str
     kept_at: str
+    key: str = ""
     candidate: ShardResult | None = None
 
 
 @dataclass(frozen=True)
 class GroupPacker:
-    """Everything a group's shards are packed and validated with. `processes`: pack with
-    worker processes (`pack_shard`'s), else threads of this process."""
+    """Everything a group's shards are keyed, packed and validated with. `processes`: pack
+    with worker processes (`pack_shard`'s), else threads of this process. `output`: the
+    dataset's folder; `key_params`: what every shard's content key holds besides its images
+    (`flows/build_options.key_parameters`)."""
 
     source: str
     options: PackOptions
@@ -49,6 +70,8 @@ class GroupPacker:
     source_options: StorageOptions = None
     storage_options: StorageOptions = None
     processes: bool = False
+    output: str = ""
+    key_params: Mapping[str, Any] = field(default_factory=dict)
 
     def valid(self, result: ShardResult) -> tuple[bool, list[str]]:
         try:
@@ -146,3 +169,82 @@ def pack_works(
         seen += seen_images(work.split, work.entries, result)
     quality = write_quality_pieces(staging, number, seen, near_distance, packer.storage_options)
     return results, reused, quality
+
+
+def _with_fingerprints(shards: list[PlannedShard], source: str, options: StorageOptions) -> None:
+    """Ask the source for the fingerprints the listing could not take ("")."""
+    missing = [path for s in shards for path, fp in s.fingerprints.items() if not fp]
+    if missing:
+        found = source_fingerprints(source, missing, options)
+        for s in shards:
+            for path in s.fingerprints:
+                if not s.fingerprints[path]:
+                    s.fingerprints[path] = found[path]
+
+
+def prepare_works(packer: GroupPacker, group: GroupJob) -> list[ShardWork]:
+    """The group's shards, read from its pieces, each with its content key, file names,
+    place for its kept result, and that result if one is kept."""
+    shards = read_group(group, packer.storage_options)
+    _with_fingerprints(shards, packer.source, packer.source_options)
+    works = []
+    for shard in shards:
+        key = shard_key(
+            shard.entries,
+            root=packer.source,
+            fingerprints=shard.fingerprints,
+            params={**packer.key_params, "shard": f"{group.split}/{shard.plan.name}"},
+        )
+        kept_at = result_url(packer.output, key)
+        works.append(
+            ShardWork(
+                split=group.split,
+                plan=shard.plan,
+                entries=shard.entries,
+                sizes=tuple(fingerprint_size(shard.fingerprints[e.path]) for e in shard.entries),
+                prefix=join_url(packer.output, group.split, f"{shard.plan.name}.{key[:KEY_CHARS]}"),
+                kept_at=kept_at,
+                key=key,
+                candidate=load_result(kept_at, packer.storage_options),
+            )
+        )
+    return works
+
+
+# The works `prepare_group` made, by (staging, group number), until `pack_prepared` takes them.
+_PREPARED: dict[tuple[str, int], list[ShardWork]] = {}
+_PREPARED_LOCK = threading.Lock()
+
+
+def prepare_group(packer: GroupPacker, group: GroupJob, staging: str) -> list[str]:
+    """Make the group's works (`prepare_works`) and hold them in this process for
+    `pack_prepared`; the content keys of the shards that have no kept result."""
+    works = prepare_works(packer, group)
+    with _PREPARED_LOCK:
+        _PREPARED[(staging, group.number)] = works
+    return [w.key for w in works if w.candidate is None]
+
+
+def pack_prepared(
+    packer: GroupPacker,
+    group: GroupJob,
+    *,
+    staging: str,
+    candidates: Mapping[str, ShardResult] | None = None,
+    near_distance: int | None = None,
+) -> tuple[list[ShardResult], list[bool], QualityPieces]:
+    """`pack_works` over the works `prepare_group` held for the group (made again when this
+    is another process), with `candidates` (by content key) tried for the shards that had no
+    kept result."""
+    with _PREPARED_LOCK:
+        works = _PREPARED.pop((staging, group.number), None)
+    if works is None:
+        works = prepare_works(packer, group)
+    found = candidates or {}
+    works = [
+        replace(w, candidate=found[w.key]) if w.candidate is None and w.key in found else w
+        for w in works
+    ]
+    return pack_works(
+        packer, works, staging=staging, number=group.number, near_distance=near_distance
+    )

@@ -42,6 +42,7 @@ from recordio_core.storage.fsio import StorageOptions, join_url
 QUALITY_BITS = 10
 QUALITY_BUCKETS = 1 << QUALITY_BITS
 QUALITY_TASKS = 64  # reduce task runs per build, at most
+IMAGES_PER_QUALITY_TASK = 500_000  # fewer runs for a smaller build: each has a fixed cost
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +106,12 @@ def write_quality_pieces(
     near_url = join_url(staging, "quality", f"near-{number:05d}.tsv")
     _, near_offsets = write_sorted_piece(near_url, iter(near), storage_options, QUALITY_BITS)
     return QualityPieces(exact_url, exact_offsets, near_url, near_offsets)
+
+
+def quality_tasks_for(images: int) -> int:
+    """Reduce task runs for a build of `images`: one per `IMAGES_PER_QUALITY_TASK` images,
+    at least 1 and at most `QUALITY_TASKS`."""
+    return max(1, min(QUALITY_TASKS, -(-images // IMAGES_PER_QUALITY_TASK)))
 
 
 def bucket_ranges(
