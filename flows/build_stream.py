@@ -219,7 +219,8 @@ def _commit(
     ]
     listed = merged.entries + len(merged.skipped)
     check_rejects(p, rejects, listed)
-    quality = _quality(p, done, [(w.path, w.reason) for _, s in results for w in s.warnings])
+    warnings = [(w.path, w.reason) for _, s in results for w in s.warnings]
+    quality = _quality(p, done, warnings, merged.entries)
     manifest, url = write_dataset(
         p,
         class_map=merged.class_map,
@@ -233,11 +234,11 @@ def _commit(
 
 
 def _quality(
-    p: BuildParameters, done: list[GroupResult], warnings: list[tuple[str, str]]
+    p: BuildParameters, done: list[GroupResult], warnings: list[tuple[str, str]], images: int
 ) -> QualityReport:
-    """Duplicates and near-duplicates, reduced bucket range by bucket range (mapped)."""
+    """Duplicates and near-duplicates of the `images` listed, reduced bucket range by bucket
+    range (mapped; as many ranges as a dry run counts)."""
     distance = p.near_duplicate_distance
-    images = sum(r.records for d in done for r in d.results)
     tasks = quality_tasks_for(images)
     ranges = bucket_ranges([d.quality for d in done if d.quality is not None], tasks)
     futures = quality_task.map(

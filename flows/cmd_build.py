@@ -123,7 +123,7 @@ def parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def lists_early(params: Any) -> bool:
+def lists_early(params: BuildParameters) -> bool:
     """Whether `recflow build` lists the source while Prefect imports and (without a
     configured API) starts, which takes seconds: in a child process for a local folder, the
     list task then takes it. Not from a `.lst`; not on Dask (the task runs elsewhere); not with

@@ -51,7 +51,7 @@ class ShardWork:
     sizes: tuple[int | None, ...]
     prefix: str
     kept_at: str
-    key: str = ""
+    key: str
     candidate: ShardResult | None = None
 
 
@@ -70,8 +70,8 @@ class GroupPacker:
     source_options: StorageOptions = None
     storage_options: StorageOptions = None
     processes: bool = False
-    output: str = ""
-    key_params: Mapping[str, Any] = field(default_factory=dict)
+    output: str = field(kw_only=True)
+    key_params: Mapping[str, Any] = field(kw_only=True, default_factory=dict)
 
     def valid(self, result: ShardResult) -> tuple[bool, list[str]]:
         try:
