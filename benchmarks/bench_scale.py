@@ -25,7 +25,8 @@ entry point for synth:// (`synth_env`), so task processes the flow starts know i
 **files**: makes (once, cached in --workdir) N small unique JPEGs (~2.3 KB, bench_passthrough's
 `make_files`, here in 1000 class folders), warms the page cache (`cat` of every file) and the
 Prefect database (a 200-file build), then times per round, in fresh processes, alternating the
-order, what a user runs to get a packed dataset from the folder:
+order, each after an `os.sync()` (no run waits for the last one's writes), what a user runs
+to get a packed dataset from the folder:
 
 - `recflow build ROOT OUT --pass-through --streaming` (the whole command: temporary API start,
   listing, split, pack, validate, manifest); `--no-streaming` too with --compare-memory-path;
@@ -372,6 +373,7 @@ def run_files(args: argparse.Namespace, work: Path, streaming: bool) -> dict[str
     for rnd in range(args.rounds):
         print(f"\nround {rnd + 1} ({args.files:,} files, {os.cpu_count()} cores)", flush=True)
         for name in list(runs) if rnd % 2 == 0 else list(reversed(runs)):
+            os.sync()  # the last run's writes reach the disk first, not during this one
             res = runs[name]()
             results[name].append(res)
             print(

@@ -16,7 +16,9 @@
 
 Problems are collected, not raised (at most `MAX_LISTED_PROBLEMS` are listed, then a count),
 so one report says everything that is wrong. Memory is bounded by the `.idx`/`.lst` sizes
-and one record at a time. The checks themselves are in `recordio_core.building.validate_records`.
+and one record at a time. The checks themselves are in `recordio_core.building.validate_records`;
+the common case (a mapped `.rec` of whole records that all agree) is proved in bulk first
+(`validate_bulk.records_agree`), and only a shard it does not prove is walked record by record.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from recordio_core.building.validate_bulk import records_agree
 from recordio_core.building.validate_records import (
     MAX_LISTED_PROBLEMS,
     Problems,
@@ -154,6 +157,14 @@ def _validate(
     entries = read_list(lst, storage_options, label_width, problems) if lst else None
     by_offset = index_by_offset(pairs, idx, problems) if pairs is not None else {}
     by_key = list_by_key(entries, pairs, lst or "", idx, problems) if entries is not None else {}
+    if (
+        not decode
+        and not problems.count
+        and pairs is not None
+        and isinstance(src, MmapSource)
+        and records_agree(src, pairs, entries, pack_label=pack_label)
+    ):
+        return ValidationReport(rec, len(pairs), size, sha, ())
     pending = dict(by_offset)
     records = walk_records(
         src, rec, idx, lst, pending, by_key, pairs, problems,
