@@ -5,8 +5,11 @@
 It serves exactly what Prefect's own temporary server serves (`create_app` with UI and
 long-lived services off, as `prefect.server.api.server.SubprocessASGIServer` does) on
 127.0.0.1:PORT, and exits with code 3 when the port cannot be bound (as uvicorn's command
-does). Two things make it start sooner than `python -m uvicorn ...`, and both leave what it
-serves unchanged:
+does). A request the app answers 503 (a retryable error: on SQLite, "database is locked")
+is tried again inside the server a few times within a second before the 503 goes out
+(`recordio_flow.flows.api_retry`; Prefect's client waits 2 s or more before its own retry).
+Two things make it start sooner than `python -m uvicorn ...`, and both leave what it serves
+unchanged:
 
 - the garbage collector is paused while Prefect's server modules import and the app is built
   (hundreds of thousands of pydantic/SQLAlchemy objects, none of them garbage; 0.4-0.5 s of
@@ -27,6 +30,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from recordio_flow.flows.api_retry import RetryUnavailable
 from recordio_flow.flows.gcfreeze import frozen_imports
 
 STARTUP_FAILURE_EXIT = 3  # what `uvicorn` exits with when it cannot bind
@@ -131,7 +135,7 @@ def main(argv: list[str]) -> int:
             ):
                 updates[PREFECT_API_DATABASE_MIGRATE_ON_START] = False
             stack.enter_context(temporary_settings(updates=updates))
-            app = create_app(ephemeral=True, final=True)
+            app = RetryUnavailable(create_app(ephemeral=True, final=True))
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
         server = _sigterm_only_server()(config)
         server.run()
