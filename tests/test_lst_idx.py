@@ -13,6 +13,7 @@ from recordio_core.format.errors import IndexFileError, ListFileError
 from recordio_core.format.idx import format_idx, parse_idx, read_idx, write_idx
 from recordio_core.format.lst import (
     LstEntry,
+    format_label,
     format_lst,
     format_lst_line,
     parse_lst,
@@ -69,6 +70,28 @@ class TestLstFormat:
         parsed = parse_lst(text, allow_duplicates=True)
         assert parsed == items
         assert [[e.index, e.path, *e.labels] for e in parsed] == im2rec_read(text)
+
+    @pytest.mark.parametrize(
+        ("value", "text"),
+        [
+            (3.0, "3.000000"),  # im2rec.py's %f whenever it keeps the value
+            (-2.5, "-2.500000"),
+            (0.333333, "0.333333"),
+            (1e20, "100000000000000000000.000000"),
+            (0.1234567, "0.1234567"),  # %f would write 0.123457: the record would disagree
+            (1 / 3, "0.3333333333333333"),
+            (1e-7, "0.0000001"),  # never an exponent
+            (123456.789, "123456.789000"),
+        ],
+    )
+    def test_a_label_is_written_as_im2rec_does_unless_that_changes_it(self, value, text):
+        assert format_label(value) == text
+        assert float(text) == value
+
+    @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=4))
+    def test_every_finite_label_reads_back_as_itself(self, values):
+        entry = LstEntry(1, tuple(values), "a.jpg")
+        assert parse_lst(format_lst_line(entry)) == [entry]
 
     def test_crlf_blank_lines_and_stray_spaces(self):
         text = "1\t 2.0 \t a/b c.jpg  \r\n\r\n  \n 2 \t3\t4\tx.jpg\r3\t0\ty.jpg"

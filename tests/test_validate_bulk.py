@@ -27,7 +27,7 @@ def _shard(tmp_path: Path, labels: int, pack_label: bool, n: int = 8) -> ShardRe
     entries = []
     for i in range(n):
         (root / f"{i}.jpg").write_bytes(rgb_jpeg(20 + i, 16 + i, seed=i))
-        entries.append(LstEntry(100 + 3 * i, tuple(i + j / 4 for j in range(labels)), f"{i}.jpg"))
+        entries.append(LstEntry(100 + 3 * i, tuple((i + j) / 3 for j in range(labels)), f"{i}.jpg"))
     options = PackOptions(ImageOptions(pass_through=True), pack_label=pack_label)
     return pack_shard(entries, str(root), str(tmp_path / "data"), options)
 

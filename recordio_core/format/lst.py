@@ -3,7 +3,9 @@
 Reading is strict where im2rec.py was silent: a malformed line is a `ListFileError` naming the
 file and line, raised before any packing starts. Like MXNet, fields are split on tabs and
 stripped of surrounding white space, CRLF line ends are accepted and blank lines are skipped.
-Writing uses im2rec.py's exact format (`%d`, labels as `%f`).
+Writing uses im2rec.py's exact format (`%d`, labels as `%f`), except for a label `%f` would
+change (more than six decimals, e.g. 0.1234567 from a user's `.lst`): it is written with the
+fewest digits that read back as the same number, so the `.lst` keeps the label its record holds.
 
 Paths are relative to an image root. `path_outside_root` says when one is not (`..` that
 climbs out, an absolute path, a drive letter or a URL); the readers refuse such lines with
@@ -17,6 +19,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from recordio_core.format.errors import ListFileError
 from recordio_core.format.textio import split_lines
@@ -65,9 +68,19 @@ def path_outside_root(path: str) -> str | None:
     return None
 
 
+def format_label(value: float) -> str:
+    """A label as im2rec.py writes it (`%f`: "3.000000"), unless that would change its value
+    ("0.123457" for 0.1234567): then the shortest decimal that reads back as the same float,
+    without an exponent ("0.1234567", "0.0000001")."""
+    text = f"{value:f}"
+    if float(text) == value:
+        return text
+    return format(Decimal(repr(float(value))), "f")
+
+
 def format_lst_line(entry: LstEntry) -> str:
-    """One line exactly as im2rec.py writes it (labels with `%f`)."""
-    labels = "".join(f"{v:f}\t" for v in entry.labels)
+    """One line as im2rec.py writes it (labels with `%f`, see `format_label`)."""
+    labels = "".join(format_label(v) + "\t" for v in entry.labels)
     return f"{entry.index}\t{labels}{entry.path}\n"
 
 
