@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prefect.artifacts import (
@@ -17,9 +17,9 @@ from prefect.runtime import flow_run
 from recordio_core.building.pack import ShardResult
 from recordio_core.building.quality import NO_DHASH, NO_DIGEST, QualityReport, Seen
 from recordio_core.building.quality import quality_report as make_quality_report
-from recordio_core.format.lst import LstEntry
+from recordio_core.format.lst import LstEntry, read_lst
 from recordio_core.format.manifest import Manifest, RejectEntry
-from recordio_core.reading.inspect import sheet_from_records
+from recordio_core.reading.inspect import SheetPick, sheet_from_records
 from recordio_flow.flows.build_plan import Planned
 from recordio_flow.flows.params import BuildParameters
 from recordio_flow.tasks.commit import build_manifest, commit_dataset
@@ -167,17 +167,56 @@ def summary_sheet(
 ) -> bytes | None:
     """A small contact sheet of the packed records (a few per class, as `recflow inspect`
     draws them) for the run summary; None, with a warning, if it cannot be drawn."""
-    picks = sheet_picks(
-        (r.rec, r.idx, entries, [x.index for x in r.rejects])
-        for entries, r in zip(job_entries, results, strict=True)
-    )
     counts: Counter = Counter()
     for o in outcomes:
         counts.update(o.labels)
+
+    def picks() -> list[SheetPick]:
+        return sheet_picks(
+            (r.rec, r.idx, entries, [x.index for x in r.rejects])
+            for entries, r in zip(job_entries, results, strict=True)
+        )
+
+    return _draw_sheet(picks, dict(counts), class_map, storage_options, logger)
+
+
+SHEET_SHARDS = 2  # the shards a streaming build reads back for its contact sheet
+
+
+def sheet_of_shards(
+    results: Sequence[ShardResult],
+    counts: Mapping[str, int],
+    class_map: dict[str, int],
+    storage_options: dict[str, Any],
+    logger: Any,
+) -> bytes | None:
+    """`summary_sheet` for a build that holds no entries (streaming): the records are picked
+    from the `.lst` of the first `SHEET_SHARDS` shards, read back (one shard of class-mixed
+    records holds many classes); `counts`: images per class (`label_key`)."""
+
+    def shards() -> Iterator[tuple[str, str, list[LstEntry], list[int]]]:
+        for r in results[:SHEET_SHARDS]:
+            if r.lst:
+                entries = read_lst(r.lst, storage_options, allow_duplicates=True)
+                yield r.rec, r.idx, entries, [x.index for x in r.rejects]
+
+    return _draw_sheet(
+        lambda: sheet_picks(shards()), dict(counts), class_map, storage_options, logger
+    )
+
+
+def _draw_sheet(
+    picks: Callable[[], list[SheetPick]],
+    counts: dict[str, int],
+    class_map: dict[str, int],
+    storage_options: dict[str, Any],
+    logger: Any,
+) -> bytes | None:
+    """The sheet of the records `picks()` chooses; None, with a warning, on any error."""
     try:
         return sheet_from_records(
-            picks,
-            dict(counts),
+            picks(),
+            counts,
             {label: name for name, label in class_map.items()},
             per_class=SHEET_PER_CLASS,
             storage_options=storage_options,
@@ -185,6 +224,22 @@ def summary_sheet(
     except Exception as exc:  # a picture is not worth failing a finished build
         logger.warning("no contact sheet in the summary: %s", exc)
         return None
+
+
+def publish_summary(
+    p: BuildParameters,
+    summary: Mapping[str, Any],
+    class_map: Mapping[str, int],
+    rejects: Sequence[RejectEntry],
+    quality: QualityReport,
+    sheet: bytes | None,
+) -> None:
+    """The run summary artifact (markdown, with the contact sheet when there is one)."""
+    create_markdown_artifact(
+        summary_markdown(summary, class_map, rejects, quality, sheet),
+        key=artifact_key("dataset", p.output),
+        description=f"Dataset summary for {p.output}",
+    )
 
 
 def shard_outcomes(
@@ -241,11 +296,7 @@ def report_build(
         listed=planned.listed,
         quality=quality,
     )
-    create_markdown_artifact(
-        summary_markdown(summary, class_map, rejects, quality, sheet),
-        key=artifact_key("dataset", p.output),
-        description=f"Dataset summary for {p.output}",
-    )
+    publish_summary(p, summary, class_map, rejects, quality, sheet)
     publish_shards(p, outcomes, summary, url, logger)
     logger.info("data quality: %s", quality_text(summary["quality"]))
     return summary

@@ -15,8 +15,9 @@ groups are the in-memory build's (`flows/build_plan.py`), so switching `streamin
 reuses every finished shard.
 
 Not here (the parameters refuse them up front): a `.lst` source, `split_method='im2rec'`,
-`record_order='listing'`, `dedupe='drop'`. The summary has no contact sheet, and a dry run
-lists and plans (shards, groups, task runs) without decoding a sample.
+`record_order='listing'`, `dedupe='drop'`. The summary's contact sheet is drawn from the
+first shards' `.lst` read back (`build_report.sheet_of_shards`), and a dry run lists and plans
+(shards, groups, task runs) without decoding a sample.
 """
 
 from __future__ import annotations
@@ -57,7 +58,13 @@ from recordio_flow.flows.build_options import (
     workers_per_shard,
 )
 from recordio_flow.flows.build_plan import no_images_error
-from recordio_flow.flows.build_report import check_rejects, publish_shards, write_dataset
+from recordio_flow.flows.build_report import (
+    check_rejects,
+    publish_shards,
+    publish_summary,
+    sheet_of_shards,
+    write_dataset,
+)
 from recordio_flow.flows.param_types import MAX_STREAM_SHARDS
 from recordio_flow.flows.params import BuildParameters
 from recordio_flow.tasks.plan import effective_records_per_shard
@@ -230,7 +237,7 @@ def _commit(
         quality=quality,
     )
     labels = split_labels(merged, results)
-    return _report(p, groups, done, manifest, url, listed, quality, labels, start, logger)
+    return _report(p, merged, groups, done, manifest, url, rejects, quality, labels, start, logger)
 
 
 def _quality(
@@ -281,17 +288,19 @@ def split_labels(
 
 def _report(
     p: BuildParameters,
+    merged: MergedListing,
     groups: list[GroupJob],
     done: list[GroupResult],
     manifest: Manifest,
     url: str,
-    listed: int,
+    rejects: list[RejectEntry],
     quality: QualityReport,
     labels: dict[str, Counter],
     start: float,
     logger: Any,
 ) -> dict[str, Any]:
-    """The shard table artifact and the closing log line; returns the summary."""
+    """The summary artifact (its contact sheet from the first shards), the shard table and the
+    closing log line; returns the summary."""
     outcomes = [
         ShardOutcome(
             split=g.split,
@@ -312,11 +321,17 @@ def _report(
         manifest=manifest,
         outcomes=outcomes,
         seconds=time.perf_counter() - start,
-        listed=listed,
+        listed=merged.entries + len(merged.skipped),
         quality=quality,
         split_labels=labels,
     )
     summary["streaming"] = {"groups": len(groups)}
+    counts: Counter = Counter()
+    for per_split in labels.values():
+        counts.update({str(cls): n for cls, n in per_split.items()})
+    results = [r for d in done for r in d.results]
+    sheet = sheet_of_shards(results, counts, merged.class_map, p.output_options, logger)
+    publish_summary(p, summary, merged.class_map, rejects, quality, sheet)
     publish_shards(p, outcomes, summary, url, logger)
     return summary
 

@@ -330,6 +330,24 @@ def test_task_runs_of_a_streaming_build(streamed: Built) -> None:
     assert all(run.state.is_completed() for run in runs)
 
 
+def test_a_streaming_build_publishes_its_summary_with_a_contact_sheet(streamed: Built) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from recordio_flow.tasks.report import artifact_key
+
+    key = artifact_key("dataset", str(streamed.out))
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    (artifact,) = [a for a in found if a.flow_run_id == streamed.flow_run_id]
+    assert f"**{streamed.summary['records']}** records" in artifact.data
+    assert "## Samples (first 4 per class)" in artifact.data
+    assert "![contact sheet](data:image/png;base64," in artifact.data
+    assert f"## Rejects ({streamed.summary['rejects']})" in artifact.data
+
+
 # --------------------------------------------------------------------------- Dask
 def test_streaming_on_a_dask_cluster(
     source: Path,
