@@ -1,6 +1,6 @@
 """Validate one packed shard: `.rec`, `.idx` and `.lst` must agree, record by record.
 
-`validate_shard` walks the whole `.rec` from its first byte (so records missing from the
+`validate_shard` follows the whole `.rec` from its first byte (so records missing from the
 `.idx` are found too) and checks:
 
 - framing: every record starts with the magic word, its parts chain correctly, nothing is cut
