@@ -237,7 +237,9 @@ def _commit(
         quality=quality,
     )
     labels = split_labels(merged, results)
-    return _report(p, merged, groups, done, manifest, url, rejects, quality, labels, start, logger)
+    return _report(
+        p, merged, groups, done, manifest, url, listed, rejects, quality, labels, start, logger
+    )
 
 
 def _quality(
@@ -293,6 +295,7 @@ def _report(
     done: list[GroupResult],
     manifest: Manifest,
     url: str,
+    listed: int,
     rejects: list[RejectEntry],
     quality: QualityReport,
     labels: dict[str, Counter],
@@ -321,7 +324,7 @@ def _report(
         manifest=manifest,
         outcomes=outcomes,
         seconds=time.perf_counter() - start,
-        listed=merged.entries + len(merged.skipped),
+        listed=listed,
         quality=quality,
         split_labels=labels,
     )

@@ -155,16 +155,16 @@ def _validate(
         )
     pairs = read_index(idx, storage_options, size, problems)
     entries = read_list(lst, storage_options, label_width, problems) if lst else None
-    by_offset = index_by_offset(pairs, idx, problems) if pairs is not None else {}
-    by_key = list_by_key(entries, pairs, lst or "", idx, problems) if entries is not None else {}
     if (
         not decode
         and not problems.count
         and pairs is not None
         and isinstance(src, MmapSource)
         and records_agree(src, pairs, entries, pack_label=pack_label)
-    ):
+    ):  # also proves what the lookups below would report: no duplicate, the same keys
         return ValidationReport(rec, len(pairs), size, sha, ())
+    by_offset = index_by_offset(pairs, idx, problems) if pairs is not None else {}
+    by_key = list_by_key(entries, pairs, lst or "", idx, problems) if entries is not None else {}
     pending = dict(by_offset)
     records = walk_records(
         src, rec, idx, lst, pending, by_key, pairs, problems,
