@@ -23,7 +23,6 @@ first shards' `.lst` read back (`build_report.sheet_of_shards`), and a dry run l
 from __future__ import annotations
 
 import contextlib
-import posixpath
 import tempfile
 import time
 import uuid
@@ -39,11 +38,11 @@ from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
-from recordio_core.building.pack import ShardResult
 from recordio_core.building.plan import auto_records_per_shard
 from recordio_core.building.quality import QualityReport
 from recordio_core.building.split import stable_split_names
 from recordio_core.building.stream_list import MAX_LIST_PARTS, plan_list_parts
+from recordio_core.building.stream_pack import MAX_LABEL_VALUES
 from recordio_core.building.stream_plan import GroupJob, MergedListing, merge_parts, plan_groups
 from recordio_core.building.stream_quality import (
     bucket_ranges,
@@ -236,7 +235,7 @@ def _commit(
         rejects=rejects,
         quality=quality,
     )
-    labels = split_labels(merged, results)
+    labels = split_labels(groups, done, logger)
     return _report(
         p, merged, groups, done, manifest, url, listed, rejects, quality, labels, start, logger
     )
@@ -271,21 +270,37 @@ def _quality(
 
 
 def split_labels(
-    merged: MergedListing, results: list[tuple[str, ShardResult]]
+    groups: list[GroupJob], done: list[GroupResult], logger: Any
 ) -> dict[str, Counter]:
-    """Records per split and first label ("%g"): the listing's counts per class, less the
-    images rejected while packing (a reject's class is its folder's)."""
-    out = {
-        split.name: Counter(dict(enumerate(counts.tolist())))
-        for split, counts in zip(merged.splits, merged.class_counts, strict=True)
-    }
-    for split, result in results:
-        for r in result.rejects:
-            out[split][merged.class_map.get(posixpath.dirname(r.path) or ".", 0)] -= 1
-    return {
-        name: Counter({label_key(float(label)): n for label, n in counts.items() if n > 0})
-        for name, counts in out.items()
-    }
+    """Records per split and first label ("%g"): the groups' counts of what they packed,
+    summed; none for a split of more than `MAX_LABEL_VALUES` distinct first labels (a
+    regression `.lst`), which is logged."""
+    totals: dict[str, dict[float, int] | None] = {}
+    for g, d in zip(groups, done, strict=True):
+        have = totals.setdefault(g.split, {})
+        if have is None:
+            continue
+        if d.labels is None:
+            totals[g.split] = None
+            continue
+        for label, n in d.labels.items():
+            have[label] = have.get(label, 0) + n
+        if len(have) > MAX_LABEL_VALUES:
+            totals[g.split] = None
+    out: dict[str, Counter] = {}
+    for name, counts in totals.items():
+        out[name] = Counter()
+        if counts is None:
+            logger.info(
+                "%s: more than %d distinct first labels, not counted in the summary",
+                name,
+                MAX_LABEL_VALUES,
+            )
+            continue
+        for label, n in counts.items():
+            if n > 0:
+                out[name][label_key(float(label))] += n
+    return out
 
 
 def _report(

@@ -19,7 +19,8 @@ flow process thus does no per-image work, and a retry or a rerun after a crash r
 the shards that were not finished. Like `pack-shard` it carries `PACK_TAG`, so a tag
 concurrency limit caps it. Its images' hashes go to the quality pieces
 (`recordio_core.building.stream_quality`) that `quality_task` reduces, bucket range by bucket
-range, into the duplicate report (in a child process too).
+range, into the duplicate report (in a child process too); its records per first label go
+back with its results, for the report's label table.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class GroupResult:
     reused: tuple[bool, ...]
     seconds: float = 0.0
     quality: QualityPieces | None = None  # the group's images for the quality report
+    # its records per first label (None: more distinct labels than the report counts)
+    labels: dict[float, int] | None = None
 
 
 def _shareable(*urls: str) -> bool:
@@ -212,7 +215,7 @@ def pack_group_task(
         missing = call(prepare_group, packer, group, staging)
         # a shard packed by a build without streaming: its result is in this process's store
         cached = {key: found for key in missing if (found := cached_pack_result(key))}
-        results, reused, quality = call(
+        results, reused, quality, labels = call(
             pack_prepared,
             packer,
             group,
@@ -231,4 +234,4 @@ def pack_group_task(
         seconds,
         group.count / max(seconds, 1e-9),
     )
-    return GroupResult(tuple(results), tuple(reused), seconds, quality)
+    return GroupResult(tuple(results), tuple(reused), seconds, quality, labels)

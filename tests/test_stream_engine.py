@@ -40,6 +40,7 @@ from recordio_core.building.stream_list import (
     plan_list_parts,
     walk_part,
 )
+from recordio_core.building.stream_pack import first_label_counts
 from recordio_core.building.stream_plan import (
     GroupJob,
     MergedListing,
@@ -807,3 +808,22 @@ def test_streaming_takes_the_rest() -> None:
         dry_run=True,
     )
     assert p.streaming and p.split_method == "stable" and p.record_order == "hash"
+
+
+@pytest.mark.parametrize(
+    ("labels", "rejected", "limit", "want", "complete"),
+    [
+        ([0, 1, 1, 2], [], 10, {0.0: 1, 1.0: 2, 2.0: 1}, True),
+        ([0, 1, 1, 2], [1, 3], 10, {0.0: 1, 1.0: 1}, True),  # rejects are not records
+        ([0, 1, 1, 2], [], 3, {0.0: 1, 1.0: 2, 2.0: 1}, True),  # exactly the limit
+        ([0, 1, 1, 2], [], 2, {0.0: 1, 1.0: 2}, False),  # one label too many: gave up
+        ([0.5, 0.25, 0.5], [], 10, {0.5: 2, 0.25: 1}, True),  # regression values too
+    ],
+)
+def test_first_label_counts(
+    labels: list[float], rejected: list[int], limit: int, want: dict, complete: bool
+) -> None:
+    entries = [LstEntry(i, (float(v), 9.0), f"p{i}.jpg") for i, v in enumerate(labels)]
+    counts: dict[float, int] = {}
+    assert first_label_counts(entries, rejected, counts, limit) is complete
+    assert counts == want

@@ -91,8 +91,6 @@ class PartListing:
     known_bytes: int = 0  # sizes the fingerprints tell, for the shard size
     known_count: int = 0
     missing_fingerprints: int = 0  # images whose stat failed (the pack step asks again)
-    # per split, images per local label (int64[len(classes)]): the records per class
-    class_counts: tuple[np.ndarray, ...] = ()
     peak_lines_bytes: int = field(default=0)  # the most line memory held at once
 
 
@@ -248,13 +246,13 @@ def list_part(
     sorters = [LineSorter(max(1, spill_bytes // len(names))) for _ in names]
     classes: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
-    tally = _Tally(len(names))
+    tally = _Tally()
     try:
         for rel_dir, rel, fp in _images(root, part, recursive, wanted, skipped, storage_options):
             label = classes.setdefault(rel_dir, len(classes)) if recursive else 0
             split = which(rel)
             sorters[split].add(f"{digest(rel).hex()}\t{tally.n}\t{label}.0\t{rel}\t{fp}\n")
-            tally.add(split, label, fp)
+            tally.add(fp)
         written = [
             (url := join_url(staging, f"{split}-{part.number:05d}.tsv"),)
             + write_sorted_piece(url, sorter.sorted_lines(), staging_options)
@@ -275,37 +273,22 @@ def list_part(
         known_count=tally.known_count,
         missing_fingerprints=tally.missing,
         peak_lines_bytes=sum(s.peak for s in sorters),
-        class_counts=tally.class_counts(max(1, len(classes))),
     )
 
 
 class _Tally:
-    """A part's counts as it is listed: images, known sizes, missing fingerprints, and per
-    split the images per local label."""
+    """A part's counts as it is listed: images, known sizes, missing fingerprints."""
 
-    def __init__(self, splits: int) -> None:
+    def __init__(self) -> None:
         self.n = self.known_bytes = self.known_count = self.missing = 0
-        self.per_label: list[list[int]] = [[] for _ in range(splits)]
 
-    def add(self, split: int, label: int, fingerprint: str) -> None:
+    def add(self, fingerprint: str) -> None:
         self.n += 1
         size = fingerprint_size(fingerprint) if fingerprint else None
         if size is not None:
             self.known_bytes += size
             self.known_count += 1
         self.missing += not fingerprint
-        row = self.per_label[split]
-        if label >= len(row):
-            row.extend([0] * (label + 1 - len(row)))
-        row[label] += 1
-
-    def class_counts(self, classes: int) -> tuple[np.ndarray, ...]:
-        out = []
-        for row in self.per_label:
-            counts = np.zeros(classes, dtype=np.int64)
-            counts[: len(row)] = row
-            out.append(counts)
-        return tuple(out)
 
 
 def filesystem_classes(*urls: str) -> dict[str, str]:

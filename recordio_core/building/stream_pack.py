@@ -7,7 +7,8 @@
    to look up elsewhere (a build without streaming caches its results in Prefect's store);
 2. `pack_prepared` packs them one after the other, each reused when a result found for it
    still holds for its files, else packed, validated, packed again once if that fails, and
-   kept; then it writes the group's quality pieces.
+   kept; then it writes the group's quality pieces and counts its records per first label
+   (`first_label_counts`, for the report: the listing counts no labels).
 
 No Prefect here: `tasks/stream.py` makes both calls to one child process from the forkserver
 (two groups packing at once then never share a GIL, and the flow process does no per-image
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,6 +39,8 @@ from recordio_core.building.stream_results import load_result, result_url, save_
 from recordio_core.building.validate import ValidationFailed, validate_shard
 from recordio_core.format.lst import LstEntry
 from recordio_core.storage.fsio import StorageOptions, join_url
+
+MAX_LABEL_VALUES = 10_000  # distinct first labels a group counts for the report, at most
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,22 @@ def seen_images(split: str, entries: Sequence[LstEntry], result: ShardResult) ->
     ]
 
 
+def first_label_counts(
+    entries: Sequence[LstEntry], rejected: Iterable[int], counts: dict[float, int], limit: int
+) -> bool:
+    """Add the records of `entries` (less the `rejected` indexes) to `counts` by first label;
+    False, and `counts` left part-filled, once it would hold more than `limit` labels (a
+    regression `.lst`: a value per image is not a table worth counting)."""
+    skip = set(rejected)
+    for e in entries:
+        if e.index not in skip:
+            first = e.labels[0]
+            if first not in counts and len(counts) >= limit:
+                return False
+            counts[first] = counts.get(first, 0) + 1
+    return True
+
+
 def pack_works(
     packer: GroupPacker,
     works: Sequence[ShardWork],
@@ -157,18 +176,24 @@ def pack_works(
     staging: str,
     number: int,
     near_distance: int | None = None,
-) -> tuple[list[ShardResult], list[bool], QualityPieces]:
+) -> tuple[list[ShardResult], list[bool], QualityPieces, dict[float, int] | None]:
     """Pack (or reuse) every shard of group `number`, in order, then write its quality
-    pieces under `staging`; (results without per-image digests, reused, quality pieces)."""
+    pieces under `staging`; (results without per-image digests, reused, quality pieces,
+    records per first label or None past `MAX_LABEL_VALUES` labels)."""
     log = logging.getLogger("recflow")
     results, reused, seen = [], [], []
+    labels: dict[float, int] | None = {}
     for work in works:
         result, was_kept = packer.shard(work, log)
         results.append(slim(result))
         reused.append(was_kept)
         seen += seen_images(work.split, work.entries, result)
+        if labels is not None and not first_label_counts(
+            work.entries, (r.index for r in result.rejects), labels, MAX_LABEL_VALUES
+        ):
+            labels = None
     quality = write_quality_pieces(staging, number, seen, near_distance, packer.storage_options)
-    return results, reused, quality
+    return results, reused, quality, labels
 
 
 def _with_fingerprints(shards: list[PlannedShard], source: str, options: StorageOptions) -> None:
@@ -232,7 +257,7 @@ def pack_prepared(
     staging: str,
     candidates: Mapping[str, ShardResult] | None = None,
     near_distance: int | None = None,
-) -> tuple[list[ShardResult], list[bool], QualityPieces]:
+) -> tuple[list[ShardResult], list[bool], QualityPieces, dict[float, int] | None]:
     """`pack_works` over the works `prepare_group` held for the group (made again when this
     is another process), with `candidates` (by content key) tried for the shards that had no
     kept result."""

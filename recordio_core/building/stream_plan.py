@@ -85,7 +85,6 @@ class MergedListing:
     splits: tuple[SplitCounts, ...]
     known_bytes: int
     known_count: int
-    class_counts: tuple[np.ndarray, ...] = ()  # per split, images per label (class map's)
 
     @property
     def entries(self) -> int:
@@ -126,13 +125,6 @@ def merge_parts(parts: Sequence[PartListing], split_names: Sequence[str]) -> Mer
         splits=tuple(splits),
         known_bytes=sum(p.known_bytes for p in parts),
         known_count=sum(p.known_count for p in parts),
-        class_counts=tuple(
-            np.concatenate(
-                [np.zeros(0, np.int64)]
-                + [p.class_counts[i][: len(p.classes)] for p in parts if p.class_counts]
-            )
-            for i in range(len(split_names))
-        ),
     )
 
 
