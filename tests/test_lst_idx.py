@@ -253,9 +253,9 @@ class TestIdx:
     ],
 )
 def test_plain_lines_parse_as_the_general_parser_does(line):
-    from recordio_core.format.lst import _plain_entry
+    from recordio_core.format.lst import plain_entry
 
-    fast = _plain_entry(line, None)
+    fast = plain_entry(line, None)
     assert fast is None or fast == parse_lst_line(line)
     assert parse_lst(line) == [parse_lst_line(line)]
 
@@ -265,9 +265,9 @@ def test_plain_lines_parse_as_the_general_parser_does(line):
     ["5\t3.0\t", "18446744073709551616\t1\tx", "5\tnan\tx", "5\t1\ta\x00b", "5\tx\ta.jpg"],
 )
 def test_bad_lines_are_not_plain(line):
-    from recordio_core.format.lst import _plain_entry
+    from recordio_core.format.lst import plain_entry
 
-    assert _plain_entry(line, None) is None
+    assert plain_entry(line, None) is None
     with pytest.raises(ListFileError):
         parse_lst(line)
 

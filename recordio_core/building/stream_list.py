@@ -76,10 +76,22 @@ class ListPart:
 
 
 @dataclass(frozen=True, eq=False)
+class IndexPiece:
+    """A `.lst` part's `(index, line)` pairs, bucketed by a hash of the index
+    (`stream_lst`); the byte offset where each bucket starts (`BUCKETS + 1`)."""
+
+    url: str
+    offsets: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class PartListing:
     """What `list_part` wrote: per split (in `stable_split_names` order) its piece's URL,
     entries per bucket (`counts`, `BUCKETS` each) and the byte offset where each bucket
-    starts (`offsets`, `BUCKETS + 1`: the last is the piece's size)."""
+    starts (`offsets`, `BUCKETS + 1`: the last is the piece's size). A part of a `.lst`
+    (`stream_lst`) has no classes: its indexes and labels are the file's own; it has an
+    `index_piece`, its count of `lines`, and instead of pieces maybe its first bad line
+    (`problem`: the line's number in the part, what is wrong)."""
 
     part: int
     pieces: tuple[str, ...]
@@ -92,6 +104,9 @@ class PartListing:
     known_count: int = 0
     missing_fingerprints: int = 0  # images whose stat failed (the pack step asks again)
     peak_lines_bytes: int = field(default=0)  # the most line memory held at once
+    lines: int = 0
+    index_piece: IndexPiece | None = None
+    problem: tuple[int, str] | None = None
 
 
 def plan_list_parts(
@@ -246,7 +261,7 @@ def list_part(
     sorters = [LineSorter(max(1, spill_bytes // len(names))) for _ in names]
     classes: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
-    tally = _Tally()
+    tally = Tally()
     try:
         for rel_dir, rel, fp in _images(root, part, recursive, wanted, skipped, storage_options):
             label = classes.setdefault(rel_dir, len(classes)) if recursive else 0
@@ -276,8 +291,9 @@ def list_part(
     )
 
 
-class _Tally:
-    """A part's counts as it is listed: images, known sizes, missing fingerprints."""
+class Tally:
+    """A part's counts (a folder's or a `.lst`'s) as it is listed: images, known sizes,
+    missing fingerprints."""
 
     def __init__(self) -> None:
         self.n = self.known_bytes = self.known_count = self.missing = 0

@@ -2,8 +2,9 @@
 arithmetic on per-part and per-bucket numbers, no I/O, nothing per image.
 
 - `merge_parts`: the parts' listings (`stream_list.PartListing`) as one: each part's place in
-  the whole listing (`index_offset`, `label_offset`), the class map, the skipped images, and
-  per split the entries per bucket summed over parts (`SplitCounts`).
+  the whole listing (`index_offset`, `label_offset`; none for a `.lst`'s parts), the class
+  map, the skipped images, and per split the entries per bucket summed over parts
+  (`SplitCounts`).
 - `plan_groups`: the shards of each split (`plan.plan_split` over the split's total, so the
   names, ranges and entries are those of the in-memory build), cut into at most `max_groups`
   groups of consecutive shards of one split (`GroupJob`); a group knows which buckets hold
@@ -97,8 +98,9 @@ def merge_parts(parts: Sequence[PartListing], split_names: Sequence[str]) -> Mer
     index_offsets, label_offsets, class_map = [], [], {}
     n = 0
     for part in parts:
-        index_offsets.append(n)
-        label_offsets.append(len(class_map))
+        own = part.index_piece is not None  # a `.lst`'s part: its indexes and labels as read
+        index_offsets.append(0 if own else n)
+        label_offsets.append(0 if own else len(class_map))
         for folder in part.classes:
             if folder in class_map:
                 raise ValueError(f"class folder {folder!r} listed by two parts")

@@ -141,7 +141,7 @@ def checked_entry(index: int, labels: tuple[float, ...], path: str) -> LstEntry:
     return entry
 
 
-def _plain_entry(line: str, label_width: int | None) -> LstEntry | None:
+def plain_entry(line: str, label_width: int | None) -> LstEntry | None:
     """The entry of a plain line (`_PLAIN_LINE`), as `parse_lst_line` would give it, or None
     when the line needs the general parser (which also names what is wrong)."""
     m = _PLAIN_LINE.fullmatch(line)
@@ -237,7 +237,7 @@ def parse_lst(
     `allow_outside_root=False`, so is a path outside the image root (`path_outside_root`)."""
     numbered: list[tuple[int, LstEntry]] = []
     append = numbered.append
-    plain = _plain_entry
+    plain = plain_entry
     for lineno, line in enumerate(split_lines(text), start=1):
         entry = plain(line, label_width) or parse_lst_line(
             line, source=source, lineno=lineno, label_width=label_width

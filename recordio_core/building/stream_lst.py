@@ -1,0 +1,350 @@
+"""A user's `.lst` listed in line ranges, streamed to storage: a streaming build's listing
+when the source is a `.lst` rather than a folder.
+
+`plan_lst_parts` cuts the file into `LstPart`s of consecutive bytes (`LST_PART_BYTES` each,
+at least `MIN_LIST_PARTS` where the file is large enough, at most `MAX_LST_PARTS`); a part
+owns the lines that *start* in its range, so reading it needs no other part. `list_lst_part`
+parses its lines exactly as `format.lst.parse_lst` parses the whole file (the same checks,
+the same universal line ends, a UTF-8 byte order mark skipped) and streams each entry to
+the same piece files a folder listing writes (`stream_list`): the split and order come from
+the entry's path hash, the index and labels are the `.lst`'s own (nothing is added when a
+piece is read), and the fingerprints are the source's (`shardkey.source_fingerprints`: a
+stat per file on local disk, `LOCAL_FINGERPRINT_BATCH` at a time; elsewhere one listing of
+the source per `FINGERPRINT_BATCH` lines, which on object storage costs a LIST request per
+1,000 objects of the whole source each time). So the shards are those of the in-memory
+build of the same `.lst`.
+
+What the whole file must satisfy is checked without holding it anywhere:
+
+- a bad line: the part returns its first one (`PartListing.problem`, its own line number)
+  instead of raising, and counts its lines to the end; `first_problem` numbers it in the
+  whole file once every part has counted (`ListFileError`, as `parse_lst` raises);
+- a repeated index: each part writes an **index piece** of `(index, line)` pairs (16 bytes
+  each), bucketed by a hash of the index; `find_duplicate_index` reads one range of buckets
+  from every part's piece (`index_ranges`, `INDEX_CHECK_TASKS` ranges at most) and returns
+  the earliest line repeating an index, with the line it first appeared on.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recordio_core.building.shardkey import source_fingerprints
+from recordio_core.building.split import order_digest_of, stable_split_names, stable_split_of
+from recordio_core.building.stream_list import (
+    BUCKETS,
+    MAX_LIST_PARTS,
+    MIN_LIST_PARTS,
+    IndexPiece,
+    PartListing,
+    Tally,
+)
+from recordio_core.building.stream_plan import PieceRange
+from recordio_core.building.stream_read import read_ranges
+from recordio_core.building.stream_sort import (
+    BUCKET_BITS,
+    SPILL_BYTES,
+    LineSorter,
+    write_sorted_piece,
+)
+from recordio_core.format.errors import ListFileError
+from recordio_core.format.lst import parse_lst_line, path_outside_root, plain_entry
+from recordio_core.format.textio import split_lines
+from recordio_core.storage.fsio import (
+    StorageOptions,
+    get_fs,
+    is_local,
+    join_url,
+    write_bytes_atomic,
+)
+from recordio_core.storage.treelist import listing_filesystem
+
+INDEX_CHECK_TASKS = 16  # duplicate-index task runs per build, at most
+MAX_LST_PARTS = MAX_LIST_PARTS - INDEX_CHECK_TASKS  # so listing a .lst costs no more runs
+LST_PART_BYTES = 32 << 20  # what a listing task aims at: about 500,000 lines
+MIN_PART_BYTES = 1 << 20  # ... and no less, to spread a small file over MIN_LIST_PARTS
+ENTRIES_PER_INDEX_CHECK = 4_000_000  # fewer check runs for a smaller .lst
+FINGERPRINT_BATCH = 50_000  # paths whose fingerprints are asked for at once (one listing)
+LOCAL_FINGERPRINT_BATCH = 1_000  # ... on local disk (a stat each: no need to hold many)
+INDEX_RECORD = np.dtype([("index", "<u8"), ("line", "<u8")])
+
+
+@dataclass(frozen=True)
+class LstPart:
+    """Part `number` of a `.lst`: the lines starting at bytes `[start, stop)`."""
+
+    number: int
+    start: int
+    stop: int
+
+    @property
+    def label(self) -> str:
+        return f"part {self.number} (bytes {self.start}..{self.stop})"
+
+
+@dataclass(frozen=True)
+class IndexRange:
+    """Bytes `[start, stop)` of an index piece, and the lines before its part."""
+
+    url: str
+    start: int
+    stop: int
+    line_offset: int
+
+
+def plan_lst_parts(
+    url: str,
+    storage_options: StorageOptions = None,
+    *,
+    max_parts: int = MAX_LST_PARTS,
+    min_parts: int = MIN_LIST_PARTS,
+    part_bytes: int = LST_PART_BYTES,
+    min_part_bytes: int = MIN_PART_BYTES,
+) -> list[LstPart]:
+    """Cut the `.lst` at `url` into byte ranges of about `part_bytes`: at least `min_parts`
+    where each still holds `min_part_bytes`, at most `max_parts`, and one for an empty file.
+    Reads only the file's size."""
+    for name, value in (
+        ("max_parts", max_parts),
+        ("min_parts", min_parts),
+        ("part_bytes", part_bytes),
+        ("min_part_bytes", min_part_bytes),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    fs, path = get_fs(url, storage_options)
+    try:
+        size = int(fs.size(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f".lst {url!r} does not exist") from None
+    wanted = max(-(-size // part_bytes), min(min_parts, size // min_part_bytes))
+    k = max(1, min(max_parts, wanted))
+    return [LstPart(i, size * i // k, size * (i + 1) // k) for i in range(k)]
+
+
+def _raw_lines(url: str, part: LstPart, storage_options: StorageOptions) -> Iterator[bytes]:
+    """The lines (with their `\\n`) that start in the part's byte range."""
+    fs, path = get_fs(url, storage_options)
+    with fs.open(path, "rb") as f:
+        pos = part.start
+        if pos > 0:  # the line under way at `start` belongs to the part before
+            f.seek(pos - 1)
+            pos += len(f.readline()) - 1
+        while pos < part.stop:
+            line = f.readline()
+            if not line:
+                return
+            yield line
+            pos += len(line)
+
+
+def _text_lines(text: str) -> list[str]:
+    """The lines of one `\\n`-ended piece of text as `split_lines` cuts the whole file."""
+    if text.endswith("\n"):
+        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+    return split_lines(text)
+
+
+def index_buckets(indexes: np.ndarray) -> np.ndarray:
+    """The bucket (the top `BUCKET_BITS` bits of splitmix64) of each uint64 index."""
+    z = indexes.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
+
+
+def _write_index_piece(
+    url: str, indexes: array, lines: array, storage_options: StorageOptions
+) -> IndexPiece:
+    idx = np.frombuffer(indexes, dtype=np.uint64)
+    buckets = index_buckets(idx)
+    order = np.argsort(buckets, kind="stable")
+    records = np.empty(len(idx), dtype=INDEX_RECORD)
+    records["index"] = idx[order]
+    del idx
+    records["line"] = np.frombuffer(lines, dtype=np.uint64)[order]
+    del order
+    write_bytes_atomic(url, records.tobytes(), storage_options)
+    offsets = np.zeros(BUCKETS + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(np.bincount(buckets, minlength=BUCKETS)) * INDEX_RECORD.itemsize
+    return IndexPiece(url, offsets)
+
+
+def list_lst_part(
+    lst: str,
+    root: str,
+    part: LstPart,
+    staging: str,
+    *,
+    label_width: int | None = None,
+    allow_outside_root: bool = False,
+    train_ratio: float = 1.0,
+    test_ratio: float = 0.0,
+    salt: str = "",
+    seed: int = 100,
+    storage_options: StorageOptions = None,
+    lst_storage_options: StorageOptions = None,
+    staging_options: StorageOptions = None,
+    spill_bytes: int = SPILL_BYTES,
+) -> PartListing:
+    """Parse `part` of the `.lst` at `lst` (paths relative to `root`) and write its piece
+    per split and its index piece under `staging`; with a bad line, its `problem` and line
+    count only (module docstring)."""
+    names = [split for _, split in stable_split_names(train_ratio, test_ratio)]
+    which = stable_split_of(train_ratio, test_ratio, salt)
+    digest = order_digest_of(seed)
+    sorters = [LineSorter(max(1, spill_bytes // len(names))) for _ in names]
+    tally = Tally()
+    indexes, line_numbers = array("Q"), array("Q")
+    batch: list[tuple[int, str, str]] = []  # (split, line but its fingerprint, path)
+    problem: tuple[int, str] | None = None
+    lineno = 0
+    local = is_local(listing_filesystem(root, storage_options)[0])
+    batch_size = LOCAL_FINGERPRINT_BATCH if local else FINGERPRINT_BATCH
+
+    def flush() -> None:
+        found = source_fingerprints(root, {path for _, _, path in batch}, storage_options)
+        for split, head, path in batch:
+            fp = found[path]
+            sorters[split].add(f"{head}\t{fp}\n")
+            tally.add(fp)
+        batch.clear()
+
+    try:
+        for raw in _raw_lines(lst, part, lst_storage_options):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if problem is None:
+                    problem = (lineno + 1, f"not UTF-8 text ({exc})")
+                text = raw.decode("utf-8", "replace")  # to count its lines
+            if lineno == 0 and part.start == 0:
+                text = text.removeprefix("\ufeff")
+            for line in _text_lines(text):
+                lineno += 1
+                if problem is not None:
+                    continue
+                try:
+                    entry = plain_entry(line, label_width) or parse_lst_line(
+                        line, source=lst, lineno=lineno, label_width=label_width
+                    )
+                except ListFileError as exc:
+                    problem = (lineno, exc.problem)
+                    continue
+                if entry is None:
+                    continue
+                why = None if allow_outside_root else path_outside_root(entry.path)
+                if why:
+                    problem = (
+                        lineno,
+                        f"path {entry.path!r} {why}; such paths are refused unless explicitly "
+                        "allowed (allow_outside_root)",
+                    )
+                    continue
+                indexes.append(entry.index)
+                line_numbers.append(lineno)
+                labels = ",".join(map(repr, entry.labels))
+                head = f"{digest(entry.path).hex()}\t{entry.index}\t{labels}\t{entry.path}"
+                batch.append((which(entry.path), head, entry.path))
+                if len(batch) >= batch_size:
+                    flush()
+        if problem is not None:
+            return PartListing(part.number, (), (), (), 0, (), lines=lineno, problem=problem)
+        flush()
+        written = [
+            (url := join_url(staging, f"{split}-{part.number:05d}.tsv"),)
+            + write_sorted_piece(url, sorter.sorted_lines(), staging_options)
+            for split, sorter in zip(names, sorters, strict=True)
+        ]
+    finally:
+        for sorter in sorters:
+            sorter.close()
+    keys = _write_index_piece(
+        join_url(staging, f"indexes-{part.number:05d}.bin"), indexes, line_numbers, staging_options
+    )
+    return PartListing(
+        part=part.number,
+        pieces=tuple(w[0] for w in written),
+        counts=tuple(w[1] for w in written),
+        offsets=tuple(w[2] for w in written),
+        entries=tally.n,
+        classes=(),
+        known_bytes=tally.known_bytes,
+        known_count=tally.known_count,
+        missing_fingerprints=tally.missing,
+        peak_lines_bytes=sum(s.peak for s in sorters),
+        lines=lineno,
+        index_piece=keys,
+    )
+
+
+def first_problem(lst: str, parts: Sequence[PartListing]) -> ListFileError | None:
+    """The first bad line of the whole `.lst` (parts in any order), numbered in the file."""
+    before = 0
+    for part in sorted(parts, key=lambda p: p.part):
+        if part.problem is not None:
+            line, problem = part.problem
+            return ListFileError(lst, before + line, problem)
+        before += part.lines
+    return None
+
+
+def index_check_tasks_for(entries: int) -> int:
+    """Duplicate-index task runs for a `.lst` of `entries`: one per
+    `ENTRIES_PER_INDEX_CHECK`, at least 1 and at most `INDEX_CHECK_TASKS`."""
+    return max(1, min(INDEX_CHECK_TASKS, -(-entries // ENTRIES_PER_INDEX_CHECK)))
+
+
+def index_ranges(parts: Sequence[PartListing], tasks: int) -> list[tuple[IndexRange, ...]]:
+    """Per check task, its range of buckets in every part's index piece (parts in any
+    order; each range carries the lines before its part)."""
+    if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
+        raise ValueError(f"tasks must be an integer >= 1, got {tasks!r}")
+    ordered = sorted(parts, key=lambda p: p.part)
+    line_offsets = np.concatenate([[0], np.cumsum([p.lines for p in ordered])]).tolist()
+    bounds = [BUCKETS * i // tasks for i in range(tasks + 1)]
+    out = []
+    for b0, b1 in zip(bounds, bounds[1:], strict=False):
+        ranges = []
+        for part, lines_before in zip(ordered, line_offsets, strict=False):
+            piece = part.index_piece
+            if piece is not None and piece.offsets[b1] > piece.offsets[b0]:
+                start, stop = int(piece.offsets[b0]), int(piece.offsets[b1])
+                ranges.append(IndexRange(piece.url, start, stop, int(lines_before)))
+        out.append(tuple(ranges))
+    return out
+
+
+def find_duplicate_index(
+    ranges: Sequence[IndexRange], storage_options: StorageOptions = None
+) -> tuple[int, int, int] | None:
+    """`(line, index, first line)` of the earliest line (in the whole file) whose index an
+    earlier line has, among the indexes of `ranges`; None when they are all distinct."""
+    datas = read_ranges([PieceRange(r.url, r.start, r.stop) for r in ranges], storage_options)
+    if not datas:
+        return None
+    index_parts, line_parts = [], []
+    for r, data in zip(ranges, datas, strict=True):
+        if len(data) != r.stop - r.start:
+            raise ValueError(
+                f"{r.url}: expected {r.stop - r.start} bytes at {r.start}, got {len(data)} "
+                "(the listing's index piece changed or was cut short)"
+            )
+        records = np.frombuffer(data, dtype=INDEX_RECORD)
+        index_parts.append(records["index"])
+        line_parts.append(records["line"] + np.uint64(r.line_offset))
+    indexes, lines = np.concatenate(index_parts), np.concatenate(line_parts)
+    order = np.lexsort((lines, indexes))
+    indexes, lines = indexes[order], lines[order]
+    same = indexes[1:] == indexes[:-1]  # same[j]: record j + 1 repeats record j's index
+    if not same.any():
+        return None
+    second = same & ~np.concatenate([[False], same[:-1]])  # j + 1 is its index's second line
+    at = np.flatnonzero(second)
+    j = int(at[np.argmin(lines[at + 1])])
+    return int(lines[j + 1]), int(indexes[j]), int(lines[j])
