@@ -4,20 +4,25 @@ list parts (mapped) -> plan groups of shards (in the flow, from per-bucket count
 groups (mapped; each packs, validates and keeps its shards one by one, and writes its images'
 hashes to quality pieces) -> find duplicates (mapped over bucket ranges) -> manifest -> report.
 
-The flow process holds per-part, per-bucket, per-class and per-shard numbers, never a list of
-images: the listing tasks stream each image to piece files under the run's staging folder
-(`OUTPUT/.recflow/listing/<flow run>/`, removed when the run ends) and the pack tasks read
-back only their own shards' records. Task runs: at most `MAX_LIST_PARTS` (128) listing runs,
-`MAX_PACK_GROUPS` (1,800) pack runs, `QUALITY_TASKS` (64) duplicate runs (one per 500k
-images, `quality_tasks_for`) and the manifest's: at most 1,993, whatever the size of the
-source. The shards, their names and bytes, and the manifest's duplicate and near-duplicate
-groups are the in-memory build's (`flows/build_plan.py`), so switching `streaming` on or off
-reuses every finished shard.
+The parts are runs of top-level folders of SOURCE, or with `lst`, byte ranges of that `.lst`
+(`recordio_core.building.stream_lst`), whose first bad line or repeated index (found by
+`check_indexes_task`, mapped over index buckets) stops the build before packing, as reading
+the whole `.lst` does. The flow process holds per-part, per-bucket, per-label and per-shard
+numbers, never a list of images: the listing tasks stream each image to piece files under the
+run's staging folder (`OUTPUT/.recflow/listing/<flow run>/`, removed when the run ends) and
+the pack tasks read back only their own shards' records. Task runs: at most `MAX_LIST_PARTS`
+(128) listing runs (for a `.lst`, at most 112 parts and 16 index checks), `MAX_PACK_GROUPS`
+(1,800) pack runs, `QUALITY_TASKS` (64) duplicate runs (one per 500k images,
+`quality_tasks_for`) and the manifest's: at most 1,993, whatever the size of the source. The
+shards, their names and bytes, and the manifest's duplicate and near-duplicate groups are the
+in-memory build's (`flows/build_plan.py`), so switching `streaming` on or off reuses every
+finished shard.
 
-Not here (the parameters refuse them up front): a `.lst` source, `split_method='im2rec'`,
-`record_order='listing'`, `dedupe='drop'`. The summary's contact sheet is drawn from the
-first shards' `.lst` read back (`build_report.sheet_of_shards`), and a dry run lists and plans
-(shards, groups, task runs) without decoding a sample.
+Not here (the parameters refuse them up front): `split_method='im2rec'`,
+`record_order='listing'`, `dedupe='drop'`. The summary's records per label are what the pack
+groups packed (not counted past 10,000 distinct first labels); its contact sheet is drawn
+from the first shards' `.lst` read back (`build_report.sheet_of_shards`), and a dry run lists
+and plans (shards, groups, task runs) without decoding a sample.
 """
 
 from __future__ import annotations
@@ -41,7 +46,13 @@ from prefect.runtime import flow_run
 from recordio_core.building.plan import auto_records_per_shard
 from recordio_core.building.quality import QualityReport
 from recordio_core.building.split import stable_split_names
-from recordio_core.building.stream_list import MAX_LIST_PARTS, plan_list_parts
+from recordio_core.building.stream_list import MAX_LIST_PARTS, PartListing, plan_list_parts
+from recordio_core.building.stream_lst import (
+    first_problem,
+    index_check_tasks_for,
+    index_ranges,
+    plan_lst_parts,
+)
 from recordio_core.building.stream_pack import MAX_LABEL_VALUES
 from recordio_core.building.stream_plan import GroupJob, MergedListing, merge_parts, plan_groups
 from recordio_core.building.stream_quality import (
@@ -49,6 +60,7 @@ from recordio_core.building.stream_quality import (
     near_groups_from_pairs,
     quality_tasks_for,
 )
+from recordio_core.format.errors import ListFileError
 from recordio_core.format.manifest import Manifest, RejectEntry
 from recordio_core.storage.fsio import get_fs, join_url
 from recordio_flow.flows.build_options import (
@@ -72,7 +84,14 @@ from recordio_flow.tasks.report import (
     build_summary,
     label_key,
 )
-from recordio_flow.tasks.stream import GroupResult, list_part_task, pack_group_task, quality_task
+from recordio_flow.tasks.stream import (
+    GroupResult,
+    check_indexes_task,
+    list_lst_part_task,
+    list_part_task,
+    pack_group_task,
+    quality_task,
+)
 
 MAX_PACK_GROUPS = 1_800  # pack task runs per build, at most
 STAGING_FOLDER = ".recflow/listing"
@@ -120,7 +139,33 @@ def _remove(staging: str, options: dict[str, Any] | None, on_output: bool) -> No
 def _list(
     p: BuildParameters, staging: str, staging_options: dict[str, Any] | None, logger: Any
 ) -> tuple[MergedListing, int]:
-    """List every part (mapped over the task runner) and merge their counts."""
+    """List every part (mapped over the task runner) and merge their counts; the listing
+    task runs it took."""
+    if p.lst is not None:
+        listings, runs = _list_lst(p, staging, staging_options)
+    else:
+        listings, runs = _list_folders(p, staging, staging_options)
+    names = [split for _, split in stable_split_names(p.train_ratio, p.test_ratio)]
+    merged = merge_parts(listings, names)
+    if not merged.entries:
+        raise no_images_error(p)
+    if p.lst is not None:
+        logger.info("read %d entries from %s in %d parts", merged.entries, p.lst, len(listings))
+    else:
+        logger.info(
+            "found %d images in %d classes under %s in %d parts%s",
+            merged.entries,
+            len(merged.class_map),
+            p.source,
+            len(listings),
+            f" ({len(merged.skipped)} skipped)" if merged.skipped else "",
+        )
+    return merged, runs
+
+
+def _list_folders(
+    p: BuildParameters, staging: str, staging_options: dict[str, Any] | None
+) -> tuple[list[PartListing], int]:
     parts = plan_list_parts(
         p.source, recursive=p.recursive, storage_options=p.source_options, max_parts=MAX_LIST_PARTS
     )
@@ -137,19 +182,43 @@ def _list(
         source_options=unmapped(p.source_options),
         staging_options=unmapped(staging_options),
     )
-    names = [split for _, split in stable_split_names(p.train_ratio, p.test_ratio)]
-    merged = merge_parts([f.result() for f in futures], names)
-    if not merged.entries:
-        raise no_images_error(p)
-    logger.info(
-        "found %d images in %d classes under %s in %d parts%s",
-        merged.entries,
-        len(merged.class_map),
-        p.source,
-        len(parts),
-        f" ({len(merged.skipped)} skipped)" if merged.skipped else "",
+    return [f.result() for f in futures], len(parts)
+
+
+def _list_lst(
+    p: BuildParameters, staging: str, staging_options: dict[str, Any] | None
+) -> tuple[list[PartListing], int]:
+    """The `.lst`'s parts (mapped), then its first bad line or repeated index, if any, as
+    the `ListFileError` reading it whole raises (`recordio_core.building.stream_lst`)."""
+    lst = str(p.lst)
+    parts = plan_lst_parts(lst, p.source_options)
+    futures = list_lst_part_task.map(
+        parts,
+        lst=unmapped(lst),
+        source=unmapped(p.source),
+        staging=unmapped(staging),
+        label_width=unmapped(p.label_width),
+        allow_outside_root=unmapped(p.allow_outside_root),
+        train_ratio=unmapped(p.train_ratio),
+        test_ratio=unmapped(p.test_ratio),
+        salt=unmapped(p.split_salt),
+        seed=unmapped(p.seed),
+        source_options=unmapped(p.source_options),
+        staging_options=unmapped(staging_options),
     )
-    return merged, len(parts)
+    listings = [f.result() for f in futures]
+    problem = first_problem(lst, listings)
+    if problem is not None:
+        raise problem
+    ranges = index_ranges(listings, index_check_tasks_for(sum(x.entries for x in listings)))
+    checks = check_indexes_task.map(
+        ranges, number=list(range(len(ranges))), storage_options=unmapped(staging_options)
+    )
+    found = [r for f in checks if (r := f.result()) is not None]
+    if found:
+        line, index, first = min(found)
+        raise ListFileError(lst, line, f"duplicate index {index} (first seen on line {first})")
+    return listings, len(parts) + len(ranges)
 
 
 def _plan(p: BuildParameters, merged: MergedListing, logger: Any) -> list[GroupJob]:
@@ -370,7 +439,7 @@ def _dry_run_summary(
         "classes": len(merged.class_map),
         "splits": splits,
         "shards": sum(len(g.shards) for g in groups),
-        "listing_tasks": parts,
+        "listing_tasks": parts,  # a .lst's index checks included
         "pack_groups": len(groups),
         # + the duplicate runs (at most; fewer when buckets are empty) and the manifest's
         "task_runs": parts + len(groups) + quality_tasks_for(merged.entries) + 1,

@@ -202,7 +202,6 @@ class BuildParameters(BaseModel):
         wrong = [
             f"{name}={getattr(self, name)!r} (needs {want!r})"
             for name, want in (
-                ("lst", None),
                 ("split_method", "stable"),
                 ("record_order", "hash"),
                 ("dedupe", "none"),
@@ -211,8 +210,8 @@ class BuildParameters(BaseModel):
         ]
         if wrong:
             raise ValueError(
-                "streaming lists a folder in parts and splits and orders each image by its own "
-                "hash; it cannot take " + ", ".join(wrong)
+                "streaming lists the source (or the .lst) in parts and splits and orders each "
+                "image by its own hash; it cannot take " + ", ".join(wrong)
             )
 
     @property

@@ -4,7 +4,10 @@ one group of shards.
 `list_part_task` streams a part's images to piece files under the run's staging folder
 (`recordio_core.building.stream_list`) and returns per-bucket counts only. It lists in a child
 process (from the forkserver the pack workers use), so concurrent listing tasks on the thread
-pool use every core; inside a Dask worker, in the worker itself.
+pool use every core; inside a Dask worker, in the worker itself. With a `.lst` source,
+`list_lst_part_task` does the same for a byte range of the `.lst`
+(`recordio_core.building.stream_lst`), and `check_indexes_task` looks for a repeated index in
+one range of the index buckets those parts wrote.
 
 `pack_group_task` packs a group of consecutive shards of one split, one after the other, in
 one task run (so 100 M images are at most 1,800 task runs, not 100,000), in a child process
@@ -43,7 +46,14 @@ from recordio_core.building.stream_list import (
     ListPart,
     PartListing,
     filesystem_classes,
-    list_part_elsewhere,
+    list_part,
+    with_filesystems,
+)
+from recordio_core.building.stream_lst import (
+    IndexRange,
+    LstPart,
+    find_duplicate_index,
+    list_lst_part,
 )
 from recordio_core.building.stream_pack import GroupPacker, pack_prepared, prepare_group
 from recordio_core.building.stream_plan import GroupJob, PieceRange
@@ -114,8 +124,9 @@ def list_part_task(
     must see images added since the last run)."""
     start = time.perf_counter()
     listing = _in_process(
-        list_part_elsewhere,
+        with_filesystems,
         filesystem_classes(source, staging),
+        list_part,
         source,
         part,
         staging,
@@ -139,6 +150,86 @@ def list_part_task(
         time.perf_counter() - start,
     )
     return listing
+
+
+@task(
+    name="list-lst-part",
+    task_run_name="list {lst} {part.label}",
+    cache_policy=NO_CACHE,
+    **RETRY_OPTIONS,
+)
+def list_lst_part_task(
+    part: LstPart,
+    *,
+    lst: str,
+    source: str,
+    staging: str,
+    label_width: int,
+    allow_outside_root: bool,
+    train_ratio: float,
+    test_ratio: float,
+    salt: str,
+    seed: int,
+    source_options: dict[str, Any] | None = None,
+    staging_options: dict[str, Any] | None = None,
+) -> PartListing:
+    """Parse one byte range of the `.lst` into its pieces under `staging`, in a child process
+    as `list_part_task` (never cached: the source's files may have changed). A bad line is
+    returned (`PartListing.problem`), for the flow to number in the whole file."""
+    start = time.perf_counter()
+    listing = _in_process(
+        with_filesystems,
+        filesystem_classes(lst, source, staging),
+        list_lst_part,
+        lst,
+        source,
+        part,
+        staging,
+        label_width=label_width,
+        allow_outside_root=allow_outside_root,
+        train_ratio=train_ratio,
+        test_ratio=test_ratio,
+        salt=salt,
+        seed=seed,
+        storage_options=resolve_options(source, source_options),
+        lst_storage_options=resolve_options(lst, source_options),
+        staging_options=resolve_options(staging, staging_options),
+        shared=_shareable(lst, source, staging),
+    )
+    run_logger().info(
+        "%s: %d lines, %d entries%s in %.1fs",
+        part.label,
+        listing.lines,
+        listing.entries,
+        "" if listing.problem is None else f" (a bad line: {listing.problem[1]})",
+        time.perf_counter() - start,
+    )
+    return listing
+
+
+@task(
+    name="check-indexes",
+    task_run_name="indexes {number}",
+    cache_policy=NO_CACHE,
+    **RETRY_OPTIONS,
+)
+def check_indexes_task(
+    ranges: tuple[IndexRange, ...],
+    *,
+    number: int = 0,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[int, int, int] | None:
+    """The earliest line repeating an index among one range of index buckets
+    (`recordio_core.building.stream_lst.find_duplicate_index`), in a child process."""
+    if not ranges:
+        return None
+    url = ranges[0].url
+    return _in_process(
+        find_duplicate_index,
+        ranges,
+        resolve_options(url, storage_options),
+        shared=_shareable(url),
+    )
 
 
 @task(

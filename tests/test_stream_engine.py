@@ -777,7 +777,6 @@ def test_a_damaged_kept_result_is_none(tmp_path: Path, damage: bytes) -> None:
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
-        ({"lst": "/data/images.lst"}, "lst="),
         ({"split_method": "im2rec"}, "split_method="),
         ({"record_order": "listing"}, "record_order="),
         ({"dedupe": "drop"}, "dedupe="),

@@ -517,3 +517,67 @@ def test_streaming_takes_memory_urls_as_the_in_memory_build_does(
         assert state.is_completed(), state.message
     finally:
         fs.rm(base, recursive=True)
+
+
+# --------------------------------------------------------------------------- a .lst source
+def user_lst(source: Path, path: Path, extra: str = "") -> Path:
+    """A `.lst` of the source's images as a user writes one: shuffled indexes, two labels
+    (the second with more decimals than `%f` keeps), CRLF line ends, one path twice."""
+    import random
+
+    from recordio_core.building.listing import list_images
+    from recordio_core.format.lst import LstEntry, format_lst
+
+    entries = list(list_images(str(source), recursive=True).entries)
+    entries.append(entries[0])
+    keys = list(range(100, 100 + len(entries)))
+    random.Random(4).shuffle(keys)
+    text = format_lst(
+        LstEntry(k, (e.label, e.label / 7), e.path) for k, e in zip(keys, entries, strict=True)
+    )
+    path.write_bytes((text + extra).replace("\n", "\r\n").encode())
+    return path
+
+
+def test_a_lst_source_streams_to_the_in_memory_build_byte_for_byte(
+    source: Path, tmp_path: Path
+) -> None:
+    lst = user_lst(source, tmp_path / "user.lst")
+    kw = {**KW, "lst": str(lst), "label_width": 2}
+    a = build(source, tmp_path / "mem", **kw)
+    state = build_state(source, tmp_path / "str", streaming=True, **kw)
+    b = state.result()
+    assert dataset_files(tmp_path / "str") == dataset_files(tmp_path / "mem")
+    ma, mb = manifest_doc(tmp_path / "mem"), manifest_doc(tmp_path / "str")
+    assert {k: v for k, v in mb.items() if k not in ("parameters", "tools")} == {
+        k: v for k, v in ma.items() if k not in ("parameters", "tools")
+    }
+    for key in ("records", "rejects", "images_listed", "bytes", "splits", "quality", "shards"):
+        assert b[key] == a[key], key
+    assert b["quality"]["duplicate_groups"] >= 1  # the path listed twice
+    assert no_staging_left(tmp_path / "str")
+    kinds = task_kinds(task_runs(state.state_details.flow_run_id))
+    assert kinds["list_lst_part_task"] >= 1 and kinds["check_indexes_task"] == 1
+    assert not kinds["list_part_task"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ("100\t0.000000\t0.000000\tcats/again.jpg\n", "duplicate index 100 (first seen on line"),
+        ("7\t1.000000\tcats/one-label.jpg\n", "label_width=2 but the line has 1"),
+    ],
+    ids=["repeated-index", "bad-line"],
+)
+def test_a_bad_lst_fails_before_packing_as_in_memory(
+    source: Path, tmp_path: Path, extra: str, says: str
+) -> None:
+    lst = user_lst(source, tmp_path / "bad.lst", extra)
+    kw = {**ALL, "lst": str(lst), "label_width": 2}
+    mem = build_state(source, tmp_path / "mem", **kw)
+    streamed = build_state(source, tmp_path / "str", streaming=True, **kw)
+    assert mem.is_failed() and streamed.is_failed()
+    error = str(streamed.result(raise_on_failure=False))
+    assert error == str(mem.result(raise_on_failure=False)) and says in error
+    assert error.startswith(f"{lst}:")  # the file and the line
+    assert not shard_files(tmp_path / "str") and no_staging_left(tmp_path / "str")

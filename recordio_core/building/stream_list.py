@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 import numpy as np
@@ -56,6 +56,7 @@ MAX_LIST_PARTS = 128  # listing tasks per build, at most
 MIN_LIST_PARTS = 8  # ... and at least (where there are as many folders): concurrency
 ENTRIES_PER_PART = 500_000  # what a listing task aims at: 8 parts for 1.28 M, 128 for 100 M
 BUCKETS = 1 << BUCKET_BITS
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ class Tally:
 
 def filesystem_classes(*urls: str) -> dict[str, str]:
     """`{protocol: "module.Class"}` of the fsspec filesystems of `urls`, for
-    `list_part_elsewhere` in another process (which then knows one registered at run time,
+    `with_filesystems` in another process (which then knows one registered at run time,
     a user's own filesystem, too)."""
     out = {}
     for url in urls:
@@ -319,12 +320,12 @@ def filesystem_classes(*urls: str) -> dict[str, str]:
     return out
 
 
-def list_part_elsewhere(classes: dict[str, str], *args: Any, **kwargs: Any) -> PartListing:
-    """`list_part(*args, **kwargs)` in a child process, the parent's filesystems
+def with_filesystems(classes: dict[str, str], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` (a listing, in a child process), the parent's filesystems
     (`filesystem_classes`) registered first where this process lacks them."""
     for protocol, impl in classes.items():
         try:
             fsspec.get_filesystem_class(protocol)
         except (ValueError, ImportError):
             fsspec.register_implementation(protocol, impl, clobber=True)
-    return list_part(*args, **kwargs)
+    return fn(*args, **kwargs)
