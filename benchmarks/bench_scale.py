@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_scale.py --part synthetic        # 100 M entries, dry run
     .venv/bin/python benchmarks/bench_scale.py --part synthetic --full # 2 M entries, packed
     .venv/bin/python benchmarks/bench_scale.py --part files            # 1,281,167 files
+    .venv/bin/python benchmarks/bench_scale.py --part files --lst      # ... from a .lst
     .venv/bin/python benchmarks/bench_scale.py --entries 200000 --no-streaming --files 20000
 
 **synthetic**: the flow itself (`recordio_flow.flows.build.build_dataset`), called in a child
@@ -33,6 +34,11 @@ to get a packed dataset from the folder:
 - the library path: `recflow im2rec PREFIX ROOT --list --recursive` (the walk and the `.lst`)
   followed by `recflow im2rec PREFIX ROOT --pass-through --num-thread T` (the pack); the sum of
   both commands' wall times is what is compared.
+
+With `--lst` both start from a user's `.lst` instead: the one `recflow im2rec --list
+--recursive` writes for ROOT (shuffled indexes; made once, cached in --workdir), packed by
+`recflow build ROOT OUT --pass-through --streaming --lst L` against `recflow im2rec PREFIX ROOT
+--pass-through` of it (copied in as PREFIX.lst).
 
 Peak RSS comes from bench_pipeline's wrapper (VmHWM of the command's own process, and the
 largest among its children, e.g. the Prefect API server). The ratio flow / library is the
@@ -346,10 +352,40 @@ def run_library(root: Path, work: Path, env: dict[str, str], threads: int) -> di
     }
 
 
-def run_flow_command(root: Path, work: Path, env: dict[str, str], flag: str) -> dict[str, Any]:
+def make_lst(root: Path, work: Path, env: dict[str, str]) -> Path:
+    """The `.lst` `recflow im2rec --list --recursive` writes for `root` (shuffled indexes, as
+    im2rec.py's), made once and cached: where `--lst` runs start from."""
+    lst = work / f"{root.name}-im2rec.lst"
+    if not lst.exists():
+        prefix = work / f"{root.name}-listing"
+        _ours(["im2rec", str(prefix), str(root), "--list", "--recursive"], work / "lst.log", env)
+        os.replace(f"{prefix}.lst", lst)
+    return lst
+
+
+def run_library_from_lst(
+    root: Path, work: Path, env: dict[str, str], threads: int, lst: Path
+) -> dict[str, Any]:
+    """`recflow im2rec --pass-through` of a user's `.lst` (copied in as PREFIX.lst)."""
+    out = work / "out-im2rec"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    prefix = str(out / "data")
+    shutil.copyfile(lst, prefix + ".lst")
+    pack_args = ["im2rec", prefix, str(root), "--pass-through", "--num-thread", str(threads)]
+    packed = _ours(pack_args, work / "im2rec.log", env)
+    packed["records"] = count_records(Path(prefix + ".idx"))
+    shutil.rmtree(out, ignore_errors=True)
+    return packed
+
+
+def run_flow_command(
+    root: Path, work: Path, env: dict[str, str], flag: str, lst: Path | None = None
+) -> dict[str, Any]:
     out = work / "out-build"
     shutil.rmtree(out, ignore_errors=True)
     args = ["build", str(root), str(out), "--pass-through", *([flag] if flag else [])]
+    args += ["--lst", str(lst)] if lst is not None else []
     res = _ours(args, work / "build.log", env)
     manifest = json.loads((out / "manifest.json").read_text())
     res["records"] = sum(s["records"] for s in manifest["splits"].values())
@@ -362,13 +398,22 @@ def run_files(args: argparse.Namespace, work: Path, streaming: bool) -> dict[str
     env = _prefect_env(work, quiet=False)
     run_cat(root, work)  # warm-ups: the page cache, the Prefect database, bytecode caches
     run_build(make_class_files(work, 200), work, env)
+    lst = make_lst(root, work, env) if args.lst else None
     flow = "recflow build --streaming" if streaming else "recflow build"
-    runs = {flow: lambda: run_flow_command(root, work, env, "--streaming" if streaming else "")}
+    flow += " --lst" if lst is not None else ""
+    runs = {
+        flow: lambda: run_flow_command(root, work, env, "--streaming" if streaming else "", lst)
+    }
     if args.compare_memory_path:
         runs["recflow build --no-streaming"] = lambda: run_flow_command(
-            root, work, env, "--no-streaming" if streaming else ""
+            root, work, env, "--no-streaming" if streaming else "", lst
         )
-    runs["recflow im2rec --list + pack"] = lambda: run_library(root, work, env, args.num_thread)
+    if lst is None:
+        library = "recflow im2rec --list + pack"
+        runs[library] = lambda: run_library(root, work, env, args.num_thread)
+    else:
+        library = "recflow im2rec pack of the .lst"
+        runs[library] = lambda: run_library_from_lst(root, work, env, args.num_thread, lst)
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
     for rnd in range(args.rounds):
         print(f"\nround {rnd + 1} ({args.files:,} files, {os.cpu_count()} cores)", flush=True)
@@ -383,12 +428,12 @@ def run_files(args: argparse.Namespace, work: Path, streaming: bool) -> dict[str
                 f"  {res['records']} records",
                 flush=True,
             )
-    return {"files": args.files, "flow": flow, "runs": results}
+    return {"files": args.files, "flow": flow, "library": library, "runs": results}
 
 
 def print_files(res: dict[str, Any]) -> None:
     best = {name: min(r["wall"] for r in rs) for name, rs in res["runs"].items()}
-    library = best["recflow im2rec --list + pack"]
+    library = best[res["library"]]
     print(f"\n== files: {res['files']:,} files, fastest of rounds")
     for name, wall in best.items():
         print(f"  {name:32s} {wall:8.1f} s  {wall / library:5.2f}x the library")
@@ -418,6 +463,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--files", type=int, default=IMAGENET)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument(
+        "--lst",
+        action="store_true",
+        help="files: both start from the .lst im2rec --list writes (made once): "
+        "recflow build --lst against recflow im2rec's packing of it",
+    )
     ap.add_argument("--num-thread", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--compare-memory-path", action="store_true")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "recflow-scale"))
