@@ -1,28 +1,33 @@
 """The build flow with `streaming=True`: for sources of millions of images.
 
-list parts (mapped) -> plan groups of shards (in the flow, from per-bucket counts) -> pack
-groups (mapped; each packs, validates and keeps its shards one by one, and writes its images'
-hashes to quality pieces) -> find duplicates (mapped over bucket ranges) -> manifest -> report.
+list parts (mapped) -> (dedupe: find copies, mapped over size buckets) -> plan groups of
+shards (in the flow, from per-bucket counts) -> pack groups (mapped; each packs, validates and
+keeps its shards one by one, and writes its images' hashes to quality pieces) -> find
+duplicates (mapped over bucket ranges) -> manifest -> report.
 
-The parts are runs of top-level folders of SOURCE, or with `lst`, byte ranges of that `.lst`
-(`recordio_core.building.stream_lst`), whose first bad line or repeated index (found by
-`check_indexes_task`, mapped over index buckets) stops the build before packing, as reading
-the whole `.lst` does. The flow process holds per-part, per-bucket, per-label and per-shard
-numbers, never a list of images: the listing tasks stream each image to piece files under the
-run's staging folder (`OUTPUT/.recflow/listing/<flow run>/`, removed when the run ends) and
-the pack tasks read back only their own shards' records. Task runs: at most `MAX_LIST_PARTS`
-(128) listing runs (for a `.lst`, at most 112 parts and 16 index checks), `MAX_PACK_GROUPS`
-(1,800) pack runs, `QUALITY_TASKS` (64) duplicate runs (one per 500k images,
-`quality_tasks_for`) and the manifest's: at most 1,993, whatever the size of the source. The
-shards, their names and bytes, and the manifest's duplicate and near-duplicate groups are the
-in-memory build's (`flows/build_plan.py`), so switching `streaming` on or off reuses every
-finished shard.
+The steps before planning live in `flows/build_stream_list.py`. The parts are runs of
+top-level folders of SOURCE, or with `lst`, byte ranges of that `.lst`
+(`recordio_core.building.stream_lst`), whose first bad line or repeated index stops the build
+before packing, as reading the whole `.lst` does. With `dedupe="drop"` the copies are found
+bucket by bucket of file size (`recordio_core.building.stream_dedupe`) and each pack group
+leaves out those of its buckets. The flow process holds per-part, per-bucket, per-label and
+per-shard numbers (and the copies dropped), never a list of images: the listing tasks stream
+each image to piece files under the run's staging folder (`OUTPUT/.recflow/listing/<flow
+run>/`, removed when the run ends) and the pack tasks read back only their own shards'
+records. Task runs: at most `MAX_LIST_PARTS` (128) listing runs (for a `.lst`, at most 112
+parts and 16 index checks), `MAX_PACK_GROUPS` (1,800) pack runs (less one per copy-finding
+run with `dedupe="drop"`: up to 64), `QUALITY_TASKS` (64) duplicate runs (one per 500k
+images, `quality_tasks_for`) and the manifest's: at most 1,993, whatever the size of the
+source. The shards, their names and bytes, the rejects and the manifest's duplicate and
+near-duplicate groups are the in-memory build's (`flows/build_plan.py`), so switching
+`streaming` on or off reuses every finished shard.
 
 Not here (the parameters refuse them up front): `split_method='im2rec'`,
-`record_order='listing'`, `dedupe='drop'`. The summary's records per label are what the pack
-groups packed (not counted past 10,000 distinct first labels); its contact sheet is drawn
-from the first shards' `.lst` read back (`build_report.sheet_of_shards`), and a dry run lists
-and plans (shards, groups, task runs) without decoding a sample.
+`record_order='listing'`. The summary's records per label are what the pack groups packed
+(not counted past 10,000 distinct first labels); its contact sheet is drawn from the first
+shards' `.lst` read back (`build_report.sheet_of_shards`), and a dry run lists and plans
+(shards, groups, task runs; with `dedupe="drop"` it hashes what the dedupe hashes) without
+decoding a sample.
 """
 
 from __future__ import annotations
@@ -45,22 +50,14 @@ from prefect.runtime import flow_run
 
 from recordio_core.building.plan import auto_records_per_shard
 from recordio_core.building.quality import QualityReport
-from recordio_core.building.split import stable_split_names
-from recordio_core.building.stream_list import MAX_LIST_PARTS, PartListing, plan_list_parts
-from recordio_core.building.stream_lst import (
-    first_problem,
-    index_check_tasks_for,
-    index_ranges,
-    plan_lst_parts,
-)
+from recordio_core.building.stream_dedupe import Copies, with_drops
 from recordio_core.building.stream_pack import MAX_LABEL_VALUES
-from recordio_core.building.stream_plan import GroupJob, MergedListing, merge_parts, plan_groups
+from recordio_core.building.stream_plan import GroupJob, MergedListing, plan_groups
 from recordio_core.building.stream_quality import (
     bucket_ranges,
     near_groups_from_pairs,
     quality_tasks_for,
 )
-from recordio_core.format.errors import ListFileError
 from recordio_core.format.manifest import Manifest, RejectEntry
 from recordio_core.storage.fsio import get_fs, join_url
 from recordio_flow.flows.build_options import (
@@ -68,7 +65,6 @@ from recordio_flow.flows.build_options import (
     pack_options,
     workers_per_shard,
 )
-from recordio_flow.flows.build_plan import no_images_error
 from recordio_flow.flows.build_report import (
     check_rejects,
     publish_shards,
@@ -76,6 +72,7 @@ from recordio_flow.flows.build_report import (
     sheet_of_shards,
     write_dataset,
 )
+from recordio_flow.flows.build_stream_list import drop_copies, list_parts
 from recordio_flow.flows.param_types import MAX_STREAM_SHARDS
 from recordio_flow.flows.params import BuildParameters
 from recordio_flow.tasks.plan import effective_records_per_shard
@@ -86,9 +83,6 @@ from recordio_flow.tasks.report import (
 )
 from recordio_flow.tasks.stream import (
     GroupResult,
-    check_indexes_task,
-    list_lst_part_task,
-    list_part_task,
     pack_group_task,
     quality_task,
 )
@@ -103,12 +97,13 @@ def run_stream_build(p: BuildParameters) -> dict[str, Any]:
     start = time.perf_counter()
     staging, staging_options = _staging(p)
     try:
-        merged, parts = _list(p, staging, staging_options, logger)
-        groups = _plan(p, merged, logger)
+        merged, listings, runs = list_parts(p, staging, staging_options, logger)
+        copies = drop_copies(p, merged, listings, staging, staging_options, logger)
+        groups = _plan(p, with_drops(merged, copies), logger, MAX_PACK_GROUPS - len(copies))
         if p.dry_run:
-            return _dry_run_summary(p, merged, groups, parts, start)
+            return _dry_run_summary(p, merged, groups, runs, copies, start)
         done = _pack(p, groups, staging, logger, start)
-        return _commit(p, merged, groups, done, start, logger)
+        return _commit(p, merged, groups, done, copies, start, logger)
     finally:
         _remove(staging, staging_options, on_output=not _stages_locally(p))
 
@@ -136,96 +131,13 @@ def _remove(staging: str, options: dict[str, Any] | None, on_output: bool) -> No
                 fs.rmdir(path.rstrip("/").rpartition("/")[0])
 
 
-def _list(
-    p: BuildParameters, staging: str, staging_options: dict[str, Any] | None, logger: Any
-) -> tuple[MergedListing, int]:
-    """List every part (mapped over the task runner) and merge their counts; the listing
-    task runs it took."""
-    if p.lst is not None:
-        listings, runs = _list_lst(p, staging, staging_options)
-    else:
-        listings, runs = _list_folders(p, staging, staging_options)
-    names = [split for _, split in stable_split_names(p.train_ratio, p.test_ratio)]
-    merged = merge_parts(listings, names)
-    if not merged.entries:
-        raise no_images_error(p)
-    if p.lst is not None:
-        logger.info("read %d entries from %s in %d parts", merged.entries, p.lst, len(listings))
-    else:
-        logger.info(
-            "found %d images in %d classes under %s in %d parts%s",
-            merged.entries,
-            len(merged.class_map),
-            p.source,
-            len(listings),
-            f" ({len(merged.skipped)} skipped)" if merged.skipped else "",
-        )
-    return merged, runs
-
-
-def _list_folders(
-    p: BuildParameters, staging: str, staging_options: dict[str, Any] | None
-) -> tuple[list[PartListing], int]:
-    parts = plan_list_parts(
-        p.source, recursive=p.recursive, storage_options=p.source_options, max_parts=MAX_LIST_PARTS
-    )
-    futures = list_part_task.map(
-        parts,
-        source=unmapped(p.source),
-        staging=unmapped(staging),
-        recursive=unmapped(p.recursive),
-        exts=unmapped(tuple(p.exts)),
-        train_ratio=unmapped(p.train_ratio),
-        test_ratio=unmapped(p.test_ratio),
-        salt=unmapped(p.split_salt),
-        seed=unmapped(p.seed),
-        source_options=unmapped(p.source_options),
-        staging_options=unmapped(staging_options),
-    )
-    return [f.result() for f in futures], len(parts)
-
-
-def _list_lst(
-    p: BuildParameters, staging: str, staging_options: dict[str, Any] | None
-) -> tuple[list[PartListing], int]:
-    """The `.lst`'s parts (mapped), then its first bad line or repeated index, if any, as
-    the `ListFileError` reading it whole raises (`recordio_core.building.stream_lst`)."""
-    lst = str(p.lst)
-    parts = plan_lst_parts(lst, p.source_options)
-    futures = list_lst_part_task.map(
-        parts,
-        lst=unmapped(lst),
-        source=unmapped(p.source),
-        staging=unmapped(staging),
-        label_width=unmapped(p.label_width),
-        allow_outside_root=unmapped(p.allow_outside_root),
-        train_ratio=unmapped(p.train_ratio),
-        test_ratio=unmapped(p.test_ratio),
-        salt=unmapped(p.split_salt),
-        seed=unmapped(p.seed),
-        source_options=unmapped(p.source_options),
-        staging_options=unmapped(staging_options),
-    )
-    listings = [f.result() for f in futures]
-    problem = first_problem(lst, listings)
-    if problem is not None:
-        raise problem
-    ranges = index_ranges(listings, index_check_tasks_for(sum(x.entries for x in listings)))
-    checks = check_indexes_task.map(
-        ranges, number=list(range(len(ranges))), storage_options=unmapped(staging_options)
-    )
-    found = [r for f in checks if (r := f.result()) is not None]
-    if found:
-        line, index, first = min(found)
-        raise ListFileError(lst, line, f"duplicate index {index} (first seen on line {first})")
-    return listings, len(parts) + len(ranges)
-
-
-def _plan(p: BuildParameters, merged: MergedListing, logger: Any) -> list[GroupJob]:
+def _plan(
+    p: BuildParameters, merged: MergedListing, logger: Any, max_groups: int = MAX_PACK_GROUPS
+) -> list[GroupJob]:
     asked = p.records_per_shard or auto_records_per_shard(merged.known_bytes, merged.known_count)
     sizes = [s.total for s in merged.splits]
     rps = effective_records_per_shard(sizes, asked, MAX_STREAM_SHARDS)
-    groups = plan_groups(merged, rps, MAX_PACK_GROUPS)
+    groups = plan_groups(merged, rps, max_groups)
     logger.info(
         "planned %d shards of up to %d images in %d groups",
         sum(len(g.shards) for g in groups),
@@ -281,10 +193,12 @@ def _commit(
     merged: MergedListing,
     groups: list[GroupJob],
     done: list[GroupResult],
+    copies: list[Copies],
     start: float,
     logger: Any,
 ) -> dict[str, Any]:
-    """Check the rejects, write the manifest (under the commit lock), report."""
+    """Check the rejects (then add the copies dropped, never a policy failure), write the
+    manifest (under the commit lock), report."""
     results = [(g.split, r) for g, d in zip(groups, done, strict=True) for r in d.results]
     rejects = [RejectEntry(path=path, reason=reason) for path, reason in merged.skipped]
     rejects += [
@@ -294,8 +208,12 @@ def _commit(
     ]
     listed = merged.entries + len(merged.skipped)
     check_rejects(p, rejects, listed)
+    rejects += [
+        RejectEntry(path=path, reason=f"duplicate of {kept}", index=index)
+        for path, index, kept in sorted(d for c in copies for d in c.dropped)
+    ]
     warnings = [(w.path, w.reason) for _, s in results for w in s.warnings]
-    quality = _quality(p, done, warnings, merged.entries)
+    quality = _quality(p, done, warnings, merged.entries, copies)
     manifest, url = write_dataset(
         p,
         class_map=merged.class_map,
@@ -311,10 +229,15 @@ def _commit(
 
 
 def _quality(
-    p: BuildParameters, done: list[GroupResult], warnings: list[tuple[str, str]], images: int
+    p: BuildParameters,
+    done: list[GroupResult],
+    warnings: list[tuple[str, str]],
+    images: int,
+    copies: list[Copies],
 ) -> QualityReport:
     """Duplicates and near-duplicates of the `images` listed, reduced bucket range by bucket
-    range (mapped; as many ranges as a dry run counts)."""
+    range (mapped; as many ranges as a dry run counts). With `dedupe="drop"` the duplicate
+    groups are those found before packing (the copies packed none)."""
     distance = p.near_duplicate_distance
     tasks = quality_tasks_for(images)
     ranges = bucket_ranges([d.quality for d in done if d.quality is not None], tasks)
@@ -330,6 +253,8 @@ def _quality(
         groups, close = fut.result()
         duplicates += groups
         pairs += close
+    if copies:
+        duplicates = [g for c in copies for g in c.groups]
     return QualityReport(
         warnings=tuple(sorted(warnings)),
         duplicates=tuple(sorted(duplicates, key=lambda g: g.paths)),
@@ -424,7 +349,12 @@ def _report(
 
 
 def _dry_run_summary(
-    p: BuildParameters, merged: MergedListing, groups: list[GroupJob], parts: int, start: float
+    p: BuildParameters,
+    merged: MergedListing,
+    groups: list[GroupJob],
+    parts: int,
+    copies: list[Copies],
+    start: float,
 ) -> dict[str, Any]:
     splits: dict[str, Any] = {s.name: {"records": s.total, "shards": 0} for s in merged.splits}
     for g in groups:
@@ -436,12 +366,13 @@ def _dry_run_summary(
         "output": p.output,
         "images_listed": merged.entries + len(merged.skipped),
         "skipped": len(merged.skipped),
+        "dropped": sum(len(c.dropped) for c in copies),
         "classes": len(merged.class_map),
         "splits": splits,
         "shards": sum(len(g.shards) for g in groups),
         "listing_tasks": parts,  # a .lst's index checks included
         "pack_groups": len(groups),
         # + the duplicate runs (at most; fewer when buckets are empty) and the manifest's
-        "task_runs": parts + len(groups) + quality_tasks_for(merged.entries) + 1,
+        "task_runs": parts + len(copies) + len(groups) + quality_tasks_for(merged.entries) + 1,
         "seconds": round(time.perf_counter() - start, 3),
     }

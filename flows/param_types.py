@@ -224,8 +224,8 @@ Streaming = Annotated[
         description="For millions of images: list the source in parts as tasks (on the Dask "
         "workers with dask_address), pack groups of shards per task, and keep only per-shard "
         "state in the flow process (README, 'Scale'). The same shards and bytes as without. "
-        "Lists a folder source, or the lst, in parts. Needs split_method 'stable', "
-        "record_order 'hash', dedupe 'none'; dry_run plans without decoding a sample.",
+        "Lists a folder source, or the lst, in parts. Needs split_method 'stable' and "
+        "record_order 'hash'; dry_run plans without decoding a sample.",
     ),
 ]
 StorageOptionsParam = Annotated[

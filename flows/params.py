@@ -204,7 +204,6 @@ class BuildParameters(BaseModel):
             for name, want in (
                 ("split_method", "stable"),
                 ("record_order", "hash"),
-                ("dedupe", "none"),
             )
             if getattr(self, name) != want
         ]

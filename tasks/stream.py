@@ -7,7 +7,8 @@ process (from the forkserver the pack workers use), so concurrent listing tasks 
 pool use every core; inside a Dask worker, in the worker itself. With a `.lst` source,
 `list_lst_part_task` does the same for a byte range of the `.lst`
 (`recordio_core.building.stream_lst`), and `check_indexes_task` looks for a repeated index in
-one range of the index buckets those parts wrote.
+one range of the index buckets those parts wrote. With `dedupe="drop"`, `find_copies_task`
+finds the byte-identical copies among one range of size buckets before anything is packed.
 
 `pack_group_task` packs a group of consecutive shards of one split, one after the other, in
 one task run (so 100 M images are at most 1,800 task runs, not 100,000), in a child process
@@ -42,6 +43,7 @@ from prefect.cache_policies import NO_CACHE
 from recordio_core.building.pack import PackOptions, ShardResult
 from recordio_core.building.pack_workers import process_context
 from recordio_core.building.quality import DuplicateGroup, Seen
+from recordio_core.building.stream_dedupe import Copies, SizeRange, find_copies
 from recordio_core.building.stream_list import (
     ListPart,
     PartListing,
@@ -119,9 +121,10 @@ def list_part_task(
     seed: int,
     source_options: dict[str, Any] | None = None,
     staging_options: dict[str, Any] | None = None,
+    sizes: bool = False,
 ) -> PartListing:
     """List one part of `source` into its pieces under `staging` (never cached: a listing
-    must see images added since the last run)."""
+    must see images added since the last run); with `sizes`, its size piece too."""
     start = time.perf_counter()
     listing = _in_process(
         with_filesystems,
@@ -139,6 +142,7 @@ def list_part_task(
         # resolved here: a credentials block is read by this process, not by the child
         storage_options=resolve_options(source, source_options),
         staging_options=resolve_options(staging, staging_options),
+        sizes=sizes,
         shared=_shareable(source, staging),
     )
     run_logger().info(
@@ -172,6 +176,7 @@ def list_lst_part_task(
     seed: int,
     source_options: dict[str, Any] | None = None,
     staging_options: dict[str, Any] | None = None,
+    sizes: bool = False,
 ) -> PartListing:
     """Parse one byte range of the `.lst` into its pieces under `staging`, in a child process
     as `list_part_task` (never cached: the source's files may have changed). A bad line is
@@ -194,6 +199,7 @@ def list_lst_part_task(
         storage_options=resolve_options(source, source_options),
         lst_storage_options=resolve_options(lst, source_options),
         staging_options=resolve_options(staging, staging_options),
+        sizes=sizes,
         shared=_shareable(lst, source, staging),
     )
     run_logger().info(
@@ -230,6 +236,50 @@ def check_indexes_task(
         resolve_options(url, storage_options),
         shared=_shareable(url),
     )
+
+
+@task(
+    name="find-copies",
+    task_run_name="copies {number}",
+    cache_policy=NO_CACHE,
+    **RETRY_OPTIONS,
+)
+def find_copies_task(
+    ranges: tuple[SizeRange, ...],
+    *,
+    number: int,
+    source: str,
+    split_names: list[str],
+    staging: str,
+    source_options: dict[str, Any] | None = None,
+    staging_options: dict[str, Any] | None = None,
+) -> Copies:
+    """The byte-identical copies among one range of size buckets, to drop before packing
+    (`recordio_core.building.stream_dedupe.find_copies`: it hashes the files whose size
+    another shares), in a child process."""
+    start = time.perf_counter()
+    copies = _in_process(
+        with_filesystems,
+        filesystem_classes(source, staging),
+        find_copies,
+        source,
+        ranges,
+        split_names,
+        staging,
+        number,
+        resolve_options(source, source_options),
+        resolve_options(staging, staging_options),
+        shared=_shareable(source, staging),
+    )
+    run_logger().info(
+        "copies %d: hashed %d files, %d groups, %d copies to drop in %.1fs",
+        number,
+        copies.hashed,
+        len(copies.groups),
+        len(copies.dropped),
+        time.perf_counter() - start,
+    )
+    return copies
 
 
 @task(

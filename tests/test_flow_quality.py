@@ -218,3 +218,40 @@ def test_empty_and_one_image_datasets(tmp_path):
     assert summary["quality"]["near_duplicate_groups"] == 0
     dry = build(source=str(one), output=str(tmp_path / "o2"), dry_run=True)
     assert dry["images"] == 1 and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.parametrize("lst", [False, True], ids=["folder", "lst"])
+def test_streaming_dedupe_drops_the_copies_the_in_memory_build_drops(messy, tmp_path, lst):
+    """dedupe="drop" with streaming=True (issue 19): the copies are found bucket by bucket of
+    size on the workers, and the shards, rejects ("duplicate of ..."), duplicate and near
+    groups and summary equal the in-memory build's; a dry run counts the same drops."""
+    kw = dict(
+        source=str(messy),
+        train_ratio=0.6,
+        test_ratio=0.2,
+        records_per_shard=3,
+        dedupe="drop",
+        near_duplicate_distance=3,
+    )
+    if lst:
+        from recordio_core.building.listing import list_images
+        from recordio_core.format.lst import LstEntry, format_lst
+
+        entries = list(list_images(str(messy), recursive=True).entries)
+        entries.append(LstEntry(len(entries) + 50, (7.0,), entries[2].path))  # listed twice
+        (tmp_path / "u.lst").write_text(format_lst(entries))
+        kw["lst"] = str(tmp_path / "u.lst")
+    a = build(output=str(tmp_path / "mem"), **kw)
+    b = build(output=str(tmp_path / "str"), streaming=True, **kw)
+    files = {k: v for k, v in read_tree(tmp_path / "str").items() if not k.startswith(".recflow")}
+    want = {k: v for k, v in read_tree(tmp_path / "mem").items() if not k.startswith(".recflow")}
+    ma, mb = (json.loads(want.pop("manifest.json")), json.loads(files.pop("manifest.json")))
+    assert files == want
+    for key in ("splits", "rejects", "duplicates", "near_duplicates", "warnings"):
+        assert mb[key] == ma[key], key
+    dropped = [r for r in mb["rejects"] if r["reason"].startswith("duplicate of ")]
+    assert len(dropped) == (4 if lst else 3)  # the broken pair too
+    for key in ("records", "rejects", "images_listed", "splits", "quality", "shards"):
+        assert b[key] == a[key], key
+    dry = build(output=str(tmp_path / "dry"), streaming=True, dry_run=True, **kw)
+    assert dry["dropped"] == len(dropped) and not (tmp_path / "dry").exists()

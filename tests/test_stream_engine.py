@@ -779,7 +779,6 @@ def test_a_damaged_kept_result_is_none(tmp_path: Path, damage: bytes) -> None:
     [
         ({"split_method": "im2rec"}, "split_method="),
         ({"record_order": "listing"}, "record_order="),
-        ({"dedupe": "drop"}, "dedupe="),
         ({"split_method": "im2rec", "chunks": 3}, "split_method="),
     ],
 )

@@ -25,6 +25,7 @@ of its piece: per-bucket counts, never per-image state.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 from collections.abc import Callable, Iterator
@@ -107,6 +108,9 @@ class PartListing:
     peak_lines_bytes: int = field(default=0)  # the most line memory held at once
     lines: int = 0
     index_piece: IndexPiece | None = None
+    # with `sizes`: its images keyed by size (`stream_dedupe`), and where each bucket starts
+    size_piece: str = ""
+    size_offsets: np.ndarray | None = None
     problem: tuple[int, str] | None = None
 
 
@@ -253,13 +257,16 @@ def list_part(
     storage_options: StorageOptions = None,
     staging_options: StorageOptions = None,
     spill_bytes: int = SPILL_BYTES,
+    sizes: bool = False,
 ) -> PartListing:
-    """List `part` of `root` and write its piece per split under `staging`."""
+    """List `part` of `root` and write its piece per split under `staging`; with `sizes`,
+    its size piece too (for `dedupe="drop"`: `stream_dedupe`)."""
     wanted = normalize_exts(exts)
     names = [split for _, split in stable_split_names(train_ratio, test_ratio)]
     which = stable_split_of(train_ratio, test_ratio, salt)
     digest = order_digest_of(seed)
     sorters = [LineSorter(max(1, spill_bytes // len(names))) for _ in names]
+    by_size = LineSorter(max(1, spill_bytes // len(names))) if sizes else None
     classes: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
     tally = Tally()
@@ -267,15 +274,19 @@ def list_part(
         for rel_dir, rel, fp in _images(root, part, recursive, wanted, skipped, storage_options):
             label = classes.setdefault(rel_dir, len(classes)) if recursive else 0
             split = which(rel)
-            sorters[split].add(f"{digest(rel).hex()}\t{tally.n}\t{label}.0\t{rel}\t{fp}\n")
+            order = digest(rel).hex()
+            sorters[split].add(f"{order}\t{tally.n}\t{label}.0\t{rel}\t{fp}\n")
+            if by_size is not None:
+                by_size.add(size_line(split, order, tally.n, tally.n, f"{label}.0", rel, fp))
             tally.add(fp)
         written = [
             (url := join_url(staging, f"{split}-{part.number:05d}.tsv"),)
             + write_sorted_piece(url, sorter.sorted_lines(), staging_options)
             for split, sorter in zip(names, sorters, strict=True)
         ]
+        size_piece = write_size_piece(staging, part.number, by_size, staging_options)
     finally:
-        for sorter in sorters:
+        for sorter in [*sorters, *([by_size] if by_size else [])]:
             sorter.close()
     return PartListing(
         part=part.number,
@@ -289,7 +300,39 @@ def list_part(
         known_count=tally.known_count,
         missing_fingerprints=tally.missing,
         peak_lines_bytes=sum(s.peak for s in sorters),
+        size_piece=size_piece[0],
+        size_offsets=size_piece[1],
     )
+
+
+UNKNOWN_SIZE = "0" * 16  # the size key of a file of unknown size: bucket 0
+
+
+def size_key(fingerprint: str) -> str:
+    """The 16-hex key of a file's size (from its fingerprint), never in bucket 0; that is
+    `UNKNOWN_SIZE`'s, a file whose size is unknown."""
+    size = fingerprint_size(fingerprint) if fingerprint else None
+    if size is None:
+        return UNKNOWN_SIZE
+    key = hashlib.blake2b(str(size).encode(), digest_size=8, person=b"recflow-size").hexdigest()
+    return key if int(key[:3], 16) else "001" + key[3:]
+
+
+def size_line(
+    split: int, order: str, position: int, index: int, labels: str, path: str, fp: str
+) -> str:
+    """A size piece's line (`stream_dedupe`): the image keyed by its size."""
+    return f"{size_key(fp)}\t{split}\t{order}\t{position}\t{index}\t{labels}\t{path}\t{fp}\n"
+
+
+def write_size_piece(
+    staging: str, number: int, sorter: LineSorter | None, staging_options: StorageOptions
+) -> tuple[str, np.ndarray | None]:
+    """Part `number`'s size piece (its URL and bucket offsets), or nothing without one."""
+    if sorter is None:
+        return "", None
+    url = join_url(staging, f"sizes-{number:05d}.tsv")
+    return url, write_sorted_piece(url, sorter.sorted_lines(), staging_options)[1]
 
 
 class Tally:

@@ -42,6 +42,8 @@ from recordio_core.building.stream_list import (
     IndexPiece,
     PartListing,
     Tally,
+    size_line,
+    write_size_piece,
 )
 from recordio_core.building.stream_plan import PieceRange
 from recordio_core.building.stream_read import read_ranges
@@ -52,7 +54,7 @@ from recordio_core.building.stream_sort import (
     write_sorted_piece,
 )
 from recordio_core.format.errors import ListFileError
-from recordio_core.format.lst import parse_lst_line, path_outside_root, plain_entry
+from recordio_core.format.lst import LstEntry, parse_lst_line, path_outside_root, plain_entry
 from recordio_core.format.textio import split_lines
 from recordio_core.storage.fsio import (
     StorageOptions,
@@ -175,6 +177,114 @@ def _write_index_piece(
     return IndexPiece(url, offsets)
 
 
+@dataclass
+class _Reading:
+    """How far a part's reading got: its lines so far, its first bad line (number, why)."""
+
+    lines: int = 0
+    problem: tuple[int, str] | None = None
+
+
+def _entries(
+    lst: str,
+    part: LstPart,
+    reading: _Reading,
+    label_width: int | None,
+    allow_outside_root: bool,
+    storage_options: StorageOptions,
+) -> Iterator[tuple[int, LstEntry]]:
+    """`(line number in the part, entry)` of the part's lines, as `parse_lst` parses them,
+    until a bad line (then `reading.problem`); every line is counted (`reading.lines`)."""
+    for raw in _raw_lines(lst, part, storage_options):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if reading.problem is None:
+                reading.problem = (reading.lines + 1, f"not UTF-8 text ({exc})")
+            text = raw.decode("utf-8", "replace")  # to count its lines
+        if reading.lines == 0 and part.start == 0:
+            text = text.removeprefix("\ufeff")
+        for line in _text_lines(text):
+            reading.lines += 1
+            if reading.problem is None:
+                entry = _entry(line, lst, reading, label_width, allow_outside_root)
+                if entry is not None:
+                    yield reading.lines, entry
+
+
+def _entry(
+    line: str, lst: str, reading: _Reading, label_width: int | None, allow_outside_root: bool
+) -> LstEntry | None:
+    """The entry of line `reading.lines`, or None: a blank line, or a bad one (then
+    `reading.problem`)."""
+    lineno = reading.lines
+    try:
+        entry = plain_entry(line, label_width) or parse_lst_line(
+            line, source=lst, lineno=lineno, label_width=label_width
+        )
+    except ListFileError as exc:
+        reading.problem = (lineno, exc.problem)
+        return None
+    why = None if entry is None or allow_outside_root else path_outside_root(entry.path)
+    if why:
+        reading.problem = (
+            lineno,
+            f"path {entry.path!r} {why}; such paths are refused unless explicitly allowed "
+            "(allow_outside_root)",
+        )
+        return None
+    return entry
+
+
+class _Pieces:
+    """A part's entries on their way to its pieces: batched until their fingerprints are
+    asked for, then sorted per split (and by size, with `sizes`)."""
+
+    def __init__(
+        self, root: str, splits: int, spill_bytes: int, sizes: bool, options: StorageOptions
+    ) -> None:
+        self.root, self.options = root, options
+        self.sorters = [LineSorter(max(1, spill_bytes // splits)) for _ in range(splits)]
+        self.by_size = LineSorter(max(1, spill_bytes // splits)) if sizes else None
+        local = is_local(listing_filesystem(root, options)[0])
+        self.batch_size = LOCAL_FINGERPRINT_BATCH if local else FINGERPRINT_BATCH
+        # (split, order digest, index, labels, path, line number): a line but its fingerprint
+        self.batch: list[tuple[int, str, int, str, str, int]] = []
+        self.tally = Tally()
+
+    def add(self, split: int, order: str, entry: LstEntry, lineno: int) -> None:
+        labels = ",".join(map(repr, entry.labels))
+        self.batch.append((split, order, entry.index, labels, entry.path, lineno))
+        if len(self.batch) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        found = source_fingerprints(self.root, {row[4] for row in self.batch}, self.options)
+        for split, order, index, labels, path, at in self.batch:
+            fp = found[path]
+            self.sorters[split].add(f"{order}\t{index}\t{labels}\t{path}\t{fp}\n")
+            if self.by_size is not None:
+                self.by_size.add(size_line(split, order, at, index, labels, path, fp))
+            self.tally.add(fp)
+        self.batch.clear()
+
+    def write(
+        self, staging: str, number: int, names: Sequence[str], options: StorageOptions
+    ) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], tuple[str, np.ndarray | None]]:
+        """Write part `number`'s piece per split (URL, counts, offsets) and its size piece."""
+        self.flush()
+        written = [
+            (url := join_url(staging, f"{split}-{number:05d}.tsv"),)
+            + write_sorted_piece(url, sorter.sorted_lines(), options)
+            for split, sorter in zip(names, self.sorters, strict=True)
+        ]
+        return written, write_size_piece(staging, number, self.by_size, options)
+
+    def close(self) -> None:
+        for sorter in [*self.sorters, *([self.by_size] if self.by_size else [])]:
+            sorter.close()
+
+
 def list_lst_part(
     lst: str,
     root: str,
@@ -191,82 +301,34 @@ def list_lst_part(
     lst_storage_options: StorageOptions = None,
     staging_options: StorageOptions = None,
     spill_bytes: int = SPILL_BYTES,
+    sizes: bool = False,
 ) -> PartListing:
     """Parse `part` of the `.lst` at `lst` (paths relative to `root`) and write its piece
-    per split and its index piece under `staging`; with a bad line, its `problem` and line
-    count only (module docstring)."""
+    per split and its index piece under `staging` (with `sizes`, its size piece too, for
+    `dedupe="drop"`); with a bad line, its `problem` and line count only."""
     names = [split for _, split in stable_split_names(train_ratio, test_ratio)]
     which = stable_split_of(train_ratio, test_ratio, salt)
     digest = order_digest_of(seed)
-    sorters = [LineSorter(max(1, spill_bytes // len(names))) for _ in names]
-    tally = Tally()
+    pieces = _Pieces(root, len(names), spill_bytes, sizes, storage_options)
     indexes, line_numbers = array("Q"), array("Q")
-    batch: list[tuple[int, str, str]] = []  # (split, line but its fingerprint, path)
-    problem: tuple[int, str] | None = None
-    lineno = 0
-    local = is_local(listing_filesystem(root, storage_options)[0])
-    batch_size = LOCAL_FINGERPRINT_BATCH if local else FINGERPRINT_BATCH
-
-    def flush() -> None:
-        found = source_fingerprints(root, {path for _, _, path in batch}, storage_options)
-        for split, head, path in batch:
-            fp = found[path]
-            sorters[split].add(f"{head}\t{fp}\n")
-            tally.add(fp)
-        batch.clear()
-
+    reading = _Reading()
     try:
-        for raw in _raw_lines(lst, part, lst_storage_options):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                if problem is None:
-                    problem = (lineno + 1, f"not UTF-8 text ({exc})")
-                text = raw.decode("utf-8", "replace")  # to count its lines
-            if lineno == 0 and part.start == 0:
-                text = text.removeprefix("\ufeff")
-            for line in _text_lines(text):
-                lineno += 1
-                if problem is not None:
-                    continue
-                try:
-                    entry = plain_entry(line, label_width) or parse_lst_line(
-                        line, source=lst, lineno=lineno, label_width=label_width
-                    )
-                except ListFileError as exc:
-                    problem = (lineno, exc.problem)
-                    continue
-                if entry is None:
-                    continue
-                why = None if allow_outside_root else path_outside_root(entry.path)
-                if why:
-                    problem = (
-                        lineno,
-                        f"path {entry.path!r} {why}; such paths are refused unless explicitly "
-                        "allowed (allow_outside_root)",
-                    )
-                    continue
-                indexes.append(entry.index)
-                line_numbers.append(lineno)
-                labels = ",".join(map(repr, entry.labels))
-                head = f"{digest(entry.path).hex()}\t{entry.index}\t{labels}\t{entry.path}"
-                batch.append((which(entry.path), head, entry.path))
-                if len(batch) >= batch_size:
-                    flush()
-        if problem is not None:
-            return PartListing(part.number, (), (), (), 0, (), lines=lineno, problem=problem)
-        flush()
-        written = [
-            (url := join_url(staging, f"{split}-{part.number:05d}.tsv"),)
-            + write_sorted_piece(url, sorter.sorted_lines(), staging_options)
-            for split, sorter in zip(names, sorters, strict=True)
-        ]
+        entries = _entries(lst, part, reading, label_width, allow_outside_root, lst_storage_options)
+        for lineno, entry in entries:
+            indexes.append(entry.index)
+            line_numbers.append(lineno)
+            pieces.add(which(entry.path), digest(entry.path).hex(), entry, lineno)
+        if reading.problem is not None:
+            return PartListing(
+                part.number, (), (), (), 0, (), lines=reading.lines, problem=reading.problem
+            )
+        written, size_piece = pieces.write(staging, part.number, names, staging_options)
     finally:
-        for sorter in sorters:
-            sorter.close()
+        pieces.close()
     keys = _write_index_piece(
         join_url(staging, f"indexes-{part.number:05d}.bin"), indexes, line_numbers, staging_options
     )
+    tally = pieces.tally
     return PartListing(
         part=part.number,
         pieces=tuple(w[0] for w in written),
@@ -277,9 +339,11 @@ def list_lst_part(
         known_bytes=tally.known_bytes,
         known_count=tally.known_count,
         missing_fingerprints=tally.missing,
-        peak_lines_bytes=sum(s.peak for s in sorters),
-        lines=lineno,
+        peak_lines_bytes=sum(s.peak for s in pieces.sorters),
+        lines=reading.lines,
         index_piece=keys,
+        size_piece=size_piece[0],
+        size_offsets=size_piece[1],
     )
 
 

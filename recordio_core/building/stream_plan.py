@@ -49,6 +49,7 @@ class GroupJob:
     shards: tuple[ShardPlan, ...]
     first: int
     pieces: tuple[PieceRange, ...]
+    drops: tuple[PieceRange, ...] = ()  # `dedupe="drop"`: the copies to leave out
 
     @property
     def count(self) -> int:
@@ -69,6 +70,10 @@ class SplitCounts:
     counts: np.ndarray  # int64[BUCKETS]
     pieces: tuple[str, ...]  # per part
     offsets: tuple[np.ndarray, ...]  # per part, int64[BUCKETS + 1]
+    # `dedupe="drop"` (`stream_dedupe.with_drops`): `counts` are less the copies, listed
+    # in these pieces (per `find_copies` task) bucketed as the listing's
+    drop_pieces: tuple[str, ...] = ()
+    drop_offsets: tuple[np.ndarray, ...] = ()
 
     @property
     def total(self) -> int:
@@ -171,4 +176,9 @@ def _group(
         )
         if off[b1 + 1] > off[b0]
     )
-    return GroupJob(split.name, number, shards, int(cum[b0]), pieces)
+    drops = tuple(
+        PieceRange(url, int(off[b0]), int(off[b1 + 1]))
+        for url, off in zip(split.drop_pieces, split.drop_offsets, strict=True)
+        if off[b1 + 1] > off[b0]
+    )
+    return GroupJob(split.name, number, shards, int(cum[b0]), pieces, drops)

@@ -51,17 +51,31 @@ def _parse(data: bytes, piece: PieceRange) -> list[tuple[str, LstEntry, str]]:
     return out
 
 
-def read_group(group: GroupJob, storage_options: StorageOptions = None) -> list[PlannedShard]:
-    """The group's shards with their entries, read from its pieces."""
-    rows: list[tuple[str, LstEntry, str]] = []
-    for piece, data in zip(group.pieces, read_ranges(group.pieces, storage_options), strict=True):
+def _checked(pieces: Sequence[PieceRange], datas: list[bytes]) -> list[bytes]:
+    for piece, data in zip(pieces, datas, strict=True):
         if len(data) != piece.stop - piece.start:
             raise ValueError(
                 f"{piece.url}: expected {piece.stop - piece.start} bytes at {piece.start}, "
                 f"got {len(data)} (the listing's piece changed or was cut short)"
             )
+    return datas
+
+
+def read_group(group: GroupJob, storage_options: StorageOptions = None) -> list[PlannedShard]:
+    """The group's shards with their entries, read from its pieces."""
+    rows: list[tuple[str, LstEntry, str]] = []
+    datas = _checked(group.pieces, read_ranges(group.pieces, storage_options))
+    for piece, data in zip(group.pieces, datas, strict=True):
         rows += _parse(data, piece)
     rows.sort(key=itemgetter(0))  # stable: parts in order, each already sorted
+    if group.drops:  # `dedupe="drop"`: the copies, by index (unique in a listing)
+        dropped = {
+            int(line.partition("\t")[2])
+            for data in _checked(group.drops, read_ranges(group.drops, storage_options))
+            for line in data.decode("utf-8").split("\n")
+            if line
+        }
+        rows = [row for row in rows if row[1].index not in dropped]
     out = []
     for plan in group.shards:
         lo, hi = plan.start - group.first, plan.stop - group.first
