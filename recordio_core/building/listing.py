@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recordio_core.building.shardkey import info_fingerprint, stat_fingerprint
-from recordio_core.format.errors import ListFileError
+from recordio_core.format.errors import ListFileError, check_int
 from recordio_core.format.lst import LstEntry, checked_entries, entry_from_fields, parse_lst_line
 from recordio_core.storage.fsio import StorageOptions, is_local, read_text, write_bytes_atomic
 from recordio_core.storage.treelist import listing_filesystem, reduce_tree
@@ -308,8 +308,7 @@ def parse_lst_cc(
     index is an error naming both lines unless `allow_duplicates`; a path outside the image
     root (`recordio_core.format.lst.path_outside_root`) is one unless `allow_outside_root`.
     """
-    if not isinstance(label_width, int) or label_width < 1:
-        raise ValueError(f"label_width must be an integer >= 1, got {label_width!r}")
+    check_int("label_width", label_width)
     numbered = (
         (lineno, _parse_cc_line(line, source, lineno, label_width))
         for lineno, line in enumerate(text.splitlines(), start=first_lineno)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from recordio_core.format.errors import check_int
+
 _NEWLINES = b"\r\n"
 
 DEFAULT_RECORDS_PER_SHARD = 2000
@@ -30,12 +32,6 @@ DEFAULT_RECORDS_PER_SHARD = 2000
 # so 100k such files make a few shards, not 50: every shard is two task runs (pack, validate)
 # and a worker start, which cost more than packing 2,000 small files.
 MIN_SHARD_BYTES = 64 << 20
-
-
-def _check_int(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -51,12 +47,12 @@ class ShardPlan:
     def __post_init__(self) -> None:
         if not self.split or "/" in self.split or self.split != self.split.strip():
             raise ValueError(f"split must be a non-empty name without '/', got {self.split!r}")
-        _check_int("num_shards", self.num_shards, 1)
-        _check_int("shard", self.shard, 0)
+        check_int("num_shards", self.num_shards, 1)
+        check_int("shard", self.shard, 0)
         if self.shard >= self.num_shards:
             raise ValueError(f"shard must be < num_shards={self.num_shards}, got {self.shard}")
-        _check_int("start", self.start, 0)
-        _check_int("stop", self.stop, self.start)
+        check_int("start", self.start, 0)
+        check_int("stop", self.stop, self.start)
 
     @property
     def count(self) -> int:
@@ -73,8 +69,8 @@ def shard_ranges(n: int, num_shards: int) -> list[tuple[int, int]]:
     More shards than records gives empty trailing ranges (callers choose the count; see
     `num_shards_for`, which never asks for more shards than records).
     """
-    _check_int("n", n, 0)
-    _check_int("num_shards", num_shards, 1)
+    check_int("n", n, 0)
+    check_int("num_shards", num_shards, 1)
     base, extra = divmod(n, num_shards)
     out: list[tuple[int, int]] = []
     start = 0
@@ -103,7 +99,7 @@ def num_shards_for(
 
     The result is at least 1 (an empty split still gets one, empty, shard).
     """
-    _check_int("n", n, 0)
+    check_int("n", n, 0)
     given = [
         name
         for name, value in (
@@ -120,15 +116,15 @@ def num_shards_for(
     if total_bytes is not None and bytes_per_shard is None:
         raise ValueError("total_bytes is only used with bytes_per_shard")
     if chunks is not None:
-        return _check_int("chunks", chunks, 1)
+        return check_int("chunks", chunks, 1)
     if records_per_shard is not None:
-        _check_int("records_per_shard", records_per_shard, 1)
+        check_int("records_per_shard", records_per_shard, 1)
         return max(1, math.ceil(n / records_per_shard))
     if bytes_per_shard is not None:
-        _check_int("bytes_per_shard", bytes_per_shard, 1)
+        check_int("bytes_per_shard", bytes_per_shard, 1)
         if total_bytes is None:
             raise ValueError("bytes_per_shard needs total_bytes (the estimated packed size)")
-        _check_int("total_bytes", total_bytes, 0)
+        check_int("total_bytes", total_bytes, 0)
         return max(1, min(n, math.ceil(total_bytes / bytes_per_shard)))
     return 1
 
@@ -147,10 +143,10 @@ def auto_records_per_shard(
     With the defaults, images of 33.5 KB or more keep 2,000 per shard; 2.5 KB files get
     ~26,800 per shard (64 MiB).
     """
-    _check_int("known_bytes", known_bytes, 0)
-    _check_int("known_count", known_count, 0)
-    _check_int("records", records, 1)
-    _check_int("min_bytes", min_bytes, 1)
+    check_int("known_bytes", known_bytes, 0)
+    check_int("known_count", known_count, 0)
+    check_int("records", records, 1)
+    check_int("min_bytes", min_bytes, 1)
     if known_count == 0 or known_bytes == 0:
         return records
     mean = known_bytes / known_count
@@ -170,9 +166,9 @@ def nsplit_range(n: int, nsplit: int, part: int) -> tuple[int, int]:
 
     `step = ceil(n / nsplit)`; part `p` is `[min(step*p, n), min(step*(p+1), n))`.
     """
-    _check_int("n", n, 0)
-    _check_int("nsplit", nsplit, 1)
-    _check_int("part", part, 0)
+    check_int("n", n, 0)
+    check_int("nsplit", nsplit, 1)
+    check_int("part", part, 0)
     if part >= nsplit:
         raise ValueError(f"part must be in [0, nsplit={nsplit}), got {part}")
     step = (n + nsplit - 1) // nsplit
@@ -211,6 +207,6 @@ def nsplit_line_range(data: bytes, nsplit: int, part: int) -> tuple[int, int]:
 
 def nsplit_output_name(output: str, nsplit: int, part: int) -> str:
     """im2rec.cc's output file: `output` itself, or `output + ".part%03d" % part` if nsplit > 1."""
-    _check_int("nsplit", nsplit, 1)
-    _check_int("part", part, 0)
+    check_int("nsplit", nsplit, 1)
+    check_int("part", part, 0)
     return output if nsplit == 1 else f"{output}.part{part:03d}"

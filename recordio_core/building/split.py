@@ -31,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from recordio_core.format.errors import check_int
 from recordio_core.format.lst import LstEntry
 
 SPLITS = ("all", "train", "val", "test")
@@ -67,12 +68,6 @@ def _check_ratio(name: str, value: float) -> float:
     return float(value)
 
 
-def _check_int(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def im2rec_split(
     entries: Sequence[LstEntry],
     *,
@@ -88,7 +83,7 @@ def im2rec_split(
     gets what is left after the test list (no val list), and rounding down can leave a few
     entries in no list when the ratios add up to 1.
     """
-    _check_int("chunks", chunks, 1)
+    check_int("chunks", chunks, 1)
     train_ratio = _check_ratio("train_ratio", train_ratio)
     test_ratio = _check_ratio("test_ratio", test_ratio)
     items = list(entries)

@@ -44,6 +44,7 @@ from recordio_core.building.stream_list import BUCKETS, UNKNOWN_SIZE, PartListin
 from recordio_core.building.stream_plan import MergedListing, PieceRange, SplitCounts
 from recordio_core.building.stream_read import read_ranges
 from recordio_core.building.stream_sort import write_sorted_piece
+from recordio_core.format.errors import check_int
 from recordio_core.storage.fsio import StorageOptions, join_url
 
 
@@ -79,8 +80,7 @@ def size_ranges(
     parts: Sequence[PartListing], merged: MergedListing, tasks: int
 ) -> list[tuple[SizeRange, ...]]:
     """Per `find_copies` task, its range of size buckets in every part's size piece."""
-    if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
-        raise ValueError(f"tasks must be an integer >= 1, got {tasks!r}")
+    check_int("tasks", tasks)
     ordered = sorted(parts, key=lambda p: p.part)
     bounds = [BUCKETS * i // tasks for i in range(tasks + 1)]
     out = []
@@ -117,14 +117,10 @@ class _Row:
 
 
 def _rows(ranges: Sequence[SizeRange], storage_options: StorageOptions) -> list[_Row]:
-    datas = read_ranges([PieceRange(r.url, r.start, r.stop) for r in ranges], storage_options)
+    pieces = [PieceRange(r.url, r.start, r.stop) for r in ranges]
+    datas = read_ranges(pieces, storage_options, "size piece")
     rows = []
     for r, data in zip(ranges, datas, strict=True):
-        if len(data) != r.stop - r.start:
-            raise ValueError(
-                f"{r.url}: expected {r.stop - r.start} bytes at {r.start}, got {len(data)} "
-                "(the listing's size piece changed or was cut short)"
-            )
         for line in data.decode("utf-8").split("\n"):
             if not line:
                 continue

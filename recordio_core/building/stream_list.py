@@ -50,6 +50,7 @@ from recordio_core.building.stream_sort import (
     LineSorter,
     write_sorted_piece,
 )
+from recordio_core.format.errors import check_int
 from recordio_core.storage.fsio import StorageOptions, is_local, join_url
 from recordio_core.storage.treelist import listing_filesystem
 
@@ -130,8 +131,7 @@ def plan_list_parts(
     `min_parts` (concurrency) and at most `max_parts` (task runs), never more than folders.
     Reads the top level and the first folder only."""
     for name, value in (("max_parts", max_parts), ("min_parts", min_parts), ("per_part", per_part)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_int(name, value)
     folders = _top_folders(root, storage_options) if recursive else []
     if not folders:
         return [ListPart(0, (), True)]

@@ -53,7 +53,7 @@ from recordio_core.building.stream_sort import (
     LineSorter,
     write_sorted_piece,
 )
-from recordio_core.format.errors import ListFileError
+from recordio_core.format.errors import ListFileError, check_int
 from recordio_core.format.lst import LstEntry, parse_lst_line, path_outside_root, plain_entry
 from recordio_core.format.textio import split_lines
 from recordio_core.storage.fsio import (
@@ -116,8 +116,7 @@ def plan_lst_parts(
         ("part_bytes", part_bytes),
         ("min_part_bytes", min_part_bytes),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_int(name, value)
     fs, path = get_fs(url, storage_options)
     try:
         size = int(fs.size(path))
@@ -367,8 +366,7 @@ def index_check_tasks_for(entries: int) -> int:
 def index_ranges(parts: Sequence[PartListing], tasks: int) -> list[tuple[IndexRange, ...]]:
     """Per check task, its range of buckets in every part's index piece (parts in any
     order; each range carries the lines before its part)."""
-    if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
-        raise ValueError(f"tasks must be an integer >= 1, got {tasks!r}")
+    check_int("tasks", tasks)
     ordered = sorted(parts, key=lambda p: p.part)
     line_offsets = np.concatenate([[0], np.cumsum([p.lines for p in ordered])]).tolist()
     bounds = [BUCKETS * i // tasks for i in range(tasks + 1)]
@@ -389,16 +387,12 @@ def find_duplicate_index(
 ) -> tuple[int, int, int] | None:
     """`(line, index, first line)` of the earliest line (in the whole file) whose index an
     earlier line has, among the indexes of `ranges`; None when they are all distinct."""
-    datas = read_ranges([PieceRange(r.url, r.start, r.stop) for r in ranges], storage_options)
+    pieces = [PieceRange(r.url, r.start, r.stop) for r in ranges]
+    datas = read_ranges(pieces, storage_options, "index piece")
     if not datas:
         return None
     index_parts, line_parts = [], []
     for r, data in zip(ranges, datas, strict=True):
-        if len(data) != r.stop - r.start:
-            raise ValueError(
-                f"{r.url}: expected {r.stop - r.start} bytes at {r.start}, got {len(data)} "
-                "(the listing's index piece changed or was cut short)"
-            )
         records = np.frombuffer(data, dtype=INDEX_RECORD)
         index_parts.append(records["index"])
         line_parts.append(records["line"] + np.uint64(r.line_offset))

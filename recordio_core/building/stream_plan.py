@@ -25,6 +25,7 @@ import numpy as np
 
 from recordio_core.building.plan import ShardPlan, num_shards_for, plan_split
 from recordio_core.building.stream_list import BUCKETS, PartListing
+from recordio_core.format.errors import check_int
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,7 @@ def merge_parts(parts: Sequence[PartListing], split_names: Sequence[str]) -> Mer
 def plan_groups(merged: MergedListing, records_per_shard: int, max_groups: int) -> list[GroupJob]:
     """The shards of every split in groups of consecutive shards of one split: as few shards
     per group as keeps the groups to `max_groups` (never fewer groups than splits)."""
-    if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
-        raise ValueError(f"max_groups must be an integer >= 1, got {max_groups!r}")
+    check_int("max_groups", max_groups)
     plans = [
         plan_split(s.name, s.total, num_shards_for(s.total, records_per_shard=records_per_shard))
         for s in merged.splits

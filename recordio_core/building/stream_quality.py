@@ -139,7 +139,7 @@ def bucket_ranges(
 
 def _seen(ranges: Sequence[PieceRange], storage_options: StorageOptions) -> list[Seen]:
     out = []
-    for data in read_ranges(ranges, storage_options):
+    for data in read_ranges(ranges, storage_options, "quality piece"):
         for line in data.decode("utf-8").split("\n"):
             if line:
                 _, digest, dhash, split, labels, path = line.split("\t")

@@ -26,15 +26,27 @@ class PlannedShard:
     fingerprints: dict[str, str]
 
 
-def read_ranges(pieces: Sequence[PieceRange], storage_options: StorageOptions) -> list[bytes]:
-    """The bytes of each range (one concurrent `cat_ranges` where the filesystem has it)."""
+def read_ranges(
+    pieces: Sequence[PieceRange], storage_options: StorageOptions, what: str = "piece"
+) -> list[bytes]:
+    """The bytes of each range (one concurrent `cat_ranges` where the filesystem has it).
+
+    Raises ValueError naming the file when a range comes back shorter than asked: the
+    listing's `what` (piece, index piece, size piece, ...) changed or was cut short."""
     if not pieces:
         return []
     fs, _ = get_fs(pieces[0].url, storage_options)
     paths = [get_fs(p.url, storage_options)[1] for p in pieces]
-    return list(
+    datas = list(
         fs.cat_ranges(paths, [p.start for p in pieces], [p.stop for p in pieces], on_error="raise")
     )
+    for piece, data in zip(pieces, datas, strict=True):
+        if len(data) != piece.stop - piece.start:
+            raise ValueError(
+                f"{piece.url}: expected {piece.stop - piece.start} bytes at {piece.start}, "
+                f"got {len(data)} (the listing's {what} changed or was cut short)"
+            )
+    return datas
 
 
 def _parse(data: bytes, piece: PieceRange) -> list[tuple[str, LstEntry, str]]:
@@ -51,27 +63,17 @@ def _parse(data: bytes, piece: PieceRange) -> list[tuple[str, LstEntry, str]]:
     return out
 
 
-def _checked(pieces: Sequence[PieceRange], datas: list[bytes]) -> list[bytes]:
-    for piece, data in zip(pieces, datas, strict=True):
-        if len(data) != piece.stop - piece.start:
-            raise ValueError(
-                f"{piece.url}: expected {piece.stop - piece.start} bytes at {piece.start}, "
-                f"got {len(data)} (the listing's piece changed or was cut short)"
-            )
-    return datas
-
-
 def read_group(group: GroupJob, storage_options: StorageOptions = None) -> list[PlannedShard]:
     """The group's shards with their entries, read from its pieces."""
     rows: list[tuple[str, LstEntry, str]] = []
-    datas = _checked(group.pieces, read_ranges(group.pieces, storage_options))
+    datas = read_ranges(group.pieces, storage_options)
     for piece, data in zip(group.pieces, datas, strict=True):
         rows += _parse(data, piece)
     rows.sort(key=itemgetter(0))  # stable: parts in order, each already sorted
     if group.drops:  # `dedupe="drop"`: the copies, by index (unique in a listing)
         dropped = {
             int(line.partition("\t")[2])
-            for data in _checked(group.drops, read_ranges(group.drops, storage_options))
+            for data in read_ranges(group.drops, storage_options, "drop piece")
             for line in data.decode("utf-8").split("\n")
             if line
         }

@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from recordio_core.format.errors import check_int
 from recordio_core.format.framing import iter_records, open_source
 from recordio_core.images.augment import image_bytes
 from recordio_core.reading.sources import manifest_class_names, resolve_shards
@@ -120,8 +121,7 @@ def _check_inspect_options(
         ("thumb", thumb, 8),
         ("max_classes", max_classes, 1),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_int(name, value, low)
     if max_records is not None and (not isinstance(max_records, int) or max_records < 1):
         raise ValueError(f"max_records must be None or an integer >= 1, got {max_records!r}")
 

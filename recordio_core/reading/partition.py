@@ -20,14 +20,15 @@ import bisect
 from collections.abc import Sequence
 from typing import Literal
 
+from recordio_core.format.errors import check_int
+
 ALIGN = 4  # RecordIO records start at multiples of 4 bytes
 CountStyle = Literal["balanced", "mxnet"]
 
 
 def check_part(num_parts: int, part_index: int) -> None:
     """Raise `ValueError` unless `num_parts >= 1` and `0 <= part_index < num_parts`."""
-    if isinstance(num_parts, bool) or not isinstance(num_parts, int) or num_parts < 1:
-        raise ValueError(f"num_parts must be an integer >= 1, got {num_parts!r}")
+    check_int("num_parts", num_parts)
     if (
         isinstance(part_index, bool)
         or not isinstance(part_index, int)
@@ -38,14 +39,9 @@ def check_part(num_parts: int, part_index: int) -> None:
         )
 
 
-def _check_size(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-
-
 def byte_step(total_size: int, num_parts: int) -> int:
     """MXNet's part size: `ceil(total_size / num_parts)` rounded up to a multiple of 4."""
-    _check_size("total_size", total_size)
+    check_int("total_size", total_size, 0)
     check_part(num_parts, 0)
     step = -(-total_size // num_parts)
     return -(-step // ALIGN) * ALIGN
@@ -60,7 +56,7 @@ def byte_range(total_size: int, num_parts: int, part_index: int) -> tuple[int, i
 
 def byte_part_of(offset: int, total_size: int, num_parts: int) -> int:
     """The part that holds the record starting at `offset` (counted through the concatenation)."""
-    _check_size("offset", offset)
+    check_int("offset", offset, 0)
     if offset >= total_size:
         raise ValueError(f"offset {offset} is outside the data ({total_size} bytes)")
     step = byte_step(total_size, num_parts)
@@ -71,7 +67,7 @@ def count_range(
     n: int, num_parts: int, part_index: int, style: CountStyle = "balanced"
 ) -> tuple[int, int]:
     """`(start, stop)` record positions of part `part_index` out of `n` records in index order."""
-    _check_size("n", n)
+    check_int("n", n, 0)
     check_part(num_parts, part_index)
     if style == "balanced":
         return n * part_index // num_parts, n * (part_index + 1) // num_parts
@@ -88,7 +84,7 @@ def shard_bases(sizes: Sequence[int]) -> list[int]:
     """
     bases = [0]
     for i, size in enumerate(sizes):
-        _check_size(f"sizes[{i}]", size)
+        check_int(f"sizes[{i}]", size, 0)
         bases.append(bases[-1] + size)
     return bases
 

@@ -7,8 +7,9 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from recordio_core.format.errors import check_int
 from recordio_core.images.augment import INTER_METHODS, AugmentSpec, DType
 from recordio_core.reading.partition import CountStyle, check_part
 
@@ -70,9 +71,9 @@ class ReaderOptions:
             )
         object.__setattr__(self, "data_shape", shape)
         for name in ("batch_size", "label_width", "preprocess_threads", "prefetch_buffer"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("shuffle_chunk_size", self.shuffle_chunk_size, 1)
-        _check_int("seed", self.seed, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("shuffle_chunk_size", self.shuffle_chunk_size, 1)
+        check_int("seed", self.seed, 0)
         if isinstance(self.resize, bool) or not isinstance(self.resize, int) or self.resize < -1:
             raise ValueError(
                 f"resize must be -1 or 0 (off) or a positive size, got {self.resize!r}"
@@ -112,9 +113,9 @@ class ReaderOptions:
                 "shuffle_mode must be 'auto' (global for local files, block for remote ones), "
                 f"'global' or 'block', got {self.shuffle_mode!r}"
             )
-        _check_int("shuffle_buffer", self.shuffle_buffer, 1)
-        _check_int("block_bytes", self.block_bytes, 1)
-        _check_int("prefetch_blocks", self.prefetch_blocks, 1)
+        check_int("shuffle_buffer", self.shuffle_buffer, 1)
+        check_int("block_bytes", self.block_bytes, 1)
+        check_int("prefetch_blocks", self.prefetch_blocks, 1)
         if self.prefetch_blocks > MAX_PREFETCH_BLOCKS:
             raise ValueError(
                 f"prefetch_blocks must be at most {MAX_PREFETCH_BLOCKS}, got {self.prefetch_blocks}"
@@ -132,7 +133,7 @@ class ReaderOptions:
         if self.cache_limit_bytes is not None:
             if self.cache_dir is None:
                 raise ValueError("cache_limit_bytes needs cache_dir (the folder it limits)")
-            _check_int("cache_limit_bytes", self.cache_limit_bytes, 1)
+            check_int("cache_limit_bytes", self.cache_limit_bytes, 1)
             if self.cache_limit_bytes < self.block_bytes:
                 raise ValueError(
                     f"cache_limit_bytes ({self.cache_limit_bytes}) must be at least block_bytes "
@@ -160,8 +161,3 @@ class ReaderOptions:
             dtype=self.dtype,
             layout=self.layout,
         )
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from recordio_core.format.errors import RecordIOError
+from recordio_core.format.errors import RecordIOError, check_int
 from recordio_core.format.framing import FileSource, MmapSource, open_source, read_record_at
 from recordio_core.images.augment import open_image
 from recordio_core.reading.partition import count_range
@@ -58,8 +58,7 @@ class RecordDataset:
     ) -> None:
         if mode not in _CHANNELS:
             raise ValueError(f"mode must be one of {sorted(_CHANNELS)}, got {mode!r}")
-        if isinstance(label_width, bool) or not isinstance(label_width, int) or label_width < 1:
-            raise ValueError(f"label_width must be an integer >= 1, got {label_width!r}")
+        check_int("label_width", label_width)
         if path_imglist and labels_from_lst:
             raise ValueError("give path_imglist or labels_from_lst=True, not both")
         self.shards: list[Shard] = resolve_shards(
