@@ -59,6 +59,23 @@ def list_parts(
     return merged, listings, runs
 
 
+def _listing_arguments(
+    p: BuildParameters, staging: str, staging_options: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The arguments every listing task run shares, folder part or `.lst` range."""
+    return {
+        "source": unmapped(p.source),
+        "staging": unmapped(staging),
+        "train_ratio": unmapped(p.train_ratio),
+        "test_ratio": unmapped(p.test_ratio),
+        "salt": unmapped(p.split_salt),
+        "seed": unmapped(p.seed),
+        "source_options": unmapped(p.source_options),
+        "staging_options": unmapped(staging_options),
+        "sizes": unmapped(p.dedupe == "drop"),
+    }
+
+
 def _list_folders(
     p: BuildParameters, staging: str, staging_options: dict[str, Any] | None
 ) -> tuple[list[PartListing], int]:
@@ -67,17 +84,9 @@ def _list_folders(
     )
     futures = list_part_task.map(
         parts,
-        source=unmapped(p.source),
-        staging=unmapped(staging),
         recursive=unmapped(p.recursive),
         exts=unmapped(tuple(p.exts)),
-        train_ratio=unmapped(p.train_ratio),
-        test_ratio=unmapped(p.test_ratio),
-        salt=unmapped(p.split_salt),
-        seed=unmapped(p.seed),
-        source_options=unmapped(p.source_options),
-        staging_options=unmapped(staging_options),
-        sizes=unmapped(p.dedupe == "drop"),
+        **_listing_arguments(p, staging, staging_options),
     )
     return [f.result() for f in futures], len(parts)
 
@@ -92,17 +101,9 @@ def _list_lst(
     futures = list_lst_part_task.map(
         parts,
         lst=unmapped(lst),
-        source=unmapped(p.source),
-        staging=unmapped(staging),
         label_width=unmapped(p.label_width),
         allow_outside_root=unmapped(p.allow_outside_root),
-        train_ratio=unmapped(p.train_ratio),
-        test_ratio=unmapped(p.test_ratio),
-        salt=unmapped(p.split_salt),
-        seed=unmapped(p.seed),
-        source_options=unmapped(p.source_options),
-        staging_options=unmapped(staging_options),
-        sizes=unmapped(p.dedupe == "drop"),
+        **_listing_arguments(p, staging, staging_options),
     )
     listings = [f.result() for f in futures]
     problem = first_problem(lst, listings)

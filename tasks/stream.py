@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -101,10 +101,12 @@ def _process(shared: bool = True) -> Iterator[Callable[..., Any]]:
         yield lambda fn, *args, **kwargs: pool.submit(fn, *args, **kwargs).result()
 
 
-def _in_process(fn: Any, /, *args: Any, shared: bool = True, **kwargs: Any) -> Any:
-    """`fn(*args, **kwargs)` as `_process` runs it."""
-    with _process(shared) as call:
-        return call(fn, *args, **kwargs)
+def _in_process(urls: Sequence[str], fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` as `_process` runs it, for a call that reads and writes `urls`:
+    in this process where a child would not see their files, and with the filesystems of
+    `urls` registered in the child (`stream_list.with_filesystems`)."""
+    with _process(_shareable(*urls)) as call:
+        return call(with_filesystems, filesystem_classes(*urls), fn, *args, **kwargs)
 
 
 @task(name="list-part", task_run_name="list {part.label}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
@@ -127,8 +129,7 @@ def list_part_task(
     must see images added since the last run); with `sizes`, its size piece too."""
     start = time.perf_counter()
     listing = _in_process(
-        with_filesystems,
-        filesystem_classes(source, staging),
+        (source, staging),
         list_part,
         source,
         part,
@@ -143,7 +144,6 @@ def list_part_task(
         storage_options=resolve_options(source, source_options),
         staging_options=resolve_options(staging, staging_options),
         sizes=sizes,
-        shared=_shareable(source, staging),
     )
     run_logger().info(
         "%s: %d images in %d classes%s in %.1fs",
@@ -183,8 +183,7 @@ def list_lst_part_task(
     returned (`PartListing.problem`), for the flow to number in the whole file."""
     start = time.perf_counter()
     listing = _in_process(
-        with_filesystems,
-        filesystem_classes(lst, source, staging),
+        (lst, source, staging),
         list_lst_part,
         lst,
         source,
@@ -200,7 +199,6 @@ def list_lst_part_task(
         lst_storage_options=resolve_options(lst, source_options),
         staging_options=resolve_options(staging, staging_options),
         sizes=sizes,
-        shared=_shareable(lst, source, staging),
     )
     run_logger().info(
         "%s: %d lines, %d entries%s in %.1fs",
@@ -230,12 +228,7 @@ def check_indexes_task(
     if not ranges:
         return None
     url = ranges[0].url
-    return _in_process(
-        find_duplicate_index,
-        ranges,
-        resolve_options(url, storage_options),
-        shared=_shareable(url),
-    )
+    return _in_process((url,), find_duplicate_index, ranges, resolve_options(url, storage_options))
 
 
 @task(
@@ -259,8 +252,7 @@ def find_copies_task(
     another shares), in a child process."""
     start = time.perf_counter()
     copies = _in_process(
-        with_filesystems,
-        filesystem_classes(source, staging),
+        (source, staging),
         find_copies,
         source,
         ranges,
@@ -269,7 +261,6 @@ def find_copies_task(
         number,
         resolve_options(source, source_options),
         resolve_options(staging, staging_options),
-        shared=_shareable(source, staging),
     )
     run_logger().info(
         "copies %d: hashed %d files, %d groups, %d copies to drop in %.1fs",
@@ -303,12 +294,7 @@ def quality_task(
         return [], []
     url = ranges[0].url
     return _in_process(
-        reduce_quality,
-        exact,
-        near,
-        distance,
-        resolve_options(url, storage_options),
-        shared=_shareable(url),
+        (url,), reduce_quality, exact, near, distance, resolve_options(url, storage_options)
     )
 
 
