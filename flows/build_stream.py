@@ -12,10 +12,10 @@ before packing, as reading the whole `.lst` does. With `dedupe="drop"` the copie
 bucket by bucket of file size (`recordio_core.building.stream_dedupe`) and each pack group
 leaves out those of its buckets. The flow process holds per-part, per-bucket, per-label and
 per-shard numbers (and the copies dropped), never a list of images: the listing tasks stream
-each image to piece files under the run's staging folder (`OUTPUT/.recflow/listing/<flow
-run>/`, removed when the run ends) and the pack tasks read back only their own shards'
-records. Task runs: at most `MAX_LIST_PARTS` (128) listing runs (for a `.lst`, at most 112
-parts and 16 index checks), `MAX_PACK_GROUPS` (1,800) pack runs (less one per copy-finding
+each image to piece files under the run's staging folder (`flows/build_staging.py`, leased
+while the run lives, removed when it ends) and the pack tasks read back only their own
+shards' records. Task runs: at most `MAX_LIST_PARTS` (128) listing runs (for a `.lst`, at
+most 112 parts and 16 index checks), `MAX_PACK_GROUPS` (1,800) pack runs (less one per copy-finding
 run with `dedupe="drop"`: up to 64), `QUALITY_TASKS` (64) duplicate runs (one per 500k
 images, `quality_tasks_for`) and the manifest's: at most 1,993, whatever the size of the
 source. The shards, their names and bytes, the rejects and the manifest's duplicate and
@@ -32,10 +32,7 @@ decoding a sample.
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 import time
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -46,7 +43,6 @@ from prefect.artifacts import (
 )
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
-from prefect.runtime import flow_run
 
 from recordio_core.building.plan import auto_records_per_shard
 from recordio_core.building.quality import QualityReport
@@ -59,7 +55,6 @@ from recordio_core.building.stream_quality import (
     quality_tasks_for,
 )
 from recordio_core.format.manifest import Manifest, RejectEntry
-from recordio_core.storage.fsio import get_fs, join_url
 from recordio_flow.flows.build_options import (
     key_parameters,
     pack_options,
@@ -72,6 +67,7 @@ from recordio_flow.flows.build_report import (
     sheet_of_shards,
     write_dataset,
 )
+from recordio_flow.flows.build_staging import staged
 from recordio_flow.flows.build_stream_list import drop_copies, list_parts
 from recordio_flow.flows.param_types import MAX_STREAM_SHARDS
 from recordio_flow.flows.params import BuildParameters
@@ -88,15 +84,13 @@ from recordio_flow.tasks.stream import (
 )
 
 MAX_PACK_GROUPS = 1_800  # pack task runs per build, at most
-STAGING_FOLDER = ".recflow/listing"
 
 
 def run_stream_build(p: BuildParameters) -> dict[str, Any]:
     """list parts -> plan groups -> pack groups -> manifest -> report (module docstring)."""
     logger = get_run_logger()
     start = time.perf_counter()
-    staging, staging_options = _staging(p)
-    try:
+    with staged(p, logger) as (staging, staging_options):
         merged, listings, runs = list_parts(p, staging, staging_options, logger)
         copies = drop_copies(p, merged, listings, staging, staging_options, logger)
         groups = _plan(p, with_drops(merged, copies), logger, MAX_PACK_GROUPS - len(copies))
@@ -104,31 +98,6 @@ def run_stream_build(p: BuildParameters) -> dict[str, Any]:
             return _dry_run_summary(p, merged, groups, runs, copies, start)
         done = _pack(p, groups, staging, logger, start)
         return _commit(p, merged, groups, done, copies, start, logger)
-    finally:
-        _remove(staging, staging_options, on_output=not _stages_locally(p))
-
-
-def _staging(p: BuildParameters) -> tuple[str, dict[str, Any] | None]:
-    """Where the listing's pieces go: under OUTPUT (every worker reaches it), or for a dry
-    run on this machine, a local temporary folder (a dry run writes nothing to OUTPUT)."""
-    token = str(flow_run.id or uuid.uuid4().hex)
-    if _stages_locally(p):
-        return tempfile.mkdtemp(prefix="recflow-listing-"), None
-    return join_url(p.output, STAGING_FOLDER, token), p.output_options
-
-
-def _stages_locally(p: BuildParameters) -> bool:
-    return p.dry_run and not p.dask_address
-
-
-def _remove(staging: str, options: dict[str, Any] | None, on_output: bool) -> None:
-    with contextlib.suppress(Exception):  # leftovers are small; never fail the run for them
-        fs, path = get_fs(staging, options)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-        if on_output:  # the listing folder too, once no run uses it
-            with contextlib.suppress(Exception):
-                fs.rmdir(path.rstrip("/").rpartition("/")[0])
 
 
 def _plan(

@@ -87,26 +87,29 @@ def _shareable(*urls: str) -> bool:
 
 
 @contextlib.contextmanager
-def _process(shared: bool = True) -> Iterator[Callable[..., Any]]:
-    """A `call(fn, *args, **kwargs)` that runs `fn` in one child process forked from the
-    forkserver (listing and packing are CPU-bound Python: threads of one process would share
-    one core), the same child for every call; or right here inside a daemonic process (a Dask
-    worker), which may not have children, or when not `shared`: a filesystem that lives in
-    this process's memory (`memory://`). `fn` must live in recordio_core (preloaded there):
-    importing Prefect would cost each child seconds."""
-    if multiprocessing.current_process().daemon or not shared:
+def _process(urls: Sequence[str]) -> Iterator[Callable[..., Any]]:
+    """A `call(fn, *args, **kwargs)`, for calls that read and write `urls`, that runs `fn` in
+    one child process forked from the forkserver (listing and packing are CPU-bound Python:
+    threads of one process would share one core), the same child for every call, with the
+    filesystems of `urls` registered there first (`stream_list.with_filesystems`: one the
+    parent registered at run time is unknown to the child). Or right here inside a daemonic
+    process (a Dask worker), which may not have children, or when a child would not see the
+    files: a filesystem that lives in this process's memory (`memory://`). `fn` must live in
+    recordio_core (preloaded there): importing Prefect would cost each child seconds."""
+    if multiprocessing.current_process().daemon or not _shareable(*urls):
         yield lambda fn, *args, **kwargs: fn(*args, **kwargs)
         return
+    classes = filesystem_classes(*urls)
     with ProcessPoolExecutor(1, mp_context=process_context("forkserver")) as pool:
-        yield lambda fn, *args, **kwargs: pool.submit(fn, *args, **kwargs).result()
+        yield lambda fn, *args, **kwargs: pool.submit(
+            with_filesystems, classes, fn, *args, **kwargs
+        ).result()
 
 
 def _in_process(urls: Sequence[str], fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-    """`fn(*args, **kwargs)` as `_process` runs it, for a call that reads and writes `urls`:
-    in this process where a child would not see their files, and with the filesystems of
-    `urls` registered in the child (`stream_list.with_filesystems`)."""
-    with _process(_shareable(*urls)) as call:
-        return call(with_filesystems, filesystem_classes(*urls), fn, *args, **kwargs)
+    """`fn(*args, **kwargs)` as `_process(urls)` runs it."""
+    with _process(urls) as call:
+        return call(fn, *args, **kwargs)
 
 
 @task(name="list-part", task_run_name="list {part.label}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
@@ -338,7 +341,7 @@ def pack_group_task(
         output=output,
         key_params=key_params,
     )
-    with _process(shared=_shareable(source, output)) as call:
+    with _process((source, output, staging)) as call:
         missing = call(prepare_group, packer, group, staging)
         # a shard packed by a build without streaming: its result is in this process's store
         cached = {key: found for key in missing if (found := cached_pack_result(key))}

@@ -305,13 +305,15 @@ def test_a_streaming_dry_run_writes_nothing_and_plans_the_build(
 def test_a_dry_run_leaves_an_empty_temporary_folder_alone(
     source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Regression: a local dry run stages in tempfile.mkdtemp() and removed the staging
-    folder's parent when empty: the temporary folder itself."""
+    """Regression: a local dry run stages under the temporary folder and removed the
+    staging folder's parent when empty: once, the temporary folder itself. Its own staging
+    folder (`recflow-listing/<run>`) is gone afterwards."""
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(temp))
     build(source, tmp_path / "dry", streaming=True, dry_run=True, **ALL)
     assert temp.is_dir()
+    assert not [p for p in temp.rglob("*") if p.is_file()]
 
 
 # --------------------------------------------------------------------------- task runs
