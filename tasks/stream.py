@@ -58,8 +58,9 @@ from recordio_core.building.stream_lst import (
     list_lst_part,
 )
 from recordio_core.building.stream_pack import GroupPacker, pack_prepared, prepare_group
-from recordio_core.building.stream_plan import GroupJob, PieceRange
+from recordio_core.building.stream_plan import GroupJob
 from recordio_core.building.stream_quality import (
+    BucketSpan,
     QualityPieces,
     reduce_quality,
 )
@@ -283,15 +284,16 @@ def find_copies_task(
     **RETRY_OPTIONS,
 )
 def quality_task(
-    exact: tuple[PieceRange, ...],
-    near: tuple[PieceRange, ...],
+    exact: tuple[BucketSpan, ...],
+    near: tuple[BucketSpan, ...],
     *,
     number: int = 0,
     distance: int | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> tuple[list[DuplicateGroup], list[tuple[Seen, Seen]]]:
     """Duplicate groups and near pairs of one range of quality buckets
-    (`recordio_core.building.stream_quality.reduce_quality`), found in a child process."""
+    (`recordio_core.building.stream_quality.reduce_quality`, a bounded chunk of buckets at a
+    time), found in a child process."""
     ranges = (*exact, *near)
     if not ranges:
         return [], []

@@ -13,6 +13,10 @@ Each pack group writes, beside the listing's pieces, two **quality pieces** of i
   into groups (`near_groups_from_pairs`): the same components as
   `quality.near_duplicate_groups` over every image at once.
 
+A reduce task gets, per group's piece, where each of its buckets starts (`BucketSpan`), and
+reads `CHUNK_BYTES` of whole buckets at a time (`bucket_chunks`): its memory is bounded by the
+chunk, not by the images of its range (1.5 M of them per task at 100 M images).
+
 A piece line: `<key, 16 hex>\\t<sha256 hex>\\t<dhash>\\t<split>\\t<labels>\\t<path>\\n`.
 """
 
@@ -36,6 +40,7 @@ from recordio_core.building.quality import (
 from recordio_core.building.stream_plan import PieceRange
 from recordio_core.building.stream_read import read_ranges
 from recordio_core.building.stream_sort import write_sorted_piece
+from recordio_core.format.errors import check_int
 from recordio_core.images.dhash import FLAT_BITS, components, near_pairs
 from recordio_core.storage.fsio import StorageOptions, join_url
 
@@ -43,6 +48,7 @@ QUALITY_BITS = 10
 QUALITY_BUCKETS = 1 << QUALITY_BITS
 QUALITY_TASKS = 64  # reduce task runs per build, at most
 IMAGES_PER_QUALITY_TASK = 500_000  # fewer runs for a smaller build: each has a fixed cost
+CHUNK_BYTES = 16 << 20  # of quality lines a reduce task holds at once (~100 MB of memory)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,27 +120,66 @@ def quality_tasks_for(images: int) -> int:
     return max(1, min(QUALITY_TASKS, -(-images // IMAGES_PER_QUALITY_TASK)))
 
 
+@dataclass(frozen=True, eq=False)
+class BucketSpan:
+    """One group's quality piece over a reduce task's buckets `b0..b1`: where each of those
+    buckets starts in the piece, and where the last ends (`offsets[b0 : b1 + 1]`)."""
+
+    url: str
+    offsets: np.ndarray  # int64[b1 - b0 + 1]
+
+
 def bucket_ranges(
     pieces: Sequence[QualityPieces], tasks: int = QUALITY_TASKS
-) -> list[tuple[tuple[PieceRange, ...], tuple[PieceRange, ...]]]:
-    """Per reduce task, the (exact, near) byte ranges of its buckets in every group's pieces."""
+) -> list[tuple[tuple[BucketSpan, ...], tuple[BucketSpan, ...]]]:
+    """Per reduce task, the (exact, near) spans of its buckets in every group's pieces
+    (those that hold any of its lines)."""
     per = -(-QUALITY_BUCKETS // max(1, tasks))
     out = []
     for b0 in range(0, QUALITY_BUCKETS, per):
         b1 = min(QUALITY_BUCKETS, b0 + per)
         exact = tuple(
-            PieceRange(q.exact, int(q.exact_offsets[b0]), int(q.exact_offsets[b1]))
+            BucketSpan(q.exact, q.exact_offsets[b0 : b1 + 1].copy())
             for q in pieces
             if q.exact_offsets[b1] > q.exact_offsets[b0]
         )
         near = tuple(
-            PieceRange(q.near, int(q.near_offsets[b0]), int(q.near_offsets[b1]))
+            BucketSpan(q.near, q.near_offsets[b0 : b1 + 1].copy())
             for q in pieces
             if q.near_offsets is not None and q.near_offsets[b1] > q.near_offsets[b0]
         )
         if exact or near:
             out.append((exact, near))
     return out
+
+
+def bucket_chunks(
+    spans: Sequence[BucketSpan], chunk_bytes: int = CHUNK_BYTES
+) -> list[list[PieceRange]]:
+    """The spans' buckets cut into runs of whole buckets of at most `chunk_bytes` (summed over
+    every piece; a bigger bucket is a chunk of its own), each as the byte ranges to read."""
+    check_int("chunk_bytes", chunk_bytes)
+    if not spans:
+        return []
+    offsets = np.stack([s.offsets for s in spans])  # pieces x (buckets + 1)
+    sizes = np.diff(offsets, axis=1).sum(axis=0)
+    out, j0, held = [], 0, 0
+    for j, size in enumerate(sizes.tolist()):
+        if held and held + size > chunk_bytes:
+            out.append(_ranges(spans, offsets, j0, j))
+            j0, held = j, 0
+        held += size
+    if held:
+        out.append(_ranges(spans, offsets, j0, len(sizes)))
+    return out
+
+
+def _ranges(spans: Sequence[BucketSpan], offsets: np.ndarray, j0: int, j1: int) -> list[PieceRange]:
+    return [
+        PieceRange(s.url, int(offsets[k, j0]), int(offsets[k, j1]))
+        for k, s in enumerate(spans)
+        if offsets[k, j1] > offsets[k, j0]
+    ]
 
 
 def _seen(ranges: Sequence[PieceRange], storage_options: StorageOptions) -> list[Seen]:
@@ -149,20 +194,29 @@ def _seen(ranges: Sequence[PieceRange], storage_options: StorageOptions) -> list
 
 
 def reduce_quality(
-    exact: Sequence[PieceRange],
-    near: Sequence[PieceRange],
+    exact: Sequence[BucketSpan],
+    near: Sequence[BucketSpan],
     distance: int | None,
     storage_options: StorageOptions = None,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> tuple[list[DuplicateGroup], list[tuple[Seen, Seen]]]:
-    """The duplicate groups of the exact ranges' buckets, and the near pairs (within
-    `distance` bits) among the near ranges' images."""
-    groups = duplicate_groups(_seen(exact, storage_options))
-    pairs: list[tuple[Seen, Seen]] = []
-    if distance is not None and near:
-        unique = list({s.path: s for s in _seen(near, storage_options)}.values())
-        hashes = np.array([s.dhash for s in unique], dtype=np.uint64)
-        pairs = [(unique[i], unique[j]) for i, j in near_pairs(hashes, distance).tolist()]
-    return groups, pairs
+    """The duplicate groups of the exact spans' buckets, and the near pairs (within
+    `distance` bits) among the near spans' images, each pair once. Read `chunk_bytes` of
+    whole buckets at a time (`bucket_chunks`), so the memory it takes is bounded by that,
+    not by the images of the range: a group's copies share a bucket, and so does every close
+    pair (it is found with a block both hashes share), so chunks lose none."""
+    groups: list[DuplicateGroup] = []
+    for ranges in bucket_chunks(exact, chunk_bytes):
+        groups += duplicate_groups(_seen(ranges, storage_options))
+    pairs: dict[tuple[str, str], tuple[Seen, Seen]] = {}
+    if distance is not None:
+        for ranges in bucket_chunks(near, chunk_bytes):
+            unique = list({s.path: s for s in _seen(ranges, storage_options)}.values())
+            hashes = np.array([s.dhash for s in unique], dtype=np.uint64)
+            for i, j in near_pairs(hashes, distance).tolist():
+                a, b = sorted((unique[i], unique[j]), key=lambda s: s.path)
+                pairs.setdefault((a.path, b.path), (a, b))
+    return groups, list(pairs.values())
 
 
 def near_groups_from_pairs(pairs: Iterable[tuple[Seen, Seen]]) -> list[NearDuplicateGroup]:
