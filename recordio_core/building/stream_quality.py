@@ -23,7 +23,8 @@ A piece line: `<key, 16 hex>\\t<sha256 hex>\\t<dhash>\\t<split>\\t<labels>\\t<pa
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,15 +183,36 @@ def _ranges(spans: Sequence[BucketSpan], offsets: np.ndarray, j0: int, j1: int) 
     ]
 
 
-def _seen(ranges: Sequence[PieceRange], storage_options: StorageOptions) -> list[Seen]:
-    out = []
+def _lines(ranges: Sequence[PieceRange], storage_options: StorageOptions) -> list[str]:
+    out: list[str] = []
     for data in read_ranges(ranges, storage_options, "quality piece"):
-        for line in data.decode("utf-8").split("\n"):
-            if line:
-                _, digest, dhash, split, labels, path = line.split("\t")
-                labels_t = tuple(float(x) for x in labels.split(","))
-                out.append(Seen(path, labels_t, split, bytes.fromhex(digest), int(dhash)))
-    return out
+        out += data.decode("utf-8").split("\n")
+    return [line for line in out if line]
+
+
+def _seen(line: str) -> Seen:
+    _, digest, dhash, split, labels, path = line.split("\t")
+    labels_t = tuple(float(x) for x in labels.split(","))
+    return Seen(path, labels_t, split, bytes.fromhex(digest), int(dhash))
+
+
+def _duplicates(lines: list[str]) -> list[DuplicateGroup]:
+    """The groups among `lines` (exact lines); only lines whose key (the digest's first 8
+    bytes) another shares are parsed, the candidates `duplicate_groups` sorts out."""
+    keys = Counter(line[:16] for line in lines)
+    return duplicate_groups([_seen(line) for line in lines if keys[line[:16]] > 1])
+
+
+def _near_pairs(lines: list[str], distance: int) -> Iterator[tuple[Seen, Seen]]:
+    """The pairs within `distance` bits among `lines` (near lines, an image once per block
+    of its hash: taken once), each (by path) once; only paired lines are parsed."""
+    unique = list({line.rpartition("\t")[2]: line for line in lines}.values())
+    hashes = np.array([int(line.split("\t", 3)[2]) for line in unique], dtype=np.uint64)
+    parsed: dict[int, Seen] = {}
+    for i, j in near_pairs(hashes, distance).tolist():
+        a = parsed.get(i) or parsed.setdefault(i, _seen(unique[i]))
+        b = parsed.get(j) or parsed.setdefault(j, _seen(unique[j]))
+        yield (a, b) if a.path <= b.path else (b, a)
 
 
 def reduce_quality(
@@ -207,14 +229,11 @@ def reduce_quality(
     pair (it is found with a block both hashes share), so chunks lose none."""
     groups: list[DuplicateGroup] = []
     for ranges in bucket_chunks(exact, chunk_bytes):
-        groups += duplicate_groups(_seen(ranges, storage_options))
+        groups += _duplicates(_lines(ranges, storage_options))
     pairs: dict[tuple[str, str], tuple[Seen, Seen]] = {}
     if distance is not None:
         for ranges in bucket_chunks(near, chunk_bytes):
-            unique = list({s.path: s for s in _seen(ranges, storage_options)}.values())
-            hashes = np.array([s.dhash for s in unique], dtype=np.uint64)
-            for i, j in near_pairs(hashes, distance).tolist():
-                a, b = sorted((unique[i], unique[j]), key=lambda s: s.path)
+            for a, b in _near_pairs(_lines(ranges, storage_options), distance):
                 pairs.setdefault((a.path, b.path), (a, b))
     return groups, list(pairs.values())
 
