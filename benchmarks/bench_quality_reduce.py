@@ -7,7 +7,7 @@ Writes the quality pieces (`stream_quality.write_quality_pieces`) of N synthetic
 and a 64-bit difference hash each, one in 20 a byte-identical copy, one in 20 a near copy) as
 8 pack groups would, then runs `reduce_quality` over the whole bucket range in a fresh child
 process, twice side by side: reading the range at once (`chunk_bytes` past the range's size,
-what every task did before) and a chunk of `CHUNK_BYTES` at a time (what it does now). Prints
+as every task read it before) and a chunk of `CHUNK_BYTES` at a time (what it does now). Prints
 each child's peak RSS growth over its start (`ru_maxrss`), bytes per image, seconds, and the
 ratio at each size; the groups found must be equal. The near-duplicate distance is 4 (the
 near pieces hold each image 5 times).
