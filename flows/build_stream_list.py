@@ -14,14 +14,13 @@ from recordio_core.building.split import stable_split_names
 from recordio_core.building.stream_dedupe import Copies, size_ranges
 from recordio_core.building.stream_list import MAX_LIST_PARTS, PartListing, plan_list_parts
 from recordio_core.building.stream_lst import (
-    first_problem,
+    first_error,
     index_check_tasks_for,
     index_ranges,
     plan_lst_parts,
 )
 from recordio_core.building.stream_plan import MergedListing, merge_parts
 from recordio_core.building.stream_quality import quality_tasks_for
-from recordio_core.format.errors import ListFileError
 from recordio_flow.flows.build_plan import no_images_error
 from recordio_flow.flows.params import BuildParameters
 from recordio_flow.tasks.stream import (
@@ -94,8 +93,9 @@ def _list_folders(
 def _list_lst(
     p: BuildParameters, staging: str, staging_options: dict[str, Any] | None
 ) -> tuple[list[PartListing], int]:
-    """The `.lst`'s parts (mapped), then its first bad line or repeated index, if any, as
-    the `ListFileError` reading it whole raises (`recordio_core.building.stream_lst`)."""
+    """The `.lst`'s parts (mapped), then its first bad line or repeated index, whichever
+    comes first in the file, as the `ListFileError` reading it whole raises
+    (`recordio_core.building.stream_lst`)."""
     lst = str(p.lst)
     parts = plan_lst_parts(lst, p.source_options)
     futures = list_lst_part_task.map(
@@ -106,17 +106,13 @@ def _list_lst(
         **_listing_arguments(p, staging, staging_options),
     )
     listings = [f.result() for f in futures]
-    problem = first_problem(lst, listings)
-    if problem is not None:
-        raise problem
     ranges = index_ranges(listings, index_check_tasks_for(sum(x.entries for x in listings)))
     checks = check_indexes_task.map(
         ranges, number=list(range(len(ranges))), storage_options=unmapped(staging_options)
     )
-    found = [r for f in checks if (r := f.result()) is not None]
-    if found:
-        line, index, first = min(found)
-        raise ListFileError(lst, line, f"duplicate index {index} (first seen on line {first})")
+    error = first_error(lst, listings, [r for f in checks if (r := f.result()) is not None])
+    if error is not None:
+        raise error
     return listings, len(parts) + len(ranges)
 
 

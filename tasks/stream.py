@@ -184,7 +184,7 @@ def list_lst_part_task(
 ) -> PartListing:
     """Parse one byte range of the `.lst` into its pieces under `staging`, in a child process
     as `list_part_task` (never cached: the source's files may have changed). A bad line is
-    returned (`PartListing.problem`), for the flow to number in the whole file."""
+    returned (`PartListing.problem` or `outside`), for the flow to number in the whole file."""
     start = time.perf_counter()
     listing = _in_process(
         (lst, source, staging),
@@ -209,7 +209,7 @@ def list_lst_part_task(
         part.label,
         listing.lines,
         listing.entries,
-        "" if listing.problem is None else f" (a bad line: {listing.problem[1]})",
+        "".join(f" (a bad line: {bad[1]})" for bad in (listing.problem or listing.outside,) if bad),
         time.perf_counter() - start,
     )
     return listing

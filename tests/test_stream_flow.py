@@ -568,8 +568,12 @@ def test_a_lst_source_streams_to_the_in_memory_build_byte_for_byte(
     [
         ("100\t0.000000\t0.000000\tcats/again.jpg\n", "duplicate index 100 (first seen on line"),
         ("7\t1.000000\tcats/one-label.jpg\n", "label_width=2 but the line has 1"),
+        (
+            "100\t0.000000\t0.000000\tcats/again.jpg\n900\t0.000000\t0.000000\t../up.jpg\n",
+            "duplicate index 100 (first seen on line",
+        ),  # the repeat comes first: a part sees only the path outside the root
     ],
-    ids=["repeated-index", "bad-line"],
+    ids=["repeated-index", "bad-line", "repeat-then-outside"],
 )
 def test_a_bad_lst_fails_before_packing_as_in_memory(
     source: Path, tmp_path: Path, extra: str, says: str

@@ -24,6 +24,7 @@ from recordio_core.building.stream_lst import (
     MAX_LST_PARTS,
     LstPart,
     find_duplicate_index,
+    first_error,
     first_problem,
     index_buckets,
     index_check_tasks_for,
@@ -188,7 +189,7 @@ def test_a_bad_line_is_parse_lsts_error_numbered_in_the_whole_file(
         str(lst), str(tmp_path), str(tmp_path / "stage"), width=1, tr=1.0, te=0.0,
         part_bytes=part_bytes, min_part_bytes=1, max_parts=1000,
     )  # fmt: skip
-    got = first_problem(str(lst), listings)
+    got = first_error(str(lst), listings, [])
     assert got is not None and str(got) == str(want.value)
     assert sum(p.lines for p in listings) == text.count("\n")  # counted to the end
 
@@ -228,6 +229,70 @@ def test_a_repeated_index_is_found_across_parts_with_both_lines(
     assert (line, index, first) == (301, keys[37], first_at)
     said = f"duplicate index {index} (first seen on line {first})"
     assert str(ListFileError(str(lst), line, said)) == str(want.value)
+
+
+# lines (index, path): a repeated index and a bad line, in either order in the file
+MIXED = {
+    "repeat before an outside path": (
+        [(1, "a.jpg"), (2, "b.jpg"), (1, "again.jpg"), (3, "c.jpg"), (4, "../up.jpg")],
+        "duplicate index 1",
+    ),
+    "outside path before a repeat": (
+        [(1, "a.jpg"), (2, "../up.jpg"), (3, "c.jpg"), (1, "again.jpg")],
+        "climbs out of the image root",
+    ),
+    "bad label before a repeat": (
+        [(1, "a.jpg"), (2, "x"), (1, "again.jpg")],
+        "is not a number",
+    ),
+    "repeat before a bad label: the bad label": (
+        [(1, "a.jpg"), (1, "again.jpg"), (2, "x"), (3, "c.jpg")],
+        "is not a number",
+    ),
+    "only a repeat": ([(1, "a.jpg"), (2, "b.jpg"), (2, "c.jpg")], "duplicate index 2"),
+    "outside path before a bad label: the bad label": (
+        [(1, "a.jpg"), (2, "../up.jpg"), (3, "c.jpg"), (4, "x")],
+        "is not a number",
+    ),
+    "two outside paths: the first": (
+        [(1, "a.jpg"), (2, "/abs.jpg"), (3, "../up.jpg")],
+        "'/abs.jpg'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MIXED))
+@pytest.mark.parametrize("padding", [0, 120])
+@pytest.mark.parametrize("part_bytes", [9, 1 << 20])
+def test_a_repeat_and_a_bad_line_fail_as_reading_the_whole_file_does(
+    tmp_path: Path, case: str, padding: int, part_bytes: int
+) -> None:
+    """The error is the one `parse_lst` of the whole file raises: a line that does not parse
+    (anywhere), else whichever of a repeated index and a path outside the root comes first."""
+    rows, says = MIXED[case]
+    pad = [f"{1000 + i}\t0.0\tpad/{i}.jpg\n" for i in range(padding)]
+    body = [f"{i}\tx\tb.jpg\n" if path == "x" else f"{i}\t1.0\t{path}\n" for i, path in rows]
+    text = "".join(pad[: padding // 2] + body[:2] + pad[padding // 2 :] + body[2:])
+    lst = tmp_path / "mixed.lst"
+    lst.write_text(text)
+    with pytest.raises(ListFileError) as want:
+        parse_lst(text, source=str(lst), allow_outside_root=False)
+    assert says in str(want.value)
+    listings = list_parts(
+        str(lst), str(tmp_path), str(tmp_path / "stage"), width=1, tr=1.0, te=0.0,
+        part_bytes=part_bytes, min_part_bytes=1, max_parts=1000,
+    )  # fmt: skip
+    found = [f for r in index_ranges(listings, 3) if (f := find_duplicate_index(r))]
+    got = first_error(str(lst), listings, found)
+    assert got is not None and str(got) == str(want.value)
+
+
+def test_no_error_in_a_good_file(tmp_path: Path) -> None:
+    lst = tmp_path / "good.lst"
+    lst.write_text("".join(f"{i}\t1.0\t{i}.jpg\n" for i in range(50)))
+    listings = list_parts(str(lst), str(tmp_path), str(tmp_path / "s"), width=1, tr=1.0, te=0.0)
+    found = [f for r in index_ranges(listings, 2) if (f := find_duplicate_index(r))]
+    assert found == [] and first_error(str(lst), listings, found) is None
 
 
 @pytest.mark.parametrize(

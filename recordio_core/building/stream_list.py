@@ -93,8 +93,9 @@ class PartListing:
     entries per bucket (`counts`, `BUCKETS` each) and the byte offset where each bucket
     starts (`offsets`, `BUCKETS + 1`: the last is the piece's size). A part of a `.lst`
     (`stream_lst`) has no classes: its indexes and labels are the file's own; it has an
-    `index_piece`, its count of `lines`, and instead of pieces maybe its first bad line
-    (`problem`: the line's number in the part, what is wrong)."""
+    `index_piece`, its count of `lines`, and instead of pieces maybe its first line that
+    does not parse (`problem`: the line's number in the part, what is wrong) or its first
+    path outside the image root (`outside`, likewise)."""
 
     part: int
     pieces: tuple[str, ...]
@@ -113,6 +114,7 @@ class PartListing:
     size_piece: str = ""
     size_offsets: np.ndarray | None = None
     problem: tuple[int, str] | None = None
+    outside: tuple[int, str] | None = None
 
 
 def plan_list_parts(

@@ -16,13 +16,20 @@ build of the same `.lst`.
 
 What the whole file must satisfy is checked without holding it anywhere:
 
-- a bad line: the part returns its first one (`PartListing.problem`, its own line number)
-  instead of raising, and counts its lines to the end; `first_problem` numbers it in the
-  whole file once every part has counted (`ListFileError`, as `parse_lst` raises);
+- a line that does not parse: the part returns its first one (`PartListing.problem`, its
+  own line number) instead of raising, and counts its lines to the end; `first_problem`
+  numbers it in the whole file once every part has counted (`ListFileError`, as `parse_lst`
+  raises);
+- a path outside the image root (refused unless `allow_outside_root`): the part returns its
+  first one (`PartListing.outside`) and parses on, for a later line that does not parse;
 - a repeated index: each part writes an **index piece** of `(index, line)` pairs (16 bytes
-  each), bucketed by a hash of the index; `find_duplicate_index` reads one range of buckets
-  from every part's piece (`index_ranges`, `INDEX_CHECK_TASKS` ranges at most) and returns
-  the earliest line repeating an index, with the line it first appeared on.
+  each) of its lines before its first bad one, bucketed by a hash of the index;
+  `find_duplicate_index` reads one range of buckets from every part's piece (`index_ranges`,
+  `INDEX_CHECK_TASKS` ranges at most) and returns the earliest line repeating an index, with
+  the line it first appeared on.
+
+`first_error` then says what `parse_lst` of the whole file raises: the first line that does
+not parse, anywhere; else the first of a path outside the root and a repeated index.
 """
 
 from __future__ import annotations
@@ -178,10 +185,12 @@ def _write_index_piece(
 
 @dataclass
 class _Reading:
-    """How far a part's reading got: its lines so far, its first bad line (number, why)."""
+    """How far a part's reading got: its lines so far, its first line that does not parse
+    and its first path outside the root (number, why)."""
 
     lines: int = 0
     problem: tuple[int, str] | None = None
+    outside: tuple[int, str] | None = None
 
 
 def _entries(
@@ -193,7 +202,8 @@ def _entries(
     storage_options: StorageOptions,
 ) -> Iterator[tuple[int, LstEntry]]:
     """`(line number in the part, entry)` of the part's lines, as `parse_lst` parses them,
-    until a bad line (then `reading.problem`); every line is counted (`reading.lines`)."""
+    until a bad line (`reading.problem`, or `reading.outside`: then the lines are still
+    parsed, for a `problem`, but not yielded); every line is counted (`reading.lines`)."""
     for raw in _raw_lines(lst, part, storage_options):
         try:
             text = raw.decode("utf-8")
@@ -207,7 +217,7 @@ def _entries(
             reading.lines += 1
             if reading.problem is None:
                 entry = _entry(line, lst, reading, label_width, allow_outside_root)
-                if entry is not None:
+                if entry is not None and reading.outside is None:
                     yield reading.lines, entry
 
 
@@ -225,14 +235,13 @@ def _entry(
         reading.problem = (lineno, exc.problem)
         return None
     why = None if entry is None or allow_outside_root else path_outside_root(entry.path)
-    if why:
-        reading.problem = (
+    if why and reading.outside is None:
+        reading.outside = (
             lineno,
             f"path {entry.path!r} {why}; such paths are refused unless explicitly allowed "
             "(allow_outside_root)",
         )
-        return None
-    return entry
+    return None if why else entry
 
 
 class _Pieces:
@@ -304,7 +313,8 @@ def list_lst_part(
 ) -> PartListing:
     """Parse `part` of the `.lst` at `lst` (paths relative to `root`) and write its piece
     per split and its index piece under `staging` (with `sizes`, its size piece too, for
-    `dedupe="drop"`); with a bad line, its `problem` and line count only."""
+    `dedupe="drop"`); with a bad line, its `problem`, line count and the index piece of
+    the lines before it only."""
     names = [split for _, split in stable_split_names(train_ratio, test_ratio)]
     which = stable_split_of(train_ratio, test_ratio, salt)
     digest = order_digest_of(seed)
@@ -317,16 +327,27 @@ def list_lst_part(
             indexes.append(entry.index)
             line_numbers.append(lineno)
             pieces.add(which(entry.path), digest(entry.path).hex(), entry, lineno)
-        if reading.problem is not None:
-            return PartListing(
-                part.number, (), (), (), 0, (), lines=reading.lines, problem=reading.problem
-            )
-        written, size_piece = pieces.write(staging, part.number, names, staging_options)
+        bad = reading.problem is not None or reading.outside is not None
+        if not bad:
+            written, size_piece = pieces.write(staging, part.number, names, staging_options)
     finally:
         pieces.close()
     keys = _write_index_piece(
         join_url(staging, f"indexes-{part.number:05d}.bin"), indexes, line_numbers, staging_options
     )
+    if bad:  # and the indexes before it: a repeat there may come first
+        return PartListing(
+            part.number,
+            (),
+            (),
+            (),
+            0,
+            (),
+            lines=reading.lines,
+            problem=reading.problem,
+            outside=reading.outside,
+            index_piece=keys,
+        )
     tally = pieces.tally
     return PartListing(
         part=part.number,
@@ -347,14 +368,36 @@ def list_lst_part(
 
 
 def first_problem(lst: str, parts: Sequence[PartListing]) -> ListFileError | None:
-    """The first bad line of the whole `.lst` (parts in any order), numbered in the file."""
+    """The first line of the whole `.lst` that does not parse (parts in any order),
+    numbered in the file."""
+    return _first(lst, parts, "problem")
+
+
+def _first(lst: str, parts: Sequence[PartListing], kind: str) -> ListFileError | None:
     before = 0
     for part in sorted(parts, key=lambda p: p.part):
-        if part.problem is not None:
-            line, problem = part.problem
+        found = getattr(part, kind)
+        if found is not None:
+            line, problem = found
             return ListFileError(lst, before + line, problem)
         before += part.lines
     return None
+
+
+def first_error(
+    lst: str, parts: Sequence[PartListing], repeats: Sequence[tuple[int, int, int]]
+) -> ListFileError | None:
+    """What `parse_lst` of the whole `.lst` raises: its first line that does not parse
+    (`first_problem`), anywhere; else the first in the file of a path outside the root and a
+    repeated index (`repeats`: `find_duplicate_index`'s findings); None if none of these."""
+    problem = first_problem(lst, parts)
+    if problem is not None:
+        return problem
+    outside = _first(lst, parts, "outside")
+    if repeats and (outside is None or min(repeats)[0] < outside.lineno):
+        line, index, first = min(repeats)
+        return ListFileError(lst, line, f"duplicate index {index} (first seen on line {first})")
+    return outside
 
 
 def index_check_tasks_for(entries: int) -> int:
