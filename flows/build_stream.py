@@ -7,7 +7,7 @@ duplicates (mapped over bucket ranges) -> manifest -> report.
 
 The steps before planning live in `flows/build_stream_list.py`. The parts are runs of
 top-level folders of SOURCE, or with `lst`, byte ranges of that `.lst`
-(`recordio_core.building.stream_lst`), whose first bad line or repeated index stops the build
+(`recordio_core.building.stream_lst`), whose first error (`stream_lst_checks`) stops the build
 before packing, as reading the whole `.lst` does. With `dedupe="drop"` the copies are found
 bucket by bucket of file size (`recordio_core.building.stream_dedupe`) and each pack group
 leaves out those of its buckets. The flow process holds per-part, per-bucket, per-label and

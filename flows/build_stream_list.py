@@ -13,11 +13,11 @@ from prefect import unmapped
 from recordio_core.building.split import stable_split_names
 from recordio_core.building.stream_dedupe import Copies, size_ranges
 from recordio_core.building.stream_list import MAX_LIST_PARTS, PartListing, plan_list_parts
-from recordio_core.building.stream_lst import (
+from recordio_core.building.stream_lst import plan_lst_parts
+from recordio_core.building.stream_lst_checks import (
     first_error,
     index_check_tasks_for,
     index_ranges,
-    plan_lst_parts,
 )
 from recordio_core.building.stream_plan import MergedListing, merge_parts
 from recordio_core.building.stream_quality import quality_tasks_for
@@ -95,7 +95,7 @@ def _list_lst(
 ) -> tuple[list[PartListing], int]:
     """The `.lst`'s parts (mapped), then its first bad line or repeated index, whichever
     comes first in the file, as the `ListFileError` reading it whole raises
-    (`recordio_core.building.stream_lst`)."""
+    (`recordio_core.building.stream_lst_checks`)."""
     lst = str(p.lst)
     parts = plan_lst_parts(lst, p.source_options)
     futures = list_lst_part_task.map(

@@ -51,12 +51,8 @@ from recordio_core.building.stream_list import (
     list_part,
     with_filesystems,
 )
-from recordio_core.building.stream_lst import (
-    IndexRange,
-    LstPart,
-    find_duplicate_index,
-    list_lst_part,
-)
+from recordio_core.building.stream_lst import LstPart, list_lst_part
+from recordio_core.building.stream_lst_checks import IndexRange, find_duplicate_index
 from recordio_core.building.stream_pack import GroupPacker, pack_prepared, prepare_group
 from recordio_core.building.stream_plan import GroupJob
 from recordio_core.building.stream_quality import (
@@ -228,7 +224,7 @@ def check_indexes_task(
     storage_options: dict[str, Any] | None = None,
 ) -> tuple[int, int, int] | None:
     """The earliest line repeating an index among one range of index buckets
-    (`recordio_core.building.stream_lst.find_duplicate_index`), in a child process."""
+    (`recordio_core.building.stream_lst_checks.find_duplicate_index`), in a child process."""
     if not ranges:
         return None
     url = ranges[0].url

@@ -19,18 +19,15 @@ from recordio_core.building.plan import num_shards_for, plan_split
 from recordio_core.building.shardkey import source_fingerprints
 from recordio_core.building.split import stable_split, stable_split_names
 from recordio_core.building.stream_list import PartListing
-from recordio_core.building.stream_lst import (
+from recordio_core.building.stream_lst import MAX_LST_PARTS, LstPart, list_lst_part, plan_lst_parts
+from recordio_core.building.stream_lst_checks import (
     INDEX_CHECK_TASKS,
-    MAX_LST_PARTS,
-    LstPart,
     find_duplicate_index,
     first_error,
     first_problem,
     index_buckets,
     index_check_tasks_for,
     index_ranges,
-    list_lst_part,
-    plan_lst_parts,
 )
 from recordio_core.building.stream_plan import merge_parts, plan_groups
 from recordio_core.building.stream_read import read_group
