@@ -39,12 +39,9 @@ def finished(out: Path) -> int:
     return len(list(out.glob("all/*.idx")))
 
 
-def test_killed_build_resumes_with_identical_bytes(tmp_path):
-    from recordio_flow.flows.build import build_dataset
-
-    src = tmp_path / "src"
-    image_tree(src, classes=3, per_class=12)
-    out = tmp_path / "out"
+def kill_after_two_shards(tmp_path: Path, src: Path, out: Path, *extra: str) -> int:
+    """Run `recflow build slow://SRC OUT` (shards of 6, ~0.5 s each) in a child process,
+    SIGKILL it once two shards are committed, and return how many were."""
     args = ["build", f"slow://{src}", str(out), "--records-per-shard", "6", "--resize", "24"]
     env = subprocess_env()
     env["RECFLOW_TEST_SLOW_READ"] = "0.08"  # ~0.5 s per shard of 6 images
@@ -53,7 +50,7 @@ def test_killed_build_resumes_with_identical_bytes(tmp_path):
     log = tmp_path / "child.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, *args], cwd=ROOT, env=env, stdout=logf, stderr=logf
+            [sys.executable, "-c", code, *args, *extra], cwd=ROOT, env=env, stdout=logf, stderr=logf
         )
     deadline = time.monotonic() + 120
     while finished(out) < 2 and time.monotonic() < deadline and proc.poll() is None:
@@ -62,7 +59,16 @@ def test_killed_build_resumes_with_identical_bytes(tmp_path):
         pytest.fail(f"the build ended before it could be killed:\n{log.read_text()[-3000:]}")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = finished(out)
+    return finished(out)
+
+
+def test_killed_build_resumes_with_identical_bytes(tmp_path):
+    from recordio_flow.flows.build import build_dataset
+
+    src = tmp_path / "src"
+    image_tree(src, classes=3, per_class=12)
+    out = tmp_path / "out"
+    done_before = kill_after_two_shards(tmp_path, src, out)
     assert 2 <= done_before < 6 and not (out / "manifest.json").exists()
     debris = [p for p in (out / "all").iterdir() if ".tmp-" in p.name]
     assert all(p.name.startswith(".") for p in debris)  # partial files are hidden temporaries
@@ -91,28 +97,7 @@ def test_killed_streaming_build_resumes_and_its_listing_is_removed_later(tmp_pat
     image_tree(src, classes=3, per_class=12)
     out = tmp_path / "out"
     opts = {"records_per_shard": 6, "resize": 24, "streaming": True}
-    args = ["build", f"slow://{src}", str(out), "--records-per-shard", "6", "--resize", "24"]
-    env = subprocess_env()
-    env["RECFLOW_TEST_SLOW_READ"] = "0.08"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    code = _CHILD.format(tests=str(ROOT / "tests"))
-    log = tmp_path / "child.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, *args, "--streaming"],
-            cwd=ROOT,
-            env=env,
-            stdout=logf,
-            stderr=logf,
-        )
-    deadline = time.monotonic() + 120
-    while finished(out) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    if proc.poll() is not None:
-        pytest.fail(f"the build ended before it could be killed:\n{log.read_text()[-3000:]}")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_before = finished(out)
+    done_before = kill_after_two_shards(tmp_path, src, out, "--streaming")
     assert 2 <= done_before < 6 and not (out / "manifest.json").exists()
     listing = out / ".recflow" / "listing"
     (left,) = [p for p in listing.iterdir() if p.is_dir()]
