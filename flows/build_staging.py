@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect.runtime import flow_run
 
-from recordio_core.storage.fsio import get_fs, join_url
+from recordio_core.storage.fsio import get_fs, join_url, url_basename, url_dirname
 from recordio_core.storage.lease import LAPSE_SECONDS, held_lease, lapsed_folders, remove_folder
 from recordio_flow.flows.params import BuildParameters
 
@@ -51,9 +51,8 @@ def _stages_locally(p: BuildParameters) -> bool:
 
 
 def _remove_lapsed(staging: str, options: dict[str, Any] | None, logger: Any) -> None:
-    parent, _, token = staging.rstrip("/").rpartition("/")
     try:
-        lapsed = lapsed_folders(parent, options, keep=token)
+        lapsed = lapsed_folders(url_dirname(staging), options, keep=url_basename(staging))
         for folder in lapsed:
             remove_folder(folder.url, options)
     except Exception as exc:  # noqa: BLE001 - leftovers never fail the run
@@ -73,5 +72,5 @@ def _remove(staging: str, options: dict[str, Any] | None) -> None:
     with contextlib.suppress(Exception):  # never fail the run for its leftovers
         remove_folder(staging, options)
         with contextlib.suppress(Exception):  # the parent too, once no run uses it
-            fs, path = get_fs(staging, options)
-            fs.rmdir(path.rstrip("/").rpartition("/")[0])
+            fs, parent = get_fs(url_dirname(staging), options)
+            fs.rmdir(parent)

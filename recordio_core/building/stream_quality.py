@@ -209,9 +209,14 @@ def _near_pairs(lines: list[str], distance: int) -> Iterator[tuple[Seen, Seen]]:
     unique = list({line.rpartition("\t")[2]: line for line in lines}.values())
     hashes = np.array([int(line.split("\t", 3)[2]) for line in unique], dtype=np.uint64)
     parsed: dict[int, Seen] = {}
+
+    def seen(i: int) -> Seen:
+        if i not in parsed:
+            parsed[i] = _seen(unique[i])
+        return parsed[i]
+
     for i, j in near_pairs(hashes, distance).tolist():
-        a = parsed.get(i) or parsed.setdefault(i, _seen(unique[i]))
-        b = parsed.get(j) or parsed.setdefault(j, _seen(unique[j]))
+        a, b = seen(i), seen(j)
         yield (a, b) if a.path <= b.path else (b, a)
 
 
